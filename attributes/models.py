@@ -1,0 +1,56 @@
+"""Attribute definitions: the per-tenant schema that every attribute value is validated against."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from iam_project.guards import DomainModel
+from tenants.models import Tenant
+
+KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class AttributeDefinition(DomainModel):
+    class Target(models.TextChoices):
+        USER = "user", "User"
+        TENANT = "tenant", "Tenant"
+
+    class Type(models.TextChoices):
+        STRING = "string", "String"
+        INTEGER = "integer", "Integer"
+        NUMBER = "number", "Number"
+        BOOLEAN = "boolean", "Boolean"
+        DATE = "date", "Date"
+        DATETIME = "datetime", "Date and time"
+        ENUM = "enum", "Enum"
+        STRING_LIST = "string_list", "List of strings"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="attribute_definitions")
+    key = models.CharField(max_length=64)
+    target = models.CharField(max_length=16, choices=Target.choices, default=Target.USER)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    required = models.BooleanField(default=False)
+    allowed_values = models.JSONField(null=True, blank=True, help_text="Allowed values (enum; optional for strings).")
+    pattern = models.CharField(max_length=500, blank=True, default="", help_text="Regular expression a string must fully match.")
+    min_value = models.FloatField(null=True, blank=True, help_text="Minimum for integer and number.")
+    max_value = models.FloatField(null=True, blank=True, help_text="Maximum for integer and number.")
+    max_length = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum characters of a string (each item of a list).")
+    max_items = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum items of a list of strings.")
+    description = models.TextField(blank=True, default="")
+    pii = models.BooleanField(default=False, help_text="Personally identifiable: redacted in audit records.")
+    version = models.PositiveBigIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant_id", "target", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="attribute_key_unique_per_tenant"),
+            models.CheckConstraint(condition=models.Q(key__regex=KEY_PATTERN), name="attribute_key_charset"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target}.{self.key}"

@@ -1,0 +1,188 @@
+"""Writes to attribute definitions (the per-tenant schema), each with its event.
+
+A definition change never leaves stored values invalid: a stricter constraint, a new required
+attribute or a deletion that existing values contradict is refused with a 409 naming how many
+subjects are in the way.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from attributes.models import KEY_PATTERN, AttributeDefinition
+from attributes.validation import validate_value
+from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
+from iam_project.guards import domain_write
+from outbox.services import event_record
+from tenants.models import Tenant
+
+Type = AttributeDefinition.Type
+CONSTRAINT_FIELDS = ("required", "allowed_values", "pattern", "min_value", "max_value", "max_length", "max_items")
+UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "description", "pii")
+IMMUTABLE_FIELDS = ("key", "target", "type")
+
+
+def definition_data(definition: AttributeDefinition) -> dict[str, Any]:
+    return {
+        "id": str(definition.id),
+        "tenant_id": str(definition.tenant_id),
+        "key": definition.key,
+        "target": definition.target,
+        "type": definition.type,
+        "required": definition.required,
+        "allowed_values": definition.allowed_values,
+        "pattern": definition.pattern,
+        "min_value": definition.min_value,
+        "max_value": definition.max_value,
+        "max_length": definition.max_length,
+        "max_items": definition.max_items,
+        "description": definition.description,
+        "pii": definition.pii,
+        "version": definition.version,
+    }
+
+
+def definition_check(definition: AttributeDefinition) -> None:
+    errors: list[FieldError] = []
+    if not isinstance(definition.key, str) or not re.match(KEY_PATTERN, definition.key):
+        errors.append(FieldError("/key", "key", "1-64 of a-z, 0-9 and '_', starting with a letter"))
+    if definition.target not in AttributeDefinition.Target.values:
+        errors.append(FieldError("/target", "enum", f"one of {', '.join(AttributeDefinition.Target.values)}"))
+    if definition.type not in Type.values:
+        errors.append(FieldError("/type", "enum", f"one of {', '.join(Type.values)}"))
+    allowed = definition.allowed_values
+    if allowed is not None:
+        if not isinstance(allowed, list) or not allowed or not all(isinstance(v, str) for v in allowed):
+            errors.append(FieldError("/allowed_values", "type", "a non-empty list of strings"))
+        elif definition.type not in (Type.STRING, Type.ENUM, Type.STRING_LIST):
+            errors.append(FieldError("/allowed_values", "applies_to", "only for string, enum and string_list"))
+        elif len(set(allowed)) != len(allowed):
+            errors.append(FieldError("/allowed_values", "unique", "values must be unique"))
+    if definition.type == Type.ENUM and not allowed:
+        errors.append(FieldError("/allowed_values", "required", "an enum needs its allowed values"))
+    if definition.pattern:
+        if definition.type not in (Type.STRING, Type.STRING_LIST):
+            errors.append(FieldError("/pattern", "applies_to", "only for string and string_list"))
+        else:
+            try:
+                re.compile(definition.pattern)
+            except re.error as exc:
+                errors.append(FieldError("/pattern", "pattern", f"not a valid regular expression: {exc}"))
+    for name in ("min_value", "max_value"):
+        if getattr(definition, name) is not None and definition.type not in (Type.INTEGER, Type.NUMBER):
+            errors.append(FieldError(f"/{name}", "applies_to", "only for integer and number"))
+    if (
+        definition.min_value is not None
+        and definition.max_value is not None
+        and definition.min_value > definition.max_value
+    ):
+        errors.append(FieldError("/max_value", "min", "must not be below min_value"))
+    if definition.max_length is not None and definition.type not in (Type.STRING, Type.STRING_LIST, Type.ENUM):
+        errors.append(FieldError("/max_length", "applies_to", "only for string, enum and string_list"))
+    if definition.max_items is not None and definition.type != Type.STRING_LIST:
+        errors.append(FieldError("/max_items", "applies_to", "only for string_list"))
+    if len(definition.description or "") > 2000:
+        errors.append(FieldError("/description", "max_length", "at most 2000 characters"))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _subjects(definition: AttributeDefinition):  # type: ignore[no-untyped-def]
+    from users.models import User
+
+    if definition.target == AttributeDefinition.Target.USER:
+        return User.objects.filter(tenant_id=definition.tenant_id)
+    return Tenant.objects.filter(pk=definition.tenant_id)
+
+
+def _conflicting_subjects(definition: AttributeDefinition) -> int:
+    """How many subjects hold a value (or lack a required one) that ``definition`` refuses."""
+    subjects = _subjects(definition)
+    missing = subjects.exclude(attributes__has_key=definition.key).count() if definition.required else 0
+    invalid = 0
+    for values in subjects.filter(attributes__has_key=definition.key).values_list("attributes", flat=True).iterator():
+        _, errors = validate_value(definition, values[definition.key], f"/attributes/{definition.key}")
+        invalid += bool(errors)
+    return missing + invalid
+
+
+def definition_create(*, tenant: Tenant, key: str, type: str, target: str = "user", **fields: Any) -> AttributeDefinition:
+    unknown = set(fields) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise ValidationFailed([FieldError(f"/{name}", "unknown", "unknown field") for name in sorted(unknown)])
+    definition = AttributeDefinition(tenant=tenant, key=key, type=type, target=target, **fields)
+    definition_check(definition)
+    with transaction.atomic(), domain_write():
+        if definition.required and (count := _conflicting_subjects(definition)):
+            raise Conflict(f"{count} existing {target}s have no value for the new required attribute {key!r}")
+        try:
+            with transaction.atomic():
+                definition.save(force_insert=True)
+        except IntegrityError:
+            raise Conflict(f"an attribute definition {key!r} already exists in this tenant") from None
+        event_record(
+            event_type="AttributeDefinitionCreated",
+            tenant_id=tenant.id,
+            aggregate_id=definition.id,
+            aggregate_version=definition.version,
+            data=definition_data(definition),
+        )
+    return definition
+
+
+def definition_update(
+    *, definition: AttributeDefinition, expected_version: int | None = None, **fields: Any
+) -> AttributeDefinition:
+    immutable = [name for name in IMMUTABLE_FIELDS if name in fields and fields[name] != getattr(definition, name)]
+    unknown = set(fields) - set(UPDATABLE_FIELDS) - set(IMMUTABLE_FIELDS)
+    if immutable or unknown:
+        raise ValidationFailed(
+            [FieldError(f"/{name}", "read_only", "cannot be changed; create a new definition") for name in immutable]
+            + [FieldError(f"/{name}", "unknown", "unknown field") for name in sorted(unknown)]
+        )
+    with transaction.atomic(), domain_write():
+        locked = AttributeDefinition.objects.select_for_update().get(pk=definition.pk)
+        if expected_version is not None and locked.version != expected_version:
+            raise PreconditionFailed(locked.version)
+        changed = [name for name in UPDATABLE_FIELDS if name in fields and getattr(locked, name) != fields[name]]
+        if not changed:
+            return locked
+        for name in changed:
+            setattr(locked, name, fields[name])
+        definition_check(locked)
+        if set(changed) & set(CONSTRAINT_FIELDS) and (count := _conflicting_subjects(locked)):
+            raise Conflict(f"{count} existing {locked.target}s hold values that the changed definition refuses")
+        locked.version += 1
+        locked.save()
+        event_record(
+            event_type="AttributeDefinitionUpdated",
+            tenant_id=locked.tenant_id,
+            aggregate_id=locked.id,
+            aggregate_version=locked.version,
+            data={**definition_data(locked), "changed": changed},
+        )
+    return locked
+
+
+def definition_delete(*, definition: AttributeDefinition, expected_version: int | None = None) -> None:
+    with transaction.atomic(), domain_write():
+        locked = AttributeDefinition.objects.select_for_update().get(pk=definition.pk)
+        if expected_version is not None and locked.version != expected_version:
+            raise PreconditionFailed(locked.version)
+        in_use = _subjects(locked).filter(attributes__has_key=locked.key).count()
+        if in_use:
+            raise Conflict(f"attribute {locked.key!r} is set on {in_use} {locked.target}s; remove the values first")
+        data = definition_data(locked)
+        version = locked.version + 1
+        definition_id, tenant_id = locked.id, locked.tenant_id
+        locked.delete()
+        event_record(
+            event_type="AttributeDefinitionDeleted",
+            tenant_id=tenant_id,
+            aggregate_id=definition_id,
+            aggregate_version=version,
+            data={**data, "version": version},
+        )

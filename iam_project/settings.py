@@ -1,0 +1,266 @@
+"""Django settings for iam-service, read from environment variables (see README "Configuration").
+
+``IAM_ENV=production`` (the default) demands every URL and a real ``SECRET_KEY``; a missing or
+malformed value stops the process with one FATAL line naming the variable (:mod:`iam_project.startup`).
+``IAM_ENV=development`` falls back to the embedded PostgreSQL / NATS / filesystem broker.
+"""
+
+from __future__ import annotations
+
+import os
+
+import environ
+
+from iam_project import startup
+from iam_project.config import (
+    BASE_DIR,
+    DATA_DIR,
+    DEVELOPMENT,
+    ConfigError,
+    broker_url,
+    database_config,
+    event_bus_config,
+    iam_env,
+    redis_url,
+)
+
+env = environ.Env()
+
+ROLE = os.environ.get("IAM_ROLE", "web")
+BUILDING_IMAGE = env.bool("IAM_BUILD", default=False)
+
+try:
+    IAM_ENV = iam_env()
+    DEVELOPMENT_MODE = IAM_ENV == DEVELOPMENT
+    DEBUG = env.bool("DEBUG", default=DEVELOPMENT_MODE)
+
+    if DEVELOPMENT_MODE or BUILDING_IMAGE:
+        SECRET_KEY = env.str("SECRET_KEY", default="development-only-secret-key-not-for-production-use-0123456789")
+    else:
+        SECRET_KEY = env.str("SECRET_KEY", default="")
+        if len(SECRET_KEY) < 50:
+            raise ConfigError("SECRET_KEY", "must be set to at least 50 random characters")
+
+    _database_url = os.environ.get("DATABASE_URL", "")
+    if not _database_url and (DEVELOPMENT_MODE or BUILDING_IMAGE):
+        _url_file = DATA_DIR / "postgres.url"
+        _database_url = _url_file.read_text() if _url_file.exists() else "postgres://postgres@/iam?host=/nonexistent"
+    if not _database_url:
+        raise ConfigError("DATABASE_URL", "is not set")
+    _database = database_config(
+        _database_url,
+        application_name=f"iam-{ROLE}",
+        statement_timeout_ms=env.int("DB_STATEMENT_TIMEOUT_MS", default=5000),
+    )
+
+    _event_bus_url = os.environ.get("EVENT_BUS_URL", "")
+    if not _event_bus_url and (DEVELOPMENT_MODE or BUILDING_IMAGE):
+        _url_file = DATA_DIR / "nats.url"
+        _event_bus_url = _url_file.read_text() if _url_file.exists() else "nats://127.0.0.1:4222"
+    if not _event_bus_url:
+        raise ConfigError("EVENT_BUS_URL", "is not set")
+    EVENT_BUS = event_bus_config(_event_bus_url)
+
+    _broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL", "")
+    if not _broker and (DEVELOPMENT_MODE or BUILDING_IMAGE):
+        _broker = "filesystem://"
+    if not _broker:
+        raise ConfigError("CELERY_BROKER_URL", "is not set (nor REDIS_URL)")
+    CELERY_BROKER_URL = broker_url(_broker)
+    _cache_url = os.environ.get("REDIS_URL", "")
+    if _cache_url:
+        redis_url(_cache_url)
+except ConfigError as error:
+    startup.fatal(error)
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEVELOPMENT_MODE else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "tenants",
+    "attributes",
+    "users",
+    "outbox",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "iam_project.middleware.BodySizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "iam_project.urls"
+WSGI_APPLICATION = "iam_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "iam_project" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database.update(
+    {
+        "CONN_MAX_AGE": env.int("DB_CONN_MAX_AGE", default=60),
+        "CONN_HEALTH_CHECKS": True,
+        "ATOMIC_REQUESTS": False,
+    }
+)
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- request limits -------------------------------------------------------------------------------
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024)
+IAM_MAX_ATTRIBUTES_PER_SUBJECT = env.int("MAX_ATTRIBUTES_PER_SUBJECT", default=64)
+IAM_MAX_ATTRIBUTE_VALUE_BYTES = env.int("MAX_ATTRIBUTE_VALUE_BYTES", default=4096)
+IAM_MAX_PAGE_SIZE = 500
+
+# --- REST API -------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PARSER_CLASSES": ["iam_project.api.parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "iam_project.api.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "EXCEPTION_HANDLER": "iam_project.api.problems.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "iam-service API",
+    "DESCRIPTION": "Tenants, policy subjects (users) and their typed attributes; the Policy Information Point.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- events ---------------------------------------------------------------------------------------
+IAM_EVENT_SOURCE = env.str("EVENT_SOURCE", default="urn:citadel:iam-service")
+NATS_STREAM_NAME = env.str("NATS_STREAM_NAME", default="IAM_EVENTS")
+NATS_SUBJECT_PREFIX = env.str("NATS_SUBJECT_PREFIX", default="iam")
+NATS_STREAM_REPLICAS = env.int("NATS_STREAM_REPLICAS", default=1)
+NATS_STREAM_MAX_AGE_SECONDS = env.int("NATS_STREAM_MAX_AGE_SECONDS", default=7 * 24 * 3600)
+NATS_DUPLICATE_WINDOW_SECONDS = env.int("NATS_DUPLICATE_WINDOW_SECONDS", default=2 * 3600)
+NATS_PUBLISH_TIMEOUT_SECONDS = env.float("NATS_PUBLISH_TIMEOUT_SECONDS", default=5.0)
+NATS_CONNECT_TIMEOUT_SECONDS = env.float("NATS_CONNECT_TIMEOUT_SECONDS", default=2.0)
+NATS_STREAM_MAX_MSG_SIZE = env.int("NATS_STREAM_MAX_MSG_SIZE", default=-1)
+OUTBOX_RELAY_INTERVAL = env.float("OUTBOX_RELAY_INTERVAL", default=1.0)
+OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
+OUTBOX_BACKOFF_MAX_SECONDS = env.float("OUTBOX_BACKOFF_MAX_SECONDS", default=300.0)
+OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=168)
+
+# --- Celery ---------------------------------------------------------------------------------------
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+    "max_retries": 1,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 2,
+}
+CELERY_BEAT_SCHEDULE = {
+    "relay-outbox": {
+        "task": "outbox.relay",
+        "schedule": OUTBOX_RELAY_INTERVAL,
+        # A tick that no worker took in time expires instead of piling up behind an outage.
+        "options": {"expires": max(OUTBOX_RELAY_INTERVAL * 2, 2.0)},
+    },
+    "purge-published-outbox": {"task": "outbox.purge_published", "schedule": 3600.0, "options": {"expires": 600}},
+}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_queue = DATA_DIR / "broker" / "queue"
+    _broker_queue.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_queue),
+        "data_folder_out": str(_broker_queue),
+        "control_folder": str(DATA_DIR / "broker" / "control"),
+    }
+    (DATA_DIR / "broker" / "control").mkdir(parents=True, exist_ok=True)
+
+# --- logging --------------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "celery": {"level": LOG_LEVEL},
+        "pgserver": {"level": "WARNING"},
+    },
+}
+
+# --- security -------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEVELOPMENT_MODE:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

@@ -1,0 +1,289 @@
+"""The EventBusAdapter interface and its NATS JetStream implementation (nats-py).
+
+The adapter owns one asyncio loop on a daemon thread per process (created after a fork, never
+inherited), so the NATS connection keeps answering the server's pings between relay runs; callers
+stay synchronous and make no ORM calls inside coroutines. Every await carries a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import StorageType, StreamConfig
+
+from iam_project.config import EventBusConfig
+
+logger = logging.getLogger("iam.EventBusAdapter")
+
+
+@dataclass(frozen=True)
+class Message:
+    event_id: str
+    subject: str
+    payload: bytes
+
+
+@dataclass
+class BatchResult:
+    """``acked``: how many messages, from the start, the bus acknowledged (duplicates included).
+
+    ``error`` is set when the batch stopped at message ``acked``; ``per_event`` tells whether the
+    error belongs to that message (too large, rejected) or to the transport (down, timeout).
+    """
+
+    acked: int
+    duplicates: int = 0
+    error: Exception | None = None
+    per_event: bool = False
+    acked_after_failure: list[int] = field(default_factory=list)
+
+
+class EventBusAdapter(Protocol):
+    def publish_batch(self, messages: Sequence[Message]) -> BatchResult: ...
+
+    def ensure_stream(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    name: str
+    subjects: list[str]
+    replicas: int
+    max_age_seconds: float
+    duplicate_window_seconds: float
+    max_msg_size: int = -1
+
+
+TRANSPORT_ERRORS = (
+    nats.errors.TimeoutError,
+    nats.errors.NoServersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.UnexpectedEOF,
+    nats.errors.FlushTimeoutError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+    asyncio.TimeoutError,
+    TimeoutError,
+    OSError,
+    ConnectionError,
+)
+
+
+def is_per_event(error: BaseException) -> bool:
+    """An error that belongs to one message, so retrying the transport will not fix it."""
+    if isinstance(error, nats.errors.MaxPayloadError):
+        return True
+    if isinstance(error, nats.js.errors.APIError) and not isinstance(error, TRANSPORT_ERRORS):
+        return (error.code or 0) not in (408, 500, 503)
+    return False
+
+
+class NatsJetStreamAdapter:
+    def __init__(
+        self,
+        config: EventBusConfig,
+        stream: StreamSettings,
+        *,
+        publish_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.stream = stream
+        self.publish_timeout = publish_timeout
+        self.connect_timeout = connect_timeout
+        self._pid = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nc: nats.NATS | None = None
+        self._js = None
+        self._stream_ready = False
+        self._lock = threading.Lock()
+
+    # --- the per-process loop ------------------------------------------------------------------
+    def _run(self, coro, timeout: float):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if self._pid != os.getpid() or self._loop is None:
+                self._pid = os.getpid()
+                self._nc = None
+                self._js = None
+                self._stream_ready = False
+                self._loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=self._loop.run_forever, name="event-bus-loop", daemon=True)
+                thread.start()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    async def _connect(self):  # type: ignore[no-untyped-def]
+        if self._nc is not None and self._nc.is_connected:
+            return self._js
+        if self._nc is not None and not self._nc.is_closed:
+            if self._nc.is_reconnecting:
+                raise nats.errors.ConnectionReconnectingError
+            await self._nc.close()
+        options = {
+            "servers": self.config.servers,
+            "connect_timeout": self.connect_timeout,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,  # nats-py gives up after 60 by default: never give up
+            "reconnect_time_wait": 1,
+            "name": f"iam-service-relay-{os.getpid()}",
+            "error_cb": _quiet,
+            "disconnected_cb": _disconnected,
+            "reconnected_cb": _reconnected,
+        }
+        if self.config.user:
+            options["user"] = self.config.user
+            options["password"] = self.config.password
+        if self.config.token:
+            options["token"] = self.config.token
+        if self.config.tls:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.config.tls_ca_file)
+            options["tls"] = context
+        self._nc = await nats.connect(**options)
+        self._js = self._nc.jetstream(timeout=self.publish_timeout, publish_async_max_pending=4000)
+        self._stream_ready = False
+        return self._js
+
+    async def _ensure_stream(self) -> None:
+        js = await self._connect()
+        if self._stream_ready:
+            return
+        config = StreamConfig(
+            name=self.stream.name,
+            subjects=self.stream.subjects,
+            num_replicas=self.stream.replicas,
+            max_age=self.stream.max_age_seconds,
+            duplicate_window=self.stream.duplicate_window_seconds,
+            storage=StorageType.FILE,
+            max_msg_size=self.stream.max_msg_size,
+        )
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await js.update_stream(config)  # exists with another configuration: converge
+        self._stream_ready = True
+
+    def ensure_stream(self) -> None:
+        self._run(self._ensure_stream(), self.connect_timeout + self.publish_timeout * 2)
+
+    async def _publish(self, messages: Sequence[Message]) -> BatchResult:
+        await self._ensure_stream()
+        js = self._js
+        futures: list[asyncio.Future] = []
+        stop: tuple[int, Exception] | None = None
+        for index, message in enumerate(messages):
+            try:
+                futures.append(
+                    await js.publish_async(  # type: ignore[union-attr]
+                        message.subject,
+                        message.payload,
+                        wait_stall=self.publish_timeout,
+                        headers={"Nats-Msg-Id": message.event_id},
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - classified below
+                stop = (index, exc)
+                break
+        if futures:
+            done, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
+            for future in pending:
+                future.cancel()
+        result = BatchResult(acked=0)
+        for index, future in enumerate(futures):
+            if future.cancelled():
+                result.error, result.per_event = nats.errors.TimeoutError(), False
+                break
+            error = future.exception()
+            if error is not None:
+                result.error, result.per_event = error, is_per_event(error)
+                if result.per_event:
+                    # Later messages of other aggregates may have been acked; the relay may mark them.
+                    result.acked_after_failure = [
+                        later for later in range(index + 1, len(futures))
+                        if not futures[later].cancelled() and futures[later].exception() is None
+                    ]  # fmt: skip
+                break
+            result.acked += 1
+            if future.result().duplicate:
+                result.duplicates += 1
+        else:
+            if stop is not None:
+                result.error, result.per_event = stop[1], is_per_event(stop[1])
+        return result
+
+    def publish_batch(self, messages: Sequence[Message]) -> BatchResult:
+        try:
+            return self._run(self._publish(messages), self.connect_timeout + self.publish_timeout * 3)
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the bus is a transport failure
+            return BatchResult(acked=0, error=exc, per_event=is_per_event(exc))
+
+    def close(self) -> None:
+        if self._loop is not None and self._nc is not None and self._pid == os.getpid():
+            try:
+                self._run(self._nc.close(), 5)
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self._nc = None
+
+
+async def _quiet(error: Exception) -> None:
+    logger.debug("nats client error", extra={"component": "EventBusAdapter", "error": str(error)})
+
+
+async def _disconnected() -> None:
+    logger.warning("disconnected from the event bus", extra={"component": "EventBusAdapter"})
+
+
+async def _reconnected() -> None:
+    logger.info("reconnected to the event bus", extra={"component": "EventBusAdapter"})
+
+
+_adapter: EventBusAdapter | None = None
+
+
+def get_adapter() -> EventBusAdapter:
+    """The process's adapter, built from settings (``EVENT_BUS_URL`` and the stream settings)."""
+    global _adapter
+    if _adapter is None:
+        from django.conf import settings
+
+        _adapter = NatsJetStreamAdapter(
+            settings.EVENT_BUS,
+            StreamSettings(
+                name=settings.NATS_STREAM_NAME,
+                subjects=[f"{settings.NATS_SUBJECT_PREFIX}.>"],
+                replicas=settings.NATS_STREAM_REPLICAS,
+                max_age_seconds=settings.NATS_STREAM_MAX_AGE_SECONDS,
+                duplicate_window_seconds=settings.NATS_DUPLICATE_WINDOW_SECONDS,
+                max_msg_size=settings.NATS_STREAM_MAX_MSG_SIZE,
+            ),
+            publish_timeout=settings.NATS_PUBLISH_TIMEOUT_SECONDS,
+            connect_timeout=settings.NATS_CONNECT_TIMEOUT_SECONDS,
+        )
+    return _adapter
+
+
+def reset_adapter() -> None:
+    global _adapter
+    if _adapter is not None:
+        _adapter.close()
+    _adapter = None

@@ -1,0 +1,49 @@
+"""The transactional outbox: one row per domain event, written in the transaction of its change."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class OutboxEvent(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PUBLISHED = "published", "Published"
+        FAILED = "failed", "Failed (parked)"
+
+    sequence = models.BigAutoField(primary_key=True, help_text="The relay's order.")
+    event_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False, help_text="CloudEvent id = Nats-Msg-Id.")
+    event_type = models.CharField(max_length=64)
+    aggregate_type = models.CharField(max_length=32)
+    aggregate_id = models.UUIDField()
+    aggregate_version = models.PositiveBigIntegerField()
+    tenant_id = models.UUIDField()
+    subject = models.CharField(max_length=255, help_text="NATS subject.")
+    payload = models.JSONField(help_text="The CloudEvents 1.0 envelope, as published.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sequence"]
+        indexes = [
+            models.Index(
+                fields=["sequence"],
+                name="outbox_pending_by_sequence",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(
+                fields=["published_at"],
+                name="outbox_published_at",
+                condition=models.Q(status="published"),
+            ),
+            models.Index(fields=["aggregate_id", "sequence"], name="outbox_aggregate_sequence"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.event_type} {self.aggregate_id} v{self.aggregate_version}"

@@ -1,0 +1,105 @@
+"""Writing outbox rows. Called by the domain services inside their transaction, never alone."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from outbox.events import EVENT_TYPES, envelope, subject_for
+from outbox.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+
+class OutboxOutsideTransaction(RuntimeError):
+    """An event was recorded outside a transaction: it could commit without its change."""
+
+
+def event_record(
+    *,
+    event_type: str,
+    tenant_id: UUID,
+    aggregate_id: UUID,
+    aggregate_version: int,
+    data: dict[str, Any],
+) -> OutboxEvent:
+    """Insert one outbox row for a domain event; the relay is poked when the transaction commits."""
+    event = EVENT_TYPES.get(event_type)
+    if event is None:
+        raise KeyError(f"unregistered event type {event_type!r}")
+    if not transaction.get_connection().in_atomic_block:
+        raise OutboxOutsideTransaction(f"{event_type} recorded outside transaction.atomic()")
+    event_id = uuid.uuid4()
+    now = timezone.now()
+    row = OutboxEvent.objects.create(
+        event_id=event_id,
+        event_type=event.name,
+        aggregate_type=event.aggregate_type,
+        aggregate_id=aggregate_id,
+        aggregate_version=aggregate_version,
+        tenant_id=tenant_id,
+        subject=subject_for(settings.NATS_SUBJECT_PREFIX, tenant_id, event),
+        payload=envelope(
+            event_id=event_id,
+            event=event,
+            source=settings.IAM_EVENT_SOURCE,
+            time=now,
+            tenant_id=tenant_id,
+            aggregate_id=aggregate_id,
+            aggregate_version=aggregate_version,
+            data=data,
+        ),
+    )
+    connection = transaction.get_connection()
+    if not any(callback is poke_relay for _, callback, _ in connection.run_on_commit):
+        transaction.on_commit(poke_relay, robust=True)
+    return row
+
+
+def poke_relay() -> None:
+    """Ask a worker to relay now. Best effort: beat relays anyway if the broker is unreachable."""
+    if not getattr(settings, "OUTBOX_POKE_ENABLED", True):
+        return
+    from outbox.tasks import relay_outbox_task
+
+    try:
+        relay_outbox_task.apply_async(expires=max(settings.OUTBOX_RELAY_INTERVAL * 5, 5), retry=False)
+    except Exception as exc:  # noqa: BLE001 - a broker outage must never fail a committed write
+        logger.warning("could not poke the outbox relay; beat will relay", extra={"error": str(exc)})
+
+
+def outbox_purge_published(*, older_than_hours: int | None = None, batch_size: int = 5000) -> int:
+    """Delete published rows past the retention period, in bounded batches."""
+    from datetime import timedelta
+
+    hours = settings.OUTBOX_RETENTION_HOURS if older_than_hours is None else older_than_hours
+    cutoff = timezone.now() - timedelta(hours=hours)
+    deleted = 0
+    while True:
+        ids = list(
+            OutboxEvent.objects.filter(status=OutboxEvent.Status.PUBLISHED, published_at__lt=cutoff)
+            .values_list("sequence", flat=True)[:batch_size]
+        )
+        if not ids:
+            return deleted
+        deleted += OutboxEvent.objects.filter(sequence__in=ids).delete()[0]
+
+
+def outbox_retry(*, sequences: list[int]) -> int:
+    """Make parked (failed) events due again with a fresh attempt budget."""
+    return OutboxEvent.objects.filter(sequence__in=sequences, status=OutboxEvent.Status.FAILED).update(
+        status=OutboxEvent.Status.PENDING, attempts=0, next_attempt_at=None
+    )
+
+
+def outbox_requeue(*, sequences: list[int]) -> int:
+    """Publish already-published events again (same ids: JetStream drops them inside its duplicate window)."""
+    return OutboxEvent.objects.filter(sequence__in=sequences).exclude(status=OutboxEvent.Status.PENDING).update(
+        status=OutboxEvent.Status.PENDING, attempts=0, next_attempt_at=None, published_at=None
+    )

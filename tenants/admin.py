@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from attributes.models import AttributeDefinition
+from attributes.selectors import definitions_for
+from attributes.validation import validate_attributes
+from iam_project.admin_support import ServiceModelAdmin, add_field_errors
+from iam_project.errors import ValidationFailed
+from tenants import services
+from tenants.models import Tenant
+
+
+class TenantForm(forms.ModelForm):
+    attributes = forms.JSONField(
+        required=False, initial=dict, help_text='Attribute values as a JSON object, e.g. {"region": "eu"}.'
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "status", "attributes"]
+
+    def clean_attributes(self) -> Any:
+        return self.cleaned_data.get("attributes") or {}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "attributes" in cleaned:
+            definitions = (
+                definitions_for(tenant_id=self.instance.pk, target=AttributeDefinition.Target.TENANT)
+                if not self.instance._state.adding
+                else []
+            )
+            try:
+                cleaned["attributes"] = validate_attributes(definitions, cleaned["attributes"])
+            except ValidationFailed as error:
+                add_field_errors(self, error)
+        return cleaned
+
+
+@admin.register(Tenant)
+class TenantAdmin(ServiceModelAdmin):
+    form = TenantForm
+    list_display = ["slug", "name", "status", "version", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["slug", "name", "=id"]
+    readonly_fields = ["id", "version", "created_at", "updated_at"]
+    fields = ["id", "slug", "name", "status", "attributes", "version", "created_at", "updated_at"]
+
+    def service_create(self, request: HttpRequest, data: dict[str, Any]) -> Tenant:
+        return services.tenant_create(**data)
+
+    def service_update(self, request: HttpRequest, obj: Tenant, data: dict[str, Any]) -> Tenant:
+        attributes = data.pop("attributes", None)
+        return services.tenant_update(tenant=obj, attributes=attributes, **data)
+
+    def service_delete(self, request: HttpRequest, obj: Tenant) -> None:
+        services.tenant_delete(tenant=obj)

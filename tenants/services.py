@@ -1,0 +1,133 @@
+"""Writes to tenants. Every function changes the rows and records its event in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from attributes.models import AttributeDefinition
+from attributes.selectors import definitions_for
+from attributes.validation import merge_attribute_patch, validate_attributes
+from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
+from iam_project.guards import domain_write
+from outbox.services import event_record
+from tenants.models import Tenant
+
+UPDATABLE_FIELDS = ("slug", "name", "status")
+
+
+def tenant_data(tenant: Tenant) -> dict[str, Any]:
+    """The state of a tenant as events carry it."""
+    return {
+        "id": str(tenant.id),
+        "slug": tenant.slug,
+        "name": tenant.name,
+        "status": tenant.status,
+        "attributes": tenant.attributes,
+        "version": tenant.version,
+    }
+
+
+def _full_clean(tenant: Tenant) -> None:
+    from django.core.exceptions import ValidationError
+
+    try:
+        tenant.full_clean(exclude=["attributes"], validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            [FieldError(f"/{field}", "invalid", " ".join(messages)) for field, messages in exc.message_dict.items()]
+        ) from None
+
+
+def tenant_create(*, slug: str, name: str, status: str = Tenant.Status.ACTIVE, attributes: dict | None = None) -> Tenant:
+    tenant = Tenant(slug=slug, name=name, status=status, attributes={})
+    _full_clean(tenant)
+    if attributes:
+        # A new tenant has no definitions yet, so any attribute key is unknown.
+        validate_attributes([], attributes)
+    with transaction.atomic(), domain_write():
+        try:
+            with transaction.atomic():
+                tenant.save(force_insert=True)
+        except IntegrityError:
+            raise Conflict(f"a tenant with slug {slug!r} already exists") from None
+        event_record(
+            event_type="TenantCreated",
+            tenant_id=tenant.id,
+            aggregate_id=tenant.id,
+            aggregate_version=tenant.version,
+            data=tenant_data(tenant),
+        )
+    return tenant
+
+
+def tenant_update(
+    *,
+    tenant: Tenant,
+    expected_version: int | None = None,
+    attributes: dict | None = None,
+    merge_attributes: bool = False,
+    **fields: Any,
+) -> Tenant:
+    """Change ``fields`` (slug, name, status) and/or the attribute values; one event if anything changed.
+
+    ``attributes`` replaces the map, or with ``merge_attributes`` is merged into it (``None`` removes a key).
+    """
+    unknown = set(fields) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
+    with transaction.atomic(), domain_write():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        if expected_version is not None and locked.version != expected_version:
+            raise PreconditionFailed(locked.version)
+        changed = [name for name, value in fields.items() if getattr(locked, name) != value]
+        for name in changed:
+            setattr(locked, name, fields[name])
+        if changed:
+            _full_clean(locked)
+        if attributes is not None:
+            new_values = merge_attribute_patch(locked.attributes, attributes) if merge_attributes else attributes
+            definitions = definitions_for(tenant_id=locked.id, target=AttributeDefinition.Target.TENANT)
+            new_values = validate_attributes(definitions, new_values)
+            if new_values != locked.attributes:
+                locked.attributes = new_values
+                changed.append("attributes")
+        if not changed:
+            return locked
+        locked.version += 1
+        try:
+            with transaction.atomic():
+                locked.save()
+        except IntegrityError:
+            raise Conflict(f"a tenant with slug {locked.slug!r} already exists") from None
+        event_type = "TenantAttributesChanged" if changed == ["attributes"] else "TenantUpdated"
+        event_record(
+            event_type=event_type,
+            tenant_id=locked.id,
+            aggregate_id=locked.id,
+            aggregate_version=locked.version,
+            data={**tenant_data(locked), "changed": changed},
+        )
+    return locked
+
+
+def tenant_delete(*, tenant: Tenant, expected_version: int | None = None) -> None:
+    with transaction.atomic(), domain_write():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        if expected_version is not None and locked.version != expected_version:
+            raise PreconditionFailed(locked.version)
+        users = locked.users.count()
+        if users:
+            raise Conflict(f"tenant {locked.slug!r} still has {users} users; delete them first")
+        data = tenant_data(locked)
+        version = locked.version + 1
+        locked.delete()
+        event_record(
+            event_type="TenantDeleted",
+            tenant_id=tenant.pk,
+            aggregate_id=tenant.pk,
+            aggregate_version=version,
+            data={**data, "version": version},
+        )
+

@@ -1,0 +1,144 @@
+"""Fixtures: a real PostgreSQL (pgserver unless one is configured), a real NATS server, the SQL guard."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from iam_project.embedded import free_port, quiet_pgserver, start_nats
+from iam_project.guards import in_domain_write
+
+CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
+DOMAIN_TABLES = ("tenants_tenant", "users_user", "attributes_attributedefinition")
+DOMAIN_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(%s)"?\b' % "|".join(DOMAIN_TABLES), re.I)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> Iterator[None]:
+    """Without a configured database, start a real PostgreSQL from the pgserver wheel for the session."""
+    if CONFIGURED_DATABASE:
+        yield
+        return
+    quiet_pgserver()
+    import pgserver
+
+    data_dir = Path(tempfile.mkdtemp(prefix="iam-test-pg-"))
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    uri = server.get_uri("postgres")
+    socket_dir = re.search(r"host=([^&]+)", uri).group(1)
+    database = settings.DATABASES["default"]
+    database.update({"HOST": socket_dir, "PORT": "", "NAME": "postgres", "USER": "postgres", "PASSWORD": ""})
+    database["OPTIONS"] = {k: v for k, v in database["OPTIONS"].items() if k != "host"}
+    try:
+        yield
+    finally:
+        server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def domain_write_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test whose code writes a domain table outside a service (so without its event)."""
+    if "no_sql_guard" in request.keywords or "django_db_setup" not in request.fixturenames:
+        yield
+        return
+
+    def guard(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if DOMAIN_WRITE.match(sql) and not in_domain_write():
+            raise AssertionError(f"domain table written outside a service function: {sql[:120]}")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(guard):
+        yield
+
+
+# --- principals ------------------------------------------------------------------------------------
+ADMIN_PASSWORD = "console-admin-password-1"
+
+
+@pytest.fixture
+def superuser(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_superuser("root", "root@example.com", ADMIN_PASSWORD)
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def api(superuser):  # type: ignore[no-untyped-def]
+    """A DRF client sending HTTP Basic credentials of a console superuser."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=basic("root", ADMIN_PASSWORD))
+    return client
+
+
+@pytest.fixture
+def admin_client_logged_in(client, superuser):  # type: ignore[no-untyped-def]
+    client.force_login(superuser)
+    return client
+
+
+# --- NATS ------------------------------------------------------------------------------------------
+class NatsServer:
+    """A nats-server with JetStream started by the tests on a free port (stoppable, restartable)."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.store_dir = store_dir
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = start_nats(self.store_dir, self.port, log_file=self.store_dir / "nats.log")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    store = Path(tempfile.mkdtemp(prefix="iam-test-nats-"))
+    server = NatsServer(store)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.fixture
+def event_bus(nats_server: NatsServer, settings, request):  # type: ignore[no-untyped-def]
+    """Point the relay at the test NATS server, with a stream of its own for this test."""
+    from iam_project.config import event_bus_config
+    from outbox import event_bus as bus
+
+    if nats_server.process is None:
+        nats_server.start()
+    settings.EVENT_BUS = event_bus_config(nats_server.url)
+    name = re.sub(r"[^A-Za-z0-9]", "_", request.node.name)[:40].upper()
+    settings.NATS_STREAM_NAME = f"T_{name}"
+    settings.NATS_SUBJECT_PREFIX = f"t{abs(hash(request.node.nodeid)) % 10**8}"
+    settings.NATS_PUBLISH_TIMEOUT_SECONDS = 2.0
+    bus.reset_adapter()
+    yield nats_server
+    bus.reset_adapter()

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from iam_project.api.serializers import AttributesField, StrictInputSerializer
+from users.models import User
+
+
+class UserOutputSerializer(serializers.ModelSerializer):
+    attributes = AttributesField(help_text="Typed attribute values, key → value.")
+
+    class Meta:
+        model = User
+        fields = ["id", "external_id", "email", "display_name", "status", "attributes", "version", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class UserInputSerializer(StrictInputSerializer):
+    external_id = serializers.CharField(max_length=255, trim_whitespace=False, help_text="1-255 printable characters, unique in the tenant.")
+    email = serializers.EmailField(required=False, allow_blank=True)
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=User.Status.choices, required=False)
+    attributes = AttributesField(required=False, help_text="PUT replaces the map; PATCH merges, null removes a key.")
