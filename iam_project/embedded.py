@@ -132,3 +132,14 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def stop_embedded_services() -> None:
+    """Stop the development PostgreSQL and NATS (``make stop``)."""
+    stop_nats()
+    pg_dir = DATA_DIR / "postgres"
+    if (pg_dir / "postmaster.pid").exists():
+        quiet_pgserver()
+        import pgserver
+
+        pgserver.get_server(pg_dir, cleanup_mode="stop").cleanup()

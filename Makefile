@@ -1,0 +1,57 @@
+# iam-service — `make run` serves the whole stack; `make test` runs every check. `make help` lists targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 needed (pgserver wheels)"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+.PHONY: venv
+venv: $(STAMP) ## Create the virtualenv and install requirements (and dev tools)
+
+.PHONY: system-deps
+system-deps: ## Install Debian's chromium and prometheus (promtool) for the console and alert tests, where root with apt
+	@bash scripts/system-deps.sh
+
+.PHONY: run
+run: venv ## Run the whole service (web, worker, beat, PostgreSQL, NATS, broker) on http://127.0.0.1:8000
+	IAM_ENV=development $(PY) manage.py devstack
+
+.PHONY: stop
+stop: venv ## Stop the embedded PostgreSQL and NATS that `make run` left running
+	IAM_ENV=development $(PY) -c 'from iam_project.embedded import stop_embedded_services; stop_embedded_services()'
+
+.PHONY: test
+test: venv system-deps lint ## Run lint, the migrations check and the whole test suite
+	IAM_ENV=development $(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: format
+format: venv ## Format and auto-fix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: bench
+bench: venv ## Run the benchmarks (bench/README.md)
+	$(PY) bench/relay.py
+
+.PHONY: clean
+clean: ## Remove the virtualenv and the embedded data (.data/)
+	rm -rf $(VENV) .data

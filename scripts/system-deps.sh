@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the tests need: chromium (console tests in a real browser) and prometheus (promtool).
+# Installed where we are root with apt; elsewhere the tests that need them skip with the reason
+# (never under CI=true, where they fail instead).
+set -euo pipefail
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "note: ${missing[*]} not installed and not root with apt; the tests that need them will skip" >&2
+fi
