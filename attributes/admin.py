@@ -11,7 +11,17 @@ from attributes.models import AttributeDefinition
 from iam_project.admin_support import ServiceModelAdmin, add_field_errors
 from iam_project.errors import ValidationFailed
 
-EDITABLE = ["required", "allowed_values", "pattern", "min_value", "max_value", "max_length", "max_items", "description", "pii"]
+EDITABLE = [
+    "required",
+    "allowed_values",
+    "pattern",
+    "min_value",
+    "max_value",
+    "max_length",
+    "max_items",
+    "description",
+    "pii",
+]
 
 
 class AttributeDefinitionForm(forms.ModelForm):
@@ -32,7 +42,11 @@ class AttributeDefinitionForm(forms.ModelForm):
         candidate = AttributeDefinition(**{name: cleaned.get(name) for name in ("key", "target", "type")})
         for name in EDITABLE:
             if name in cleaned:
-                setattr(candidate, name, cleaned[name] if cleaned[name] is not None or name not in ("pattern", "description") else "")
+                setattr(
+                    candidate,
+                    name,
+                    cleaned[name] if cleaned[name] is not None or name not in ("pattern", "description") else "",
+                )
         try:
             services.definition_check(candidate)
         except ValidationFailed as error:
@@ -53,7 +67,9 @@ class AttributeDefinitionAdmin(ServiceModelAdmin):
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> AttributeDefinition:
         return services.definition_create(**data)
 
-    def service_update(self, request: HttpRequest, obj: AttributeDefinition, data: dict[str, Any]) -> AttributeDefinition:
+    def service_update(
+        self, request: HttpRequest, obj: AttributeDefinition, data: dict[str, Any]
+    ) -> AttributeDefinition:
         fields = {name: data[name] for name in EDITABLE if name in data}
         return services.definition_update(definition=obj, **fields)
 

@@ -34,10 +34,14 @@ class AttributeDefinition(DomainModel):
     type = models.CharField(max_length=16, choices=Type.choices)
     required = models.BooleanField(default=False)
     allowed_values = models.JSONField(null=True, blank=True, help_text="Allowed values (enum; optional for strings).")
-    pattern = models.CharField(max_length=500, blank=True, default="", help_text="Regular expression a string must fully match.")
+    pattern = models.CharField(
+        max_length=500, blank=True, default="", help_text="Regular expression a string must fully match."
+    )
     min_value = models.FloatField(null=True, blank=True, help_text="Minimum for integer and number.")
     max_value = models.FloatField(null=True, blank=True, help_text="Maximum for integer and number.")
-    max_length = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum characters of a string (each item of a list).")
+    max_length = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Maximum characters of a string (each item of a list)."
+    )
     max_items = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum items of a list of strings.")
     description = models.TextField(blank=True, default="")
     pii = models.BooleanField(default=False, help_text="Personally identifiable: redacted in audit records.")

@@ -109,7 +109,9 @@ def _conflicting_subjects(definition: AttributeDefinition) -> int:
     return missing + invalid
 
 
-def definition_create(*, tenant: Tenant, key: str, type: str, target: str = "user", **fields: Any) -> AttributeDefinition:
+def definition_create(
+    *, tenant: Tenant, key: str, type: str, target: str = "user", **fields: Any
+) -> AttributeDefinition:
     unknown = set(fields) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValidationFailed([FieldError(f"/{name}", "unknown", "unknown field") for name in sorted(unknown)])

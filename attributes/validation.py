@@ -178,9 +178,11 @@ def validate_attributes(
         errors.extend(value_errors)
         normalised[key] = clean
     for key, definition in by_key.items():
-        if definition.required and normalised.get(key) is None and f"{pointer_prefix}/{key}" not in {
-            e.pointer for e in errors
-        }:
+        if (
+            definition.required
+            and normalised.get(key) is None
+            and f"{pointer_prefix}/{key}" not in {e.pointer for e in errors}
+        ):
             errors.append(FieldError(f"{pointer_prefix}/{_escape(key)}", "required", f"attribute {key!r} is required"))
     if errors:
         raise ValidationFailed(errors)

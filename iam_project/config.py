@@ -107,16 +107,16 @@ class EventBusConfig:
 def event_bus_config(value: str) -> EventBusConfig:
     """Parse ``EVENT_BUS_URL``: ``nats://[user:pass@]host:port[,host:port…][?tls_ca=/path]``."""
     if value.startswith("kafka://"):
-        raise ConfigError(
-            "EVENT_BUS_URL", "unsupported scheme 'kafka' (no Kafka adapter yet; use nats://)", value
-        )
+        raise ConfigError("EVENT_BUS_URL", "unsupported scheme 'kafka' (no Kafka adapter yet; use nats://)", value)
     first, *rest = value.split(",")
     parts = _split("EVENT_BUS_URL", first, EVENT_BUS_SCHEMES)
     if not parts.hostname:
         raise ConfigError("EVENT_BUS_URL", "malformed URL: no host", value)
     servers = [urlunsplit(parts._replace(query=""))]
     for extra in rest:
-        extra_parts = _split("EVENT_BUS_URL", extra if "://" in extra else f"{parts.scheme}://{extra}", EVENT_BUS_SCHEMES)
+        extra_parts = _split(
+            "EVENT_BUS_URL", extra if "://" in extra else f"{parts.scheme}://{extra}", EVENT_BUS_SCHEMES
+        )
         if not extra_parts.hostname:
             raise ConfigError("EVENT_BUS_URL", "malformed URL: no host", value)
         servers.append(urlunsplit(extra_parts._replace(query="")))

@@ -16,9 +16,7 @@ HTTP_REQUEST_DURATION = Histogram(
 DATABASE_ERRORS = Counter(
     "database_errors_total", "Operational database failures (connection refused or lost, timeouts, deadlocks)."
 )
-EVENT_BUS_ERRORS = Counter(
-    "event_bus_errors_total", "Failures publishing outbox events to the event bus.", ["kind"]
-)
+EVENT_BUS_ERRORS = Counter("event_bus_errors_total", "Failures publishing outbox events to the event bus.", ["kind"])
 RELAY_PUBLISHED = Counter("outbox_relay_published_total", "Outbox events acknowledged by the event bus.")
 RELAY_LAST_SUCCESS = Gauge(
     "outbox_relay_last_success_timestamp_seconds",

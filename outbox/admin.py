@@ -17,7 +17,17 @@ from outbox.selectors import outbox_stats
 class OutboxEventAdmin(admin.ModelAdmin):
     """Watch the outbox: counts, the oldest pending age, parked events and their errors."""
 
-    list_display = ["sequence", "event_type", "status", "aggregate_type", "aggregate_id", "aggregate_version", "attempts", "created_at", "published_at"]
+    list_display = [
+        "sequence",
+        "event_type",
+        "status",
+        "aggregate_type",
+        "aggregate_id",
+        "aggregate_version",
+        "attempts",
+        "created_at",
+        "published_at",
+    ]
     list_filter = ["status", "event_type", "aggregate_type"]
     search_fields = ["=event_id", "=aggregate_id", "=tenant_id"]
     actions = ["retry_failed", "requeue"]

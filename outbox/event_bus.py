@@ -8,6 +8,7 @@ stay synchronous and make no ORM calls inside coroutines. Every await carries a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -19,6 +20,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
+from nats.js.client import JetStreamContext
 
 from iam_project.config import EventBusConfig
 
@@ -92,6 +94,21 @@ def is_per_event(error: BaseException) -> bool:
     return False
 
 
+class _JetStream(JetStreamContext):
+    """nats-py 2.16's ``publish_async`` loses JetStream error acks: ``APIError.from_error`` raises
+    inside the reply callback, so the future never completes and a rejected message (e.g. over the
+    stream's ``max_msg_size``) looks like a timeout. Complete the future with the error instead."""
+
+    async def _handle_async_reply(self, msg):  # type: ignore[no-untyped-def]
+        try:
+            await super()._handle_async_reply(msg)
+        except nats.js.errors.APIError as error:
+            token = msg.subject[len(self._nc._inbox_prefix) + 22 + 2 :]  # as the parent computes it
+            future = self._publish_async_futures.get(token)
+            if future is not None and not future.done():
+                future.set_exception(error)
+
+
 class NatsJetStreamAdapter:
     def __init__(
         self,
@@ -159,7 +176,7 @@ class NatsJetStreamAdapter:
             context = ssl.create_default_context(cafile=self.config.tls_ca_file)
             options["tls"] = context
         self._nc = await nats.connect(**options)
-        self._js = self._nc.jetstream(timeout=self.publish_timeout, publish_async_max_pending=4000)
+        self._js = _JetStream(self._nc, timeout=self.publish_timeout, publish_async_max_pending=4000)
         self._stream_ready = False
         return self._js
 
@@ -204,7 +221,7 @@ class NatsJetStreamAdapter:
                 stop = (index, exc)
                 break
         if futures:
-            done, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
+            _, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
             for future in pending:
                 future.cancel()
         result = BatchResult(acked=0)
@@ -238,10 +255,8 @@ class NatsJetStreamAdapter:
 
     def close(self) -> None:
         if self._loop is not None and self._nc is not None and self._pid == os.getpid():
-            try:
+            with contextlib.suppress(Exception):  # closing is best effort
                 self._run(self._nc.close(), 5)
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
         self._nc = None
 
 

@@ -14,7 +14,9 @@ class OutboxEvent(models.Model):
         FAILED = "failed", "Failed (parked)"
 
     sequence = models.BigAutoField(primary_key=True, help_text="The relay's order.")
-    event_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False, help_text="CloudEvent id = Nats-Msg-Id.")
+    event_id = models.UUIDField(
+        unique=True, default=uuid.uuid4, editable=False, help_text="CloudEvent id = Nats-Msg-Id."
+    )
     event_type = models.CharField(max_length=64)
     aggregate_type = models.CharField(max_length=32)
     aggregate_id = models.UUIDField()

@@ -140,28 +140,27 @@ class OutboxWorker:
     def _locked_round(self, result: RelayResult) -> tuple[int, int]:
         """Publish batches while holding the lock; returns (rows seen, rows published)."""
         seen = published_total = 0
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_KEY])
-                if not cursor.fetchone()[0]:
-                    result.busy = True
-                    return 0, 0
-                if self.on_locked is not None:
-                    self.on_locked()
-                _test_hook("locked")
-                for _ in range(self.max_batches_per_lock):
-                    cursor.execute(ANY_BLOCKED)
-                    query = SELECT_BATCH_HOLDING_BACK if cursor.fetchone()[0] else SELECT_BATCH
-                    cursor.execute(query, [self.batch_size])
-                    rows = cursor.fetchall()
-                    if not rows:
-                        break
-                    result.batches += 1
-                    seen += len(rows)
-                    published = self._publish(cursor, rows, result)
-                    published_total += published
-                    if published < len(rows):
-                        break
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                result.busy = True
+                return 0, 0
+            if self.on_locked is not None:
+                self.on_locked()
+            _test_hook("locked")
+            for _ in range(self.max_batches_per_lock):
+                cursor.execute(ANY_BLOCKED)
+                query = SELECT_BATCH_HOLDING_BACK if cursor.fetchone()[0] else SELECT_BATCH
+                cursor.execute(query, [self.batch_size])
+                rows = cursor.fetchall()
+                if not rows:
+                    break
+                result.batches += 1
+                seen += len(rows)
+                published = self._publish(cursor, rows, result)
+                published_total += published
+                if published < len(rows):
+                    break
         return seen, published_total
 
     def _publish(self, cursor, rows: list[tuple], result: RelayResult) -> int:  # type: ignore[no-untyped-def]

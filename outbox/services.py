@@ -83,8 +83,9 @@ def outbox_purge_published(*, older_than_hours: int | None = None, batch_size: i
     deleted = 0
     while True:
         ids = list(
-            OutboxEvent.objects.filter(status=OutboxEvent.Status.PUBLISHED, published_at__lt=cutoff)
-            .values_list("sequence", flat=True)[:batch_size]
+            OutboxEvent.objects.filter(status=OutboxEvent.Status.PUBLISHED, published_at__lt=cutoff).values_list(
+                "sequence", flat=True
+            )[:batch_size]
         )
         if not ids:
             return deleted
@@ -100,6 +101,8 @@ def outbox_retry(*, sequences: list[int]) -> int:
 
 def outbox_requeue(*, sequences: list[int]) -> int:
     """Publish already-published events again (same ids: JetStream drops them inside its duplicate window)."""
-    return OutboxEvent.objects.filter(sequence__in=sequences).exclude(status=OutboxEvent.Status.PENDING).update(
-        status=OutboxEvent.Status.PENDING, attempts=0, next_attempt_at=None, published_at=None
+    return (
+        OutboxEvent.objects.filter(sequence__in=sequences)
+        .exclude(status=OutboxEvent.Status.PENDING)
+        .update(status=OutboxEvent.Status.PENDING, attempts=0, next_attempt_at=None, published_at=None)
     )

@@ -40,7 +40,9 @@ def _full_clean(tenant: Tenant) -> None:
         ) from None
 
 
-def tenant_create(*, slug: str, name: str, status: str = Tenant.Status.ACTIVE, attributes: dict | None = None) -> Tenant:
+def tenant_create(
+    *, slug: str, name: str, status: str = Tenant.Status.ACTIVE, attributes: dict | None = None
+) -> Tenant:
     tenant = Tenant(slug=slug, name=name, status=status, attributes={})
     _full_clean(tenant)
     if attributes:
@@ -130,4 +132,3 @@ def tenant_delete(*, tenant: Tenant, expected_version: int | None = None) -> Non
             aggregate_version=version,
             data={**data, "version": version},
         )
-

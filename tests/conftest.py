@@ -20,7 +20,7 @@ from iam_project.guards import in_domain_write
 
 CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
 DOMAIN_TABLES = ("tenants_tenant", "users_user", "attributes_attributedefinition")
-DOMAIN_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(%s)"?\b' % "|".join(DOMAIN_TABLES), re.I)
+DOMAIN_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(' + "|".join(DOMAIN_TABLES) + r')"?\b', re.I)
 
 
 @pytest.fixture(scope="session")

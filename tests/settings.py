@@ -10,7 +10,7 @@ os.environ.setdefault("IAM_ENV", "development")
 if os.environ.get("TEST_DATABASE_URL"):
     os.environ["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
 
-from iam_project.settings import *  # noqa: E402,F403
+from iam_project.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; production uses Argon2
 OUTBOX_POKE_ENABLED = False  # tests drain the outbox explicitly (tests/outbox_helpers.py)

@@ -6,8 +6,8 @@ import json
 import uuid
 
 import pytest
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from outbox.models import OutboxEvent
 from tenants.models import Tenant
@@ -16,7 +16,17 @@ from users.models import User
 
 pytestmark = pytest.mark.django_db
 TENANT_FIELDS = {"id", "slug", "name", "status", "attributes", "version", "created_at", "updated_at"}
-USER_FIELDS = {"id", "external_id", "email", "display_name", "status", "attributes", "version", "created_at", "updated_at"}
+USER_FIELDS = {
+    "id",
+    "external_id",
+    "email",
+    "display_name",
+    "status",
+    "attributes",
+    "version",
+    "created_at",
+    "updated_at",
+}
 
 
 def problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
@@ -112,8 +122,9 @@ def test_body_over_the_limit_is_413(api, settings) -> None:  # type: ignore[no-u
 
 
 def test_body_over_the_limit_without_content_length_is_413(api, settings) -> None:  # type: ignore[no-untyped-def]
-    from iam_project.api.parsers import LimitedJSONParser
     from io import BytesIO
+
+    from iam_project.api.parsers import LimitedJSONParser
     from iam_project.errors import PayloadTooLarge
 
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
@@ -170,7 +181,9 @@ def acme():  # type: ignore[no-untyped-def]
 
 def test_user_crud(api, acme) -> None:  # type: ignore[no-untyped-def]
     base = "/api/v1/tenants/acme/users/"
-    created = api.post(base, {"external_id": "alice", "email": "a@example.com", "attributes": {"level": 2}}, format="json")
+    created = api.post(
+        base, {"external_id": "alice", "email": "a@example.com", "attributes": {"level": 2}}, format="json"
+    )
     assert created.status_code == 201, created.content
     body = created.json()
     assert set(body) == USER_FIELDS and body["attributes"] == {"level": 2} and body["status"] == "active"
@@ -267,9 +280,23 @@ def test_user_list_query_count_does_not_grow_with_rows(api, acme) -> None:  # ty
 # --- attribute definitions ------------------------------------------------------------------------
 def test_definition_crud(api, acme) -> None:  # type: ignore[no-untyped-def]
     base = "/api/v1/tenants/acme/attribute-definitions/"
-    response = api.post(base, {"key": "clearance", "type": "integer", "min_value": 0, "max_value": 5, "pii": True}, format="json")
+    response = api.post(
+        base, {"key": "clearance", "type": "integer", "min_value": 0, "max_value": 5, "pii": True}, format="json"
+    )
     assert response.status_code == 201, response.content
-    assert {"key", "target", "type", "required", "allowed_values", "pattern", "min_value", "max_value", "max_length", "description", "pii"} <= set(response.json())
+    assert {
+        "key",
+        "target",
+        "type",
+        "required",
+        "allowed_values",
+        "pattern",
+        "min_value",
+        "max_value",
+        "max_length",
+        "description",
+        "pii",
+    } <= set(response.json())
     assert api.get(f"{base}clearance/").json()["max_value"] == 5
     assert api.patch(f"{base}clearance/", {"description": "Level"}, format="json").json()["version"] == 2
     body = problem(api.patch(f"{base}clearance/", {"type": "string"}, format="json"), 400)

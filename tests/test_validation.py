@@ -87,7 +87,9 @@ def test_every_type_accepts_good_values(tenant) -> None:  # type: ignore[no-unty
 
 def test_number_accepts_integers_and_datetime_is_normalised_to_z(tenant) -> None:  # type: ignore[no-untyped-def]
     user = services.user_create(
-        tenant=tenant, external_id="n", attributes={"region": "eu", "ratio": 2, "last_login": "2026-01-31T12:00:00+00:00"}
+        tenant=tenant,
+        external_id="n",
+        attributes={"region": "eu", "ratio": 2, "last_login": "2026-01-31T12:00:00+00:00"},
     )
     assert user.attributes["ratio"] == 2
     assert user.attributes["last_login"] == "2026-01-31T12:00:00Z"
@@ -133,7 +135,9 @@ def test_console_form_shows_error_on_the_field(admin_client_logged_in, tenant, n
     )
     assert response.status_code == 200  # the form again, not a redirect
     field_errors = response.context["adminform"].form.errors.get("attributes", [])
-    assert any(pointer in message and f"[{rule}]" in message for message in field_errors), response.context["adminform"].form.errors
+    assert any(pointer in message and f"[{rule}]" in message for message in field_errors), response.context[
+        "adminform"
+    ].form.errors
     assert not User.objects.filter(external_id="bad").exists()
 
 

@@ -61,7 +61,18 @@ class UserAdmin(ServiceModelAdmin):
     search_fields = ["external_id", "email", "display_name", "=id"]
     autocomplete_fields = ["tenant"]
     readonly_fields = ["id", "version", "created_at", "updated_at"]
-    fields = ["id", "tenant", "external_id", "email", "display_name", "status", "attributes", "version", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "tenant",
+        "external_id",
+        "email",
+        "display_name",
+        "status",
+        "attributes",
+        "version",
+        "created_at",
+        "updated_at",
+    ]
     show_full_result_count = False
 
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> User:

@@ -55,10 +55,14 @@ class AttributeFilterBackend(BaseFilterBackend):
     """``?attr.department=eng&attr.level=3``: JSONB containment, served by the GIN index."""
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view: object) -> QuerySet:
-        wanted = {key[len(ATTR_PREFIX) :]: value for key, value in request.query_params.items() if key.startswith(ATTR_PREFIX)}
+        wanted = {
+            key[len(ATTR_PREFIX) :]: value for key, value in request.query_params.items() if key.startswith(ATTR_PREFIX)
+        }
         if not wanted:
             return queryset
-        definitions = {d.key: d for d in definitions_for(tenant_id=view.tenant.id, target=AttributeDefinition.Target.USER)}  # type: ignore[attr-defined]
+        definitions = {
+            d.key: d for d in definitions_for(tenant_id=view.tenant.id, target=AttributeDefinition.Target.USER)
+        }  # type: ignore[attr-defined]
         contains = {}
         for key, raw in wanted.items():
             definition = definitions.get(key)

@@ -11,7 +11,6 @@ from iam_project.guards import DomainModel
 from tenants.models import Tenant
 
 
-
 class User(DomainModel):
     """A policy subject: the user a downstream service asks the PIP about."""
 

@@ -46,7 +46,9 @@ def validate_external_id(value: Any) -> list[FieldError]:
 def _clean(user: User) -> None:
     errors = validate_external_id(user.external_id)
     try:
-        user.full_clean(exclude=["attributes", "tenant", "external_id"], validate_unique=False, validate_constraints=False)
+        user.full_clean(
+            exclude=["attributes", "tenant", "external_id"], validate_unique=False, validate_constraints=False
+        )
     except ValidationError as exc:
         errors += [FieldError(f"/{field}", "invalid", " ".join(msgs)) for field, msgs in exc.message_dict.items()]
     if errors:

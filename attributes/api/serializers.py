@@ -26,7 +26,10 @@ class DefinitionInputSerializer(StrictInputSerializer):
     type = serializers.ChoiceField(choices=AttributeDefinition.Type.choices)
     required = serializers.BooleanField(required=False)
     allowed_values = serializers.ListField(
-        child=serializers.CharField(max_length=255, trim_whitespace=False), required=False, allow_null=True, max_length=1000
+        child=serializers.CharField(max_length=255, trim_whitespace=False),
+        required=False,
+        allow_null=True,
+        max_length=1000,
     )
     pattern = serializers.CharField(max_length=500, required=False, allow_blank=True, trim_whitespace=False)
     min_value = serializers.FloatField(required=False, allow_null=True)

@@ -20,10 +20,16 @@ DEFAULTS = {
 
 @extend_schema_view(
     list=extend_schema(parameters=[TENANT_PARAM], responses=DefinitionOutputSerializer(many=True)),
-    create=extend_schema(parameters=[TENANT_PARAM], request=DefinitionInputSerializer, responses={201: DefinitionOutputSerializer}),
+    create=extend_schema(
+        parameters=[TENANT_PARAM], request=DefinitionInputSerializer, responses={201: DefinitionOutputSerializer}
+    ),
     retrieve=extend_schema(parameters=[TENANT_PARAM], responses=DefinitionOutputSerializer),
-    update=extend_schema(parameters=[TENANT_PARAM], request=DefinitionInputSerializer, responses=DefinitionOutputSerializer),
-    partial_update=extend_schema(parameters=[TENANT_PARAM], request=DefinitionInputSerializer, responses=DefinitionOutputSerializer),
+    update=extend_schema(
+        parameters=[TENANT_PARAM], request=DefinitionInputSerializer, responses=DefinitionOutputSerializer
+    ),
+    partial_update=extend_schema(
+        parameters=[TENANT_PARAM], request=DefinitionInputSerializer, responses=DefinitionOutputSerializer
+    ),
     destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
 )
 class AttributeDefinitionViewSet(TenantScopedViewSet):

@@ -23,7 +23,13 @@ TYPE_BASE = "https://iam-service.citadel.internal/problems/"
 
 
 def problem_response(
-    status_code: int, title: str, detail: str, *, errors: list[dict] | None = None, headers: dict | None = None, **extra: Any
+    status_code: int,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict] | None = None,
+    headers: dict | None = None,
+    **extra: Any,
 ) -> Response:
     body: dict[str, Any] = {
         "type": TYPE_BASE + title.lower().replace(" ", "-"),
@@ -48,7 +54,10 @@ def _drf_errors(data: Any, pointer: str = "") -> list[dict]:
         return items
     if isinstance(data, list):
         if all(isinstance(item, exceptions.ErrorDetail | str) for item in data):
-            return [{"pointer": pointer or "/", "rule": getattr(item, "code", "invalid"), "detail": str(item)} for item in data]
+            return [
+                {"pointer": pointer or "/", "rule": getattr(item, "code", "invalid"), "detail": str(item)}
+                for item in data
+            ]
         items = []
         for index, value in enumerate(data):
             items += _drf_errors(value, f"{pointer}/{index}")

@@ -19,7 +19,10 @@ class StrictInputSerializer(serializers.Serializer):
         unknown = sorted(set(data) - writable)
         if unknown:
             raise serializers.ValidationError(
-                {name: [serializers.ErrorDetail("unknown or read-only field", code="unknown_field")] for name in unknown}
+                {
+                    name: [serializers.ErrorDetail("unknown or read-only field", code="unknown_field")]
+                    for name in unknown
+                }
             )
         return super().to_internal_value(data)
 

@@ -11,6 +11,8 @@ from users.api.views import UserViewSet
 router = SimpleRouter()
 router.register("tenants", TenantViewSet, basename="tenant")
 router.register(r"tenants/(?P<tenant>[^/]+)/users", UserViewSet, basename="user")
-router.register(r"tenants/(?P<tenant>[^/]+)/attribute-definitions", AttributeDefinitionViewSet, basename="attribute-definition")
+router.register(
+    r"tenants/(?P<tenant>[^/]+)/attribute-definitions", AttributeDefinitionViewSet, basename="attribute-definition"
+)
 
 urlpatterns = router.urls

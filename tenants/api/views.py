@@ -18,7 +18,9 @@ TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, descriptio
     create=extend_schema(request=TenantInputSerializer, responses={201: TenantOutputSerializer}),
     retrieve=extend_schema(parameters=[TENANT_PARAM], responses=TenantOutputSerializer),
     update=extend_schema(parameters=[TENANT_PARAM], request=TenantInputSerializer, responses=TenantOutputSerializer),
-    partial_update=extend_schema(parameters=[TENANT_PARAM], request=TenantInputSerializer, responses=TenantOutputSerializer),
+    partial_update=extend_schema(
+        parameters=[TENANT_PARAM], request=TenantInputSerializer, responses=TenantOutputSerializer
+    ),
     destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
 )
 class TenantViewSet(viewsets.GenericViewSet):

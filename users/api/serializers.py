@@ -11,12 +11,24 @@ class UserOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "external_id", "email", "display_name", "status", "attributes", "version", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "external_id",
+            "email",
+            "display_name",
+            "status",
+            "attributes",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
 class UserInputSerializer(StrictInputSerializer):
-    external_id = serializers.CharField(max_length=255, trim_whitespace=False, help_text="1-255 printable characters, unique in the tenant.")
+    external_id = serializers.CharField(
+        max_length=255, trim_whitespace=False, help_text="1-255 printable characters, unique in the tenant."
+    )
     email = serializers.EmailField(required=False, allow_blank=True)
     display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=User.Status.choices, required=False)

@@ -24,7 +24,9 @@ ATTR_PARAM = OpenApiParameter(
     create=extend_schema(parameters=[TENANT_PARAM], request=UserInputSerializer, responses={201: UserOutputSerializer}),
     retrieve=extend_schema(parameters=[TENANT_PARAM], responses=UserOutputSerializer),
     update=extend_schema(parameters=[TENANT_PARAM], request=UserInputSerializer, responses=UserOutputSerializer),
-    partial_update=extend_schema(parameters=[TENANT_PARAM], request=UserInputSerializer, responses=UserOutputSerializer),
+    partial_update=extend_schema(
+        parameters=[TENANT_PARAM], request=UserInputSerializer, responses=UserOutputSerializer
+    ),
     destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
 )
 class UserViewSet(TenantScopedViewSet):
@@ -66,7 +68,11 @@ class UserViewSet(TenantScopedViewSet):
         if not partial:
             fields = {"email": "", "display_name": "", "status": "active", **fields}
         user = services.user_update(
-            user=user, expected_version=expected_version(request), attributes=attributes, merge_attributes=partial, **fields
+            user=user,
+            expected_version=expected_version(request),
+            attributes=attributes,
+            merge_attributes=partial,
+            **fields,
         )
         return with_etag(Response(UserOutputSerializer(user).data), user.version)
 

@@ -49,12 +49,24 @@ class Command(BaseCommand):
             ],
         }  # fmt: skip
         if not no_worker:
-            processes["worker"] = [str(bin_dir / "celery"), "-A", "iam_project", "worker", "--loglevel", "INFO", "--concurrency", "2"]
+            processes["worker"] = [
+                str(bin_dir / "celery"),
+                "-A",
+                "iam_project",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+            ]
             processes["beat"] = [
                 str(bin_dir / "celery"), "-A", "iam_project", "beat", "--loglevel", "INFO",
                 "--schedule", str(DATA_DIR / "celerybeat-schedule"),
             ]  # fmt: skip
-        children = {name: subprocess.Popen(cmd, env={**env, "IAM_ROLE": name}, cwd=settings.BASE_DIR) for name, cmd in processes.items()}
+        children = {
+            name: subprocess.Popen(cmd, env={**env, "IAM_ROLE": name}, cwd=settings.BASE_DIR)
+            for name, cmd in processes.items()
+        }
         try:
             self._wait_ready(port, children)
             self.stdout.write(
