@@ -81,6 +81,7 @@ def database_config(value: str, *, application_name: str, statement_timeout_ms: 
     clean = urlunsplit(parts._replace(query=""))
     config = environ.Env.db_url_config(clean)
     config["HOST"] = socket_dir or config["HOST"]
+    config["ENGINE"] = "iam_project.db"  # PostgreSQL, counting operational failures
     options = {key: val for key, val in query.items()}
     options.setdefault("application_name", application_name)
     options.setdefault("connect_timeout", "5")

@@ -94,6 +94,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "iam_project.observability.ObservabilityMiddleware",
+    "iam_project.observability.ProbesMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -235,6 +237,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     (DATA_DIR / "broker" / "control").mkdir(parents=True, exist_ok=True)
 
+# --- metrics --------------------------------------------------------------------------------------
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])  # empty: served to anyone
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=9100)
+
 # --- logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
@@ -247,10 +253,19 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
+    "filters": {"request_id": {"()": "iam_project.observability.RequestIdFilter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        "django.request": {"level": "ERROR"},  # our own request line replaces Django's 4xx warnings
         "celery": {"level": LOG_LEVEL},
         "pgserver": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},

@@ -25,3 +25,37 @@ def fatal(error: Exception) -> NoReturn:
     sys.stdout.write(json.dumps(line) + "\n")
     sys.stdout.flush()
     sys.exit(EXIT_CONFIG)
+
+
+def wait_for_database(timeout: float = 10.0) -> None:
+    """Start-up check of web, worker and beat: the database answers within ``timeout`` seconds, or FATAL.
+
+    Retries with short pauses (a database that is still starting is normal during a rollout); the
+    connection is closed afterwards so that no forked process inherits it.
+    """
+    import time
+
+    from django.db import connection
+
+    from iam_project.config import ConfigError
+
+    deadline = time.monotonic() + timeout
+    pause = 0.25
+    while True:
+        try:
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            connection.close()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure to reach it is the same diagnosis
+            connection.close()
+            if time.monotonic() + pause > deadline:
+                fatal(ConfigError("DATABASE_URL", f"database unreachable after {timeout:.0f} s: {_first_line(exc)}"))
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -78,6 +79,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             headers["ETag"] = f'"{exc.current_version}"'
         errors = [e.as_dict() for e in exc.errors] if isinstance(exc, ValidationFailed) else None
         return problem_response(exc.status, exc.title, exc.detail, errors=errors, headers=headers, **extra)
+    if isinstance(exc, OperationalError | InterfaceError):
+        set_rollback()
+        return problem_response(
+            503, "Service unavailable", "the database is unreachable; retry shortly", headers={"Retry-After": "5"}
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

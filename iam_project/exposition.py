@@ -1,0 +1,85 @@
+"""``/metrics`` for web (our own view) and the worker's metrics server on ``WORKER_METRICS_PORT``.
+
+In prometheus multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``: gunicorn workers, Celery's prefork
+children) the counters of every process are merged by ``MultiProcessCollector``; django-prometheus'
+own export view would drop our collectors there. The outbox gauges are read from the table at
+scrape time, so they are right whichever process serves the scrape.
+
+``outbox_pending_count`` and ``outbox_failed_count`` are exported untyped: the runbook fixes the name, and Prometheus' naming
+lint reserves the ``_count`` suffix for histograms and summaries (docs/adr/0003-metric-names.md).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, UnknownMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+logger = logging.getLogger(__name__)
+
+
+class OutboxCollector:
+    """The outbox figures, read from PostgreSQL at scrape time."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from outbox.selectors import outbox_stats
+
+        try:
+            stats = outbox_stats()
+        except DatabaseError as exc:
+            logger.warning("outbox figures unavailable for /metrics", extra={"error": str(exc)})
+            return
+        yield UnknownMetricFamily("outbox_pending_count", "Outbox events waiting to be published.", value=stats.pending)
+        yield GaugeMetricFamily(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest outbox event waiting to be published (0 when none).",
+            value=stats.oldest_pending_age_seconds,
+        )
+        yield UnknownMetricFamily(
+            "outbox_failed_count", "Outbox events parked as failed after their attempts.", value=stats.failed
+        )
+
+
+def process_registry() -> CollectorRegistry:
+    """Every process's metrics: merged from the multiprocess directory, or this process's own."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def render(include_outbox: bool = True) -> bytes:
+    output = generate_latest(process_registry())
+    if include_outbox:
+        outbox = CollectorRegistry(auto_describe=False)
+        outbox.register(OutboxCollector())
+        output += generate_latest(outbox)
+    return output
+
+
+def _allowed(request: HttpRequest) -> bool:
+    networks = getattr(settings, "METRICS_ALLOWED_NETWORKS", [])
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        return HttpResponse("metrics are not served to this address\n", status=403, content_type="text/plain")
+    try:
+        return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
+    finally:
+        close_old_connections()

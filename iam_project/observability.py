@@ -1,0 +1,147 @@
+"""Request observability: the runbook's HTTP metrics, one JSON log line per request, request ids,
+and 503 (never 500) while the database is unreachable."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from iam_project import metrics
+
+logger = logging.getLogger("iam.request")
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+DATABASE_DOWN = (OperationalError, InterfaceError)
+QUIET_ROUTES = {"healthz", "readyz", "metrics"}
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the current request id to every log record (empty outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id_var.get()
+        return True
+
+
+def route_of(request: HttpRequest) -> str:
+    """The URL pattern that served the request (``api/v1/tenants/<tenant>/``), never the raw path."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "<unmatched>"
+    return match.route or match.view_name or "<unnamed>"
+
+
+def principal_of(request: HttpRequest) -> str:
+    user = getattr(request, "_cached_user", None) or getattr(getattr(request, "_request", None), "user", None)
+    drf_user = getattr(request, "_iam_principal", None)
+    who = drf_user or user
+    if who is None or not getattr(who, "is_authenticated", False):
+        return ""
+    return str(getattr(who, "principal_name", None) or f"user:{who.get_username()}")
+
+
+def database_unavailable(request: HttpRequest) -> HttpResponse:
+    """503 for the API (problem+json, Retry-After) and a plain page for the console and the rest."""
+    if request.path.startswith("/api/"):
+        body = {
+            "type": "https://iam-service.citadel.internal/problems/service-unavailable",
+            "title": "Service unavailable",
+            "status": 503,
+            "detail": "the database is unreachable; retry shortly",
+        }
+        response: HttpResponse = JsonResponse(body, status=503, content_type="application/problem+json")
+    else:
+        response = HttpResponse(
+            "<!doctype html><title>Service unavailable</title><h1>Service unavailable</h1>"
+            "<p>The database is unreachable. This page recovers by itself; retry shortly.</p>",
+            status=503,
+            content_type="text/html",
+        )
+    response["Retry-After"] = "5"
+    return response
+
+
+class ObservabilityMiddleware:
+    """Outermost middleware: request id, HTTP metrics by route template, the request's log line."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        duration = time.perf_counter() - started
+        route = route_of(request)
+        metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        metrics.HTTP_REQUEST_DURATION.labels(request.method, route).observe(duration)
+        response["X-Request-ID"] = request_id
+        match = getattr(request, "resolver_match", None)
+        level = logging.DEBUG if match is not None and match.url_name in QUIET_ROUTES else logging.INFO
+        if response.status_code >= 500:
+            level = logging.ERROR
+        logger.log(
+            level,
+            "%s %s %s",
+            request.method,
+            route,
+            response.status_code,
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "route": route,
+                "status": response.status_code,
+                "duration_ms": round(duration * 1000, 2),
+                "tenant": (match.kwargs.get("tenant", "") if match else ""),
+                "principal": principal_of(request),
+            },
+        )
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_DOWN):
+            return database_unavailable(request)
+        return None
+
+
+class ProbesMiddleware:
+    """Serve ``/healthz``, ``/readyz`` and ``/metrics`` before the Host header is checked.
+
+    Kubelets and Prometheus address pods by IP, which ``ALLOWED_HOSTS`` rightly does not list.
+    """
+
+    PATHS = ("/healthz", "/readyz", "/metrics")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info in self.PATHS and request.method in ("GET", "HEAD"):
+            from django.urls import resolve
+
+            match = resolve(request.path_info)
+            request.resolver_match = match
+            return match.func(request)
+        return self.get_response(request)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: a database outage anywhere in the stack is a 503, anything else a 500."""
+    error = sys.exc_info()[1]
+    if isinstance(error, DATABASE_DOWN) or isinstance(getattr(error, "__cause__", None), DATABASE_DOWN):
+        return database_unavailable(request)
+    if request.path.startswith("/api/"):
+        body = {"type": "about:blank", "title": "Internal server error", "status": 500, "detail": "see the logs"}
+        return JsonResponse(body, status=500, content_type="application/problem+json")
+    return HttpResponse("<h1>Server error</h1>", status=500)
