@@ -17,6 +17,11 @@ from pathlib import Path
 
 # Sets the PostgreSQL application_name (iam-web) before Django's settings are imported by a worker.
 os.environ.setdefault("IAM_ROLE", "web")
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Several workers serve /metrics in turn: without a shared directory each would show its own counts.
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="iam-web-metrics-")
 
 
 def _int_from_env(name: str, default: int) -> int:
@@ -147,9 +152,7 @@ def on_starting(server):
     previous master's workers would otherwise be summed into the new counters. Only the contents are
     removed: the directory itself may be a mount point.
     """
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     for entry in path.iterdir():
@@ -158,6 +161,22 @@ def on_starting(server):
         else:
             entry.unlink(missing_ok=True)
     server.log.info("Emptied PROMETHEUS_MULTIPROC_DIR %s", directory)
+    _check_configuration_and_database()
+
+
+def _check_configuration_and_database():
+    """Fail fast in the master: settings (FATAL line naming the variable) and a reachable database.
+
+    Both exit with code 3 before any worker starts, within the start-up retry budget of
+    ``iam_project.startup.wait_for_database``.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iam_project.settings")
+    import django
+
+    django.setup()
+    from iam_project.startup import wait_for_database
+
+    wait_for_database()
 
 
 def child_exit(server, worker):
