@@ -14,9 +14,9 @@ from django.db import IntegrityError, transaction
 
 from attributes.models import KEY_PATTERN, AttributeDefinition
 from attributes.validation import validate_value
+from iam_project.changes import record_change
 from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
 from iam_project.guards import domain_write
-from outbox.services import event_record
 from tenants.models import Tenant
 
 Type = AttributeDefinition.Type
@@ -125,7 +125,8 @@ def definition_create(
                 definition.save(force_insert=True)
         except IntegrityError:
             raise Conflict(f"an attribute definition {key!r} already exists in this tenant") from None
-        event_record(
+        record_change(
+            object_repr=definition.key,
             event_type="AttributeDefinitionCreated",
             tenant_id=tenant.id,
             aggregate_id=definition.id,
@@ -152,6 +153,7 @@ def definition_update(
         changed = [name for name in UPDATABLE_FIELDS if name in fields and getattr(locked, name) != fields[name]]
         if not changed:
             return locked
+        before = definition_data(locked)
         for name in changed:
             setattr(locked, name, fields[name])
         definition_check(locked)
@@ -159,7 +161,9 @@ def definition_update(
             raise Conflict(f"{count} existing {locked.target}s hold values that the changed definition refuses")
         locked.version += 1
         locked.save()
-        event_record(
+        record_change(
+            before=before,
+            object_repr=locked.key,
             event_type="AttributeDefinitionUpdated",
             tenant_id=locked.tenant_id,
             aggregate_id=locked.id,
@@ -181,7 +185,9 @@ def definition_delete(*, definition: AttributeDefinition, expected_version: int 
         version = locked.version + 1
         definition_id, tenant_id = locked.id, locked.tenant_id
         locked.delete()
-        event_record(
+        record_change(
+            before=data,
+            object_repr=data["key"],
             event_type="AttributeDefinitionDeleted",
             tenant_id=tenant_id,
             aggregate_id=definition_id,

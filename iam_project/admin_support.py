@@ -11,8 +11,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 
+from access.principals import acting_as, console_principal
 from iam_project.errors import DomainError, ValidationFailed
 
 
@@ -24,7 +25,70 @@ def add_field_errors(form: forms.Form, error: ValidationFailed, default_field: s
         form.add_error(field, f"{item.pointer} [{item.rule}] {item.detail}")
 
 
-class ServiceModelAdmin(admin.ModelAdmin):
+def administered_tenant_ids(request: HttpRequest) -> set | None:
+    """The tenants a console user administers; ``None`` for a superuser (every tenant)."""
+    user = request.user
+    if user.is_superuser:
+        return None
+    cached = getattr(request, "_iam_tenant_ids", None)
+    if cached is None:
+        from access.models import TenantAdministrator
+
+        cached = set(TenantAdministrator.objects.filter(user=user).values_list("tenant_id", flat=True))
+        request._iam_tenant_ids = cached  # type: ignore[attr-defined]
+    return cached
+
+
+class TenantScopedAdmin(admin.ModelAdmin):
+    """A ModelAdmin that shows a tenant administrator only their tenants' objects.
+
+    Changelists, forms, autocomplete, actions and URLs all go through ``get_queryset``; an object
+    outside the user's tenants answers 404 (not Django's "does not exist" redirect, which would tell
+    it apart from an object that does not exist at all).
+    """
+
+    tenant_lookup = "tenant_id"
+    tenant_admin_can_add = True
+    tenant_admin_can_delete = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        tenant_ids = administered_tenant_ids(request)
+        if tenant_ids is None:
+            return queryset
+        return queryset.filter(**{f"{self.tenant_lookup}__in": tenant_ids})
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        tenant_ids = administered_tenant_ids(request)
+        if db_field.name == "tenant" and tenant_ids is not None:
+            from tenants.models import Tenant
+
+            kwargs["queryset"] = Tenant.objects.filter(pk__in=tenant_ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _tenant_admin(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff and administered_tenant_ids(request))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser or self._tenant_admin(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser or self._tenant_admin(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser or self._tenant_admin(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser or (self.tenant_admin_can_add and self._tenant_admin(request))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser or (self.tenant_admin_can_delete and self._tenant_admin(request))
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> HttpResponse:
+        raise Http404("no such object")
+
+
+class ServiceModelAdmin(TenantScopedAdmin):
     """A ModelAdmin whose writes call services; subclasses implement the three hooks."""
 
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> Any:
@@ -58,19 +122,22 @@ class ServiceModelAdmin(admin.ModelAdmin):
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            return super().changeform_view(request, *args, **kwargs)
+            with acting_as(console_principal(request.user)):
+                return super().changeform_view(request, *args, **kwargs)
         except DomainError as error:  # a race the form's checks could not see (e.g. a duplicate)
             return self._refuse(request, error)
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
         try:
-            return super().delete_view(request, object_id, extra_context)
+            with acting_as(console_principal(request.user)):
+                return super().delete_view(request, object_id, extra_context)
         except DomainError as error:
             self.message_user(request, f"{error.title}: {error.detail}", level=messages.ERROR)
             return HttpResponseRedirect("../change/")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         try:
-            return super().changelist_view(request, extra_context)
+            with acting_as(console_principal(request.user)):
+                return super().changelist_view(request, extra_context)
         except DomainError as error:
             return self._refuse(request, error)

@@ -152,6 +152,7 @@ def on_starting(server):
     previous master's workers would otherwise be summed into the new counters. Only the contents are
     removed: the directory itself may be a mount point.
     """
+    _check_configuration_and_database()  # first: its connection writes metric files, emptied below
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
@@ -161,7 +162,6 @@ def on_starting(server):
         else:
             entry.unlink(missing_ok=True)
     server.log.info("Emptied PROMETHEUS_MULTIPROC_DIR %s", directory)
-    _check_configuration_and_database()
 
 
 def _check_configuration_and_database():

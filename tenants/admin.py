@@ -44,6 +44,9 @@ class TenantForm(forms.ModelForm):
 
 @admin.register(Tenant)
 class TenantAdmin(ServiceModelAdmin):
+    tenant_lookup = "pk"
+    tenant_admin_can_add = False  # creating and deleting tenants is for superusers
+    tenant_admin_can_delete = False
     form = TenantForm
     list_display = ["slug", "name", "status", "version", "updated_at"]
     list_filter = ["status"]

@@ -9,9 +9,9 @@ from django.db import IntegrityError, transaction
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
+from iam_project.changes import record_change
 from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
 from iam_project.guards import domain_write
-from outbox.services import event_record
 from tenants.models import Tenant
 
 UPDATABLE_FIELDS = ("slug", "name", "status")
@@ -54,12 +54,13 @@ def tenant_create(
                 tenant.save(force_insert=True)
         except IntegrityError:
             raise Conflict(f"a tenant with slug {slug!r} already exists") from None
-        event_record(
+        record_change(
             event_type="TenantCreated",
             tenant_id=tenant.id,
             aggregate_id=tenant.id,
             aggregate_version=tenant.version,
             data=tenant_data(tenant),
+            object_repr=tenant.slug,
         )
     return tenant
 
@@ -83,6 +84,7 @@ def tenant_update(
         locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
         if expected_version is not None and locked.version != expected_version:
             raise PreconditionFailed(locked.version)
+        before = tenant_data(locked)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
         for name in changed:
             setattr(locked, name, fields[name])
@@ -104,12 +106,14 @@ def tenant_update(
         except IntegrityError:
             raise Conflict(f"a tenant with slug {locked.slug!r} already exists") from None
         event_type = "TenantAttributesChanged" if changed == ["attributes"] else "TenantUpdated"
-        event_record(
+        record_change(
             event_type=event_type,
             tenant_id=locked.id,
             aggregate_id=locked.id,
             aggregate_version=locked.version,
             data={**tenant_data(locked), "changed": changed},
+            before=before,
+            object_repr=locked.slug,
         )
     return locked
 
@@ -125,10 +129,12 @@ def tenant_delete(*, tenant: Tenant, expected_version: int | None = None) -> Non
         data = tenant_data(locked)
         version = locked.version + 1
         locked.delete()
-        event_record(
+        record_change(
             event_type="TenantDeleted",
             tenant_id=tenant.pk,
             aggregate_id=tenant.pk,
             aggregate_version=version,
             data={**data, "version": version},
+            before=data,
+            object_repr=data["slug"],
         )

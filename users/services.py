@@ -10,9 +10,9 @@ from django.db import IntegrityError, transaction
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
+from iam_project.changes import record_change
 from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
 from iam_project.guards import domain_write
-from outbox.services import event_record
 from tenants.models import Tenant
 from users.models import User
 
@@ -88,12 +88,13 @@ def user_create(
                 user.save(force_insert=True)
         except IntegrityError:
             raise Conflict(f"a user with external_id {external_id!r} already exists in this tenant") from None
-        event_record(
+        record_change(
             event_type="UserCreated",
             tenant_id=tenant.id,
             aggregate_id=user.id,
             aggregate_version=user.version,
             data=user_data(user),
+            object_repr=user.external_id,
         )
     return user
 
@@ -114,6 +115,7 @@ def user_update(
         locked = User.objects.select_for_update().get(pk=user.pk)
         if expected_version is not None and locked.version != expected_version:
             raise PreconditionFailed(locked.version)
+        before = user_data(locked)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
         for name in changed:
             setattr(locked, name, fields[name])
@@ -143,12 +145,14 @@ def user_update(
                 locked.save()
         except IntegrityError:
             raise Conflict(f"a user with external_id {locked.external_id!r} already exists in this tenant") from None
-        event_record(
+        record_change(
             event_type="UserAttributesChanged" if changed == ["attributes"] else "UserUpdated",
             tenant_id=locked.tenant_id,
             aggregate_id=locked.id,
             aggregate_version=locked.version,
             data={**user_data(locked), "changed": changed},
+            before=before,
+            object_repr=locked.external_id,
         )
     return locked
 
@@ -162,10 +166,12 @@ def user_delete(*, user: User, expected_version: int | None = None) -> None:
         version = locked.version + 1
         user_id, tenant_id = locked.id, locked.tenant_id
         locked.delete()
-        event_record(
+        record_change(
             event_type="UserDeleted",
             tenant_id=tenant_id,
             aggregate_id=user_id,
             aggregate_version=version,
             data={**data, "version": version},
+            before=data,
+            object_repr=data["external_id"],
         )

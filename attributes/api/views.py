@@ -5,6 +5,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from access import scopes as S
 from attributes import services
 from attributes.api.serializers import DefinitionInputSerializer, DefinitionOutputSerializer
 from attributes.models import AttributeDefinition
@@ -33,6 +34,14 @@ DEFAULTS = {
     destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
 )
 class AttributeDefinitionViewSet(TenantScopedViewSet):
+    scopes = {
+        "list": S.DIRECTORY_READ,
+        "retrieve": S.DIRECTORY_READ,
+        "create": S.SCHEMA_WRITE,
+        "update": S.SCHEMA_WRITE,
+        "partial_update": S.SCHEMA_WRITE,
+        "destroy": S.SCHEMA_WRITE,
+    }
     lookup_url_kwarg = "key"
     serializer_class = DefinitionOutputSerializer
     ordering_fields = ["key", "created_at"]

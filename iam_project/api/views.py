@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
+from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from access.permissions import ScopedView
+from access.principals import _acting as acting
+from access.principals import principal_of
 from iam_project.errors import PreconditionFailed
 from tenants.models import Tenant
 from tenants.selectors import tenant_get
@@ -22,8 +26,11 @@ _ETAG = re.compile(r'^\s*(?:W/)?"(\d+)"\s*$')
 
 
 def tenants_visible_to(request: Request) -> QuerySet[Tenant]:
-    """The tenants the request's principal may see. Staff see all (scoped access: see docs/adr)."""
-    return Tenant.objects.all()
+    """The tenants the request's principal reaches: every query of the API starts here."""
+    principal = principal_of(request.user)
+    if principal is None:
+        return Tenant.objects.none()
+    return principal.tenants()
 
 
 def etag(version: int) -> str:
@@ -47,7 +54,22 @@ def with_etag(response: Response, version: int) -> Response:
     return response
 
 
-class TenantScopedViewSet(viewsets.GenericViewSet):
+class ScopedViewSet(ScopedView, viewsets.GenericViewSet):
+    """Base of every API viewset: scope-checked, and the principal is the actor of its writes."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self._actor_token = acting.set(principal_of(request.user))
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        token = getattr(self, "_actor_token", None)
+        if token is not None:
+            acting.reset(token)
+            self._actor_token = None
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class TenantScopedViewSet(ScopedViewSet):
     """A viewset under ``/tenants/{tenant}/``: ``self.tenant`` is resolved for the principal."""
 
     @cached_property

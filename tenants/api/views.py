@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from iam_project.api.views import expected_version, tenants_visible_to, with_etag
+from access import scopes as S
+from iam_project.api.views import ScopedViewSet, expected_version, tenants_visible_to, with_etag
 from tenants import services
 from tenants.api.serializers import TenantInputSerializer, TenantOutputSerializer
 from tenants.selectors import tenant_get
@@ -23,7 +24,15 @@ TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, descriptio
     ),
     destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
 )
-class TenantViewSet(viewsets.GenericViewSet):
+class TenantViewSet(ScopedViewSet):
+    scopes = {
+        "list": S.DIRECTORY_READ,
+        "retrieve": S.DIRECTORY_READ,
+        "create": S.TENANTS_WRITE,
+        "update": S.DIRECTORY_WRITE,
+        "partial_update": S.DIRECTORY_WRITE,
+        "destroy": S.TENANTS_WRITE,
+    }
     lookup_url_kwarg = "tenant"
     lookup_value_regex = "[^/]+"
     serializer_class = TenantOutputSerializer

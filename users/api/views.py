@@ -7,6 +7,7 @@ from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from access import scopes as S
 from iam_project.api.views import TenantScopedViewSet, expected_version, with_etag
 from users import services
 from users.api.serializers import UserInputSerializer, UserOutputSerializer
@@ -30,6 +31,14 @@ ATTR_PARAM = OpenApiParameter(
     destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
 )
 class UserViewSet(TenantScopedViewSet):
+    scopes = {
+        "list": S.DIRECTORY_READ,
+        "retrieve": S.DIRECTORY_READ,
+        "create": S.DIRECTORY_WRITE,
+        "update": S.DIRECTORY_WRITE,
+        "partial_update": S.DIRECTORY_WRITE,
+        "destroy": S.DIRECTORY_WRITE,
+    }
     lookup_url_kwarg = "user_id"
     serializer_class = UserOutputSerializer
     filter_backends = [DjangoFilterBackend, AttributeFilterBackend, OrderingFilter]

@@ -1,0 +1,54 @@
+"""Principals other than superusers: service-account API keys and tenant administrators."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+
+from tenants.models import Tenant
+
+
+class ApiKey(models.Model):
+    """A service account's key. Only its SHA-256 is stored; the key is shown once, at creation."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'opa-bundle-poller'.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False, help_text="Visible part of the key.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = ArrayField(models.CharField(max_length=32), default=list)
+    all_tenants = models.BooleanField(default=False, help_text="If set, the key reaches every tenant.")
+    tenants = models.ManyToManyField(Tenant, blank=True, related_name="api_keys")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class TenantAdministrator(models.Model):
+    """A console user (staff, not superuser) who administers one tenant."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="administered_tenants")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="administrators")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="tenant_administrator_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} administers {self.tenant}"

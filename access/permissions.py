@@ -1,0 +1,54 @@
+"""The one fail-closed permission of the API: authenticated, then the view's scope for the action.
+
+A view (or viewset action) that declares no scope is refused for everyone, so a new endpoint cannot
+be reachable by accident; ``tests/test_access.py`` also enumerates every URL pattern.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from access.principals import Principal, principal_of
+
+
+class ScopedView:
+    """Mixin of every API view: ``scopes`` maps a viewset action (or an HTTP method) to a scope."""
+
+    scopes: dict[str, str] = {}
+
+    def required_scope(self, request: Request) -> str | None:
+        action = getattr(self, "action", None) or request.method.lower()
+        if action == "metadata" or request.method == "OPTIONS":
+            action = "options"
+        return self.scopes.get(action)
+
+    @property
+    def principal(self) -> Principal:
+        principal = principal_of(self.request.user)  # type: ignore[attr-defined]
+        assert principal is not None, "ScopePermission runs before any handler"
+        return principal
+
+
+class ScopePermission(BasePermission):
+    message = "this principal lacks the scope the operation needs"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if user is None or not user.is_authenticated:
+            return False  # DRF answers 401 (an authenticator offered a challenge)
+        principal = principal_of(user)
+        if principal is None:
+            self.message = "console users need staff status to use the API"
+            return False
+        if not isinstance(view, ScopedView):
+            return False
+        scope = view.required_scope(request)
+        if scope is None:
+            return False
+        if not principal.has(scope):
+            self.message = f"this operation needs the scope {scope!r}"
+            return False
+        return True

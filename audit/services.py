@@ -1,0 +1,75 @@
+"""Writing audit records (inside the change's transaction) and purging them by retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.utils import timezone
+
+from access.principals import current_actor
+from audit.models import AuditRecord
+
+REDACTED = "***"
+SKIPPED_FIELDS = {"version", "changed", "id", "tenant_id"}
+
+
+def _pii_keys(tenant_id: UUID) -> set[str]:
+    from attributes.models import AttributeDefinition
+
+    return set(AttributeDefinition.objects.filter(tenant_id=tenant_id, pii=True).values_list("key", flat=True))
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None, pii: set[str]) -> dict[str, list[Any]]:
+    """``field → [old, new]`` of the fields that differ; attribute values as ``attributes.<key>``."""
+    before, after = before or {}, after or {}
+    changes: dict[str, list[Any]] = {}
+    for field in sorted(set(before) | set(after)):
+        if field in SKIPPED_FIELDS or field == "attributes":
+            continue
+        if before.get(field) != after.get(field):
+            changes[field] = [before.get(field), after.get(field)]
+    old_attrs, new_attrs = before.get("attributes") or {}, after.get("attributes") or {}
+    for key in sorted(set(old_attrs) | set(new_attrs)):
+        old, new = old_attrs.get(key), new_attrs.get(key)
+        if old != new:
+            changes[f"attributes.{key}"] = [
+                REDACTED if key in pii and old is not None else old,
+                REDACTED if key in pii and new is not None else new,
+            ]
+    return changes
+
+
+def audit_record(
+    *,
+    action: str,
+    object_type: str,
+    object_id: UUID,
+    tenant_id: UUID,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    object_repr: str = "",
+    event_id: UUID | None = None,
+) -> AuditRecord:
+    actor = current_actor()
+    pii = _pii_keys(tenant_id) if (before or {}).get("attributes") or (after or {}).get("attributes") else set()
+    return AuditRecord.objects.create(
+        actor_kind=actor.kind,
+        actor=actor.name,
+        actor_id=actor.id,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr[:300],
+        tenant_id=tenant_id,
+        event_id=event_id,
+        changes=diff(before, after, pii),
+    )
+
+
+def audit_purge(*, older_than_days: int | None = None) -> int:
+    days = settings.AUDIT_RETENTION_DAYS if older_than_days is None else older_than_days
+    deleted, _ = AuditRecord.objects.filter(at__lt=timezone.now() - timedelta(days=days)).delete()
+    return deleted
