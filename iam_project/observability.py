@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import time
 import uuid
@@ -31,20 +32,36 @@ class RequestIdFilter(logging.Filter):
 
 
 def route_of(request: HttpRequest) -> str:
-    """The URL pattern that served the request (``api/v1/tenants/<tenant>/``), never the raw path."""
+    """The URL pattern that served the request (``api/v1/tenants/{tenant}/``), never the raw path."""
     match = getattr(request, "resolver_match", None)
     if match is None:
         return "<unmatched>"
-    return match.route or match.view_name or "<unnamed>"
+    return route_template(match.route) if match.route else (match.view_name or "<unnamed>")
+
+
+def route_template(route: str) -> str:
+    """``api/v1/tenants/(?P<tenant>[^/]+)/$`` (a router's regex) → ``api/v1/tenants/{tenant}/``."""
+    return _PATH_CONVERTER.sub(r"{\1}", _NAMED_GROUP.sub(r"{\1}", route)).lstrip("^").rstrip("$")
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
+_PATH_CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
 def principal_of(request: HttpRequest) -> str:
-    user = getattr(request, "_cached_user", None) or getattr(getattr(request, "_request", None), "user", None)
-    drf_user = getattr(request, "_iam_principal", None)
-    who = drf_user or user
-    if who is None or not getattr(who, "is_authenticated", False):
-        return ""
-    return str(getattr(who, "principal_name", None) or f"user:{who.get_username()}")
+    """``key:<name>`` or ``console:<username>``; never evaluates a lazy user (no query for a log line)."""
+    from django.utils.functional import SimpleLazyObject, empty
+
+    from access.principals import KeyUser
+
+    user = request.__dict__.get("user")
+    if isinstance(user, SimpleLazyObject):
+        user = None if user._wrapped is empty else user._wrapped
+    if isinstance(user, KeyUser):
+        return user.principal.label
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"console:{user.get_username()}"
+    return ""
 
 
 def database_unavailable(request: HttpRequest) -> HttpResponse:
