@@ -12,17 +12,20 @@ from access.keys import api_key_create, api_key_revoke
 from access.models import ApiKey, TenantAdministrator
 from iam_project.admin_support import add_field_errors
 from iam_project.errors import ValidationFailed
+from tenants.models import Tenant
 
 
 class ApiKeyForm(forms.ModelForm):
+    tenants = forms.ModelMultipleChoiceField(
+        queryset=Tenant.objects.all(), required=False, help_text="Leave empty for a key that reaches every tenant."
+    )
     scopes = forms.MultipleChoiceField(
         choices=[(s, f"{s} — {d}") for s, d in S.SCOPES.items()], widget=forms.CheckboxSelectMultiple
     )
 
     class Meta:
         model = ApiKey
-        fields = ["name", "scopes", "tenants", "expires_at"]
-        help_texts = {"tenants": "Leave empty for a key that reaches every tenant."}
+        fields = ["name", "scopes", "expires_at"]
 
 
 @admin.register(ApiKey)
@@ -33,7 +36,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "scopes", "all_tenants", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["all_tenants", "revoked_at"]
     search_fields = ["name", "prefix"]
-    filter_horizontal = ["tenants"]
     actions = ["revoke"]
 
     def has_module_permission(self, request: HttpRequest) -> bool:

@@ -21,7 +21,9 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     scopes = ArrayField(models.CharField(max_length=32), default=list)
     all_tenants = models.BooleanField(default=False, help_text="If set, the key reaches every tenant.")
-    tenants = models.ManyToManyField(Tenant, blank=True, related_name="api_keys")
+    tenant_ids = ArrayField(
+        models.UUIDField(), default=list, blank=True, help_text="The tenants the key reaches (fixed at creation)."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(max_length=150, blank=True, default="")

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from attributes.models import KEY_PATTERN, AttributeDefinition
 from attributes.validation import validate_value
@@ -109,6 +110,11 @@ def _conflicting_subjects(definition: AttributeDefinition) -> int:
     return missing + invalid
 
 
+def _schema_changed(tenant_id: Any) -> None:
+    """Every definition change moves the tenant's schema version (part of the PIP's ETag)."""
+    Tenant.objects.filter(pk=tenant_id).update(schema_version=F("schema_version") + 1)
+
+
 def definition_create(
     *, tenant: Tenant, key: str, type: str, target: str = "user", **fields: Any
 ) -> AttributeDefinition:
@@ -125,6 +131,7 @@ def definition_create(
                 definition.save(force_insert=True)
         except IntegrityError:
             raise Conflict(f"an attribute definition {key!r} already exists in this tenant") from None
+        _schema_changed(tenant.id)
         record_change(
             object_repr=definition.key,
             event_type="AttributeDefinitionCreated",
@@ -161,6 +168,7 @@ def definition_update(
             raise Conflict(f"{count} existing {locked.target}s hold values that the changed definition refuses")
         locked.version += 1
         locked.save()
+        _schema_changed(locked.tenant_id)
         record_change(
             before=before,
             object_repr=locked.key,
@@ -185,6 +193,7 @@ def definition_delete(*, definition: AttributeDefinition, expected_version: int 
         version = locked.version + 1
         definition_id, tenant_id = locked.id, locked.tenant_id
         locked.delete()
+        _schema_changed(tenant_id)
         record_change(
             before=data,
             object_repr=data["key"],

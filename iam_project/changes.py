@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from django.db import transaction
+
 from audit.services import audit_record
 from outbox.events import EVENT_TYPES
 from outbox.services import event_record
@@ -34,6 +36,7 @@ def record_change(
         aggregate_version=aggregate_version,
         data=data,
     )
+    _invalidate_on_commit(EVENT_TYPES[event_type].aggregate_type, tenant_id, data, before)
     action = next((a for suffix, a in ACTIONS.items() if event_type.endswith(suffix)), "update")
     audit_record(
         action=action,
@@ -45,3 +48,17 @@ def record_change(
         object_repr=object_repr,
         event_id=row.event_id,
     )
+
+
+def _invalidate_on_commit(aggregate_type: str, tenant_id: UUID, data: dict, before: dict | None) -> None:
+    """Drop what the PIP cache holds about the change, once it is committed."""
+    from resolver import cache as pip_cache
+
+    if not pip_cache.enabled():
+        return
+    if aggregate_type == "user":
+        external_ids = sorted({data.get("external_id"), (before or {}).get("external_id")} - {None})
+        transaction.on_commit(lambda: pip_cache.invalidate_subjects(tenant_id, external_ids))
+    else:
+        slugs = sorted({data.get("slug"), (before or {}).get("slug")} - {None}) if aggregate_type == "tenant" else []
+        transaction.on_commit(lambda: pip_cache.invalidate_tenant(tenant_id, slugs))

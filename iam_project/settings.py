@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "iam_project",
     "access",
     "audit",
+    "resolver",
 ]
 
 MIDDLEWARE = [
@@ -190,6 +191,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "iam_project.api.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "URL_FORMAT_OVERRIDE": None,  # ?format= is the PIP's response shape (native | authzen)
 }
 
 SPECTACULAR_SETTINGS = {
@@ -315,6 +317,10 @@ if _cache_url:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SHARED_CACHE = bool(_cache_url)
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=60)
+PIP_CACHE_SECONDS = env.int("PIP_CACHE_SECONDS", default=300)
+PIP_CACHE_CONTROL = env.str("PIP_CACHE_CONTROL", default="private, max-age=0, must-revalidate")
+PIP_BATCH_MAX = env.int("PIP_BATCH_MAX", default=100)
 
 # --- audit ----------------------------------------------------------------------------------------
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from attributes.api.views import AttributeDefinitionViewSet
+from resolver.api.views import BundleView, SubjectBatchView, SubjectLookupView
 from tenants.api.views import TenantViewSet
 from users.api.views import UserViewSet
 
@@ -15,4 +17,14 @@ router.register(
     r"tenants/(?P<tenant>[^/]+)/attribute-definitions", AttributeDefinitionViewSet, basename="attribute-definition"
 )
 
-urlpatterns = router.urls
+urlpatterns = [
+    # The PIP paths have no trailing slash; an external id may contain '/' (percent-encoded or not).
+    re_path(
+        r"^pip/tenants/(?P<tenant>[^/]+)/subjects/(?P<external_id>.+)$",
+        SubjectLookupView.as_view(),
+        name="pip-subject",
+    ),
+    path("pip/tenants/<str:tenant>/bundle.tar.gz", BundleView.as_view(), name="pip-bundle"),
+    path("pip/resolve", SubjectBatchView.as_view(), name="pip-resolve"),
+    *router.urls,
+]

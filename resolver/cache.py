@@ -1,0 +1,120 @@
+"""The PIP cache: resolved subjects in the shared cache, keyed so that a stale entry is never used.
+
+An entry for (tenant, external id) records the two generation tokens it was built under: the
+tenant's (bumped by any change of the tenant or its attribute schema) and the subject's (bumped by
+any change of that user). A reader fetches the two tokens and the entry in one round trip and uses
+the entry only if both tokens still match; tokens are read *before* the database, so an entry built
+from a state older than a committed change carries a token that change has already replaced.
+Tokens are bumped in ``transaction.on_commit`` by every write path (``iam_project.changes``), so
+once a write request has returned no reader is served the state before it.
+
+With no shared cache configured (``REDIS_URL`` unset) nothing is cached: a per-process cache could
+not be invalidated by the other processes. Cache errors fall back to the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+
+def enabled() -> bool:
+    return bool(settings.SHARED_CACHE)
+
+
+def _h(external_id: str) -> str:
+    return hashlib.blake2b(external_id.encode(), digest_size=12).hexdigest()
+
+
+def tenant_token_key(tenant_id: UUID | str) -> str:
+    return f"pip:tg:{tenant_id}"
+
+
+def subject_token_key(tenant_id: UUID | str, external_id: str) -> str:
+    return f"pip:sg:{tenant_id}:{_h(external_id)}"
+
+
+def entry_key(tenant_id: UUID | str, external_id: str) -> str:
+    return f"pip:e:{tenant_id}:{_h(external_id)}"
+
+
+def slug_key(slug: str) -> str:
+    return f"pip:slug:{slug}"
+
+
+def tenant_id_for_slug(slug: str) -> str | None:
+    try:
+        return cache.get(slug_key(slug))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def remember_slug(slug: str, tenant_id: UUID | str) -> None:
+    try:
+        cache.set(slug_key(slug), str(tenant_id), settings.PIP_CACHE_SECONDS)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def lookup(tenant_id: str, external_id: str) -> tuple[Any, tuple[str, str] | None]:
+    """(entry or None, the tokens to store a fresh entry under — None if the cache is unavailable)."""
+    keys = [tenant_token_key(tenant_id), subject_token_key(tenant_id, external_id), entry_key(tenant_id, external_id)]
+    try:
+        found = cache.get_many(keys)
+        tenant_token, subject_token = found.get(keys[0]), found.get(keys[1])
+        if tenant_token is None:
+            tenant_token = _new_token()
+            if not cache.add(keys[0], tenant_token, None):
+                tenant_token = cache.get(keys[0]) or tenant_token
+        if subject_token is None:
+            subject_token = _new_token()
+            if not cache.add(keys[1], subject_token, settings.PIP_CACHE_SECONDS * 4):
+                subject_token = cache.get(keys[1]) or subject_token
+    except Exception as exc:  # noqa: BLE001 - a cache outage means: read the database
+        logger.warning("PIP cache unavailable", extra={"error": str(exc)})
+        return None, None
+    entry = found.get(keys[2])
+    if entry is not None and entry[0] == tenant_token and entry[1] == subject_token:
+        return entry[2], None
+    return None, (tenant_token, subject_token)
+
+
+def store(tenant_id: str, external_id: str, tokens: tuple[str, str], value: Any) -> None:
+    try:
+        cache.set(entry_key(tenant_id, external_id), (tokens[0], tokens[1], value), settings.PIP_CACHE_SECONDS)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _new_token() -> str:
+    return secrets.token_hex(8)
+
+
+def invalidate_tenant(tenant_id: UUID | str, slugs: list[str] = ()) -> None:  # type: ignore[assignment]
+    if not enabled():
+        return
+    try:
+        cache.set(tenant_token_key(tenant_id), _new_token(), None)
+        if slugs:
+            cache.delete_many([slug_key(slug) for slug in slugs])
+    except Exception as exc:  # noqa: BLE001 - entries expire by PIP_CACHE_SECONDS
+        logger.error("PIP cache invalidation failed", extra={"error": str(exc), "tenant_id": str(tenant_id)})
+
+
+def invalidate_subjects(tenant_id: UUID | str, external_ids: list[str]) -> None:
+    if not enabled():
+        return
+    try:
+        cache.set_many(
+            {subject_token_key(tenant_id, ext): _new_token() for ext in external_ids}, settings.PIP_CACHE_SECONDS * 4
+        )
+    except Exception as exc:  # noqa: BLE001
+        logger.error("PIP cache invalidation failed", extra={"error": str(exc), "tenant_id": str(tenant_id)})

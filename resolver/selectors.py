@@ -1,0 +1,88 @@
+"""The PIP's read path: one SQL statement per lookup, rows rendered straight to JSON bytes.
+
+The attribute maps are read as JSON text from PostgreSQL and spliced into the response, never
+decoded into Python objects and encoded again: the read path is bound by Python, not by the
+database (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from django.db import connection
+
+COLUMNS = """
+    u.id::text, u.external_id, u.status, u.attributes::text, u.version,
+    t.id::text, t.slug, t.status, t.attributes::text, t.version, t.schema_version
+"""
+BY_TENANT_ID = f"""
+    SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id
+    WHERE t.id = %s AND u.external_id = %s
+"""
+BY_TENANT_SLUG = f"""
+    SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id
+    WHERE t.slug = %s AND u.external_id = %s
+"""
+BATCH = f"""
+    SELECT r.idx, {COLUMNS}
+    FROM unnest(%s::uuid[], %s::text[], %s::text[]) WITH ORDINALITY AS r(tid, tslug, ext, idx)
+    JOIN tenants_tenant t ON t.id = r.tid OR t.slug = r.tslug
+    JOIN users_user u ON u.tenant_id = t.id AND u.external_id = r.ext
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A subject with its tenant, rendered once in both formats."""
+
+    tenant_id: str
+    tenant_slug: str
+    etag: str
+    native: bytes
+    authzen: bytes
+
+
+def as_uuid(ref: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        return None
+
+
+def render(row: tuple) -> Resolved:
+    uid, ext, ustatus, uattrs, uver, tid, slug, tstatus, tattrs, tver, sver = row
+    ext_json = json.dumps(ext)
+    tenant = f'{{"id":"{tid}","slug":"{slug}","status":"{tstatus}","attributes":{tattrs},"version":{tver}}}'
+    native = (
+        f'{{"id":"{uid}","external_id":{ext_json},"status":"{ustatus}","attributes":{uattrs},'
+        f'"version":{uver},"tenant":{tenant}}}'
+    )
+    # AuthZEN subject: attribute keys never contain ':' so the "iam:" properties cannot collide.
+    properties = uattrs[1:-1].strip()
+    extra = f'"iam:id":"{uid}","iam:status":"{ustatus}","iam:version":{uver},"iam:tenant":{tenant}'
+    authzen = f'{{"type":"user","id":{ext_json},"properties":{{{properties + "," if properties else ""}{extra}}}}}'
+    return Resolved(tid, slug, f'"{uver}.{tver}.{sver}"', native.encode(), authzen.encode())
+
+
+def subject_resolve(*, tenant_ref: str, external_id: str) -> Resolved | None:
+    tenant_id = as_uuid(tenant_ref)
+    with connection.cursor() as cursor:
+        if tenant_id is not None:
+            cursor.execute(BY_TENANT_ID, [tenant_id, external_id])
+        else:
+            cursor.execute(BY_TENANT_SLUG, [tenant_ref, external_id])
+        row = cursor.fetchone()
+    return render(row) if row else None
+
+
+def subjects_resolve(*, items: list[tuple[str, str]]) -> dict[int, Resolved]:
+    """Resolve many (tenant ref, external id) pairs in one statement; keys are the items' indexes."""
+    if not items:
+        return {}
+    tenant_ids = [as_uuid(ref) for ref, _ in items]
+    slugs = [None if tid is not None else ref for tid, (ref, _) in zip(tenant_ids, items, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(BATCH, [tenant_ids, slugs, [ext for _, ext in items]])
+        return {int(row[0]) - 1: render(row[1:]) for row in cursor.fetchall()}

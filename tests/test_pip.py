@@ -1,0 +1,271 @@
+"""The Policy Information Point: lookups, ETags, batch, AuthZEN shape, OPA bundles, the cache."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from access.keys import api_key_create
+from attributes import services as attribute_services
+from tenants import services as tenant_services
+from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+from users import services as user_services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def acme():  # type: ignore[no-untyped-def]
+    tenant = TenantFactory(slug="acme", name="Acme")
+    DefinitionFactory(tenant=tenant, key="department", type="enum", allowed_values=["eng", "sales"])
+    DefinitionFactory(tenant=tenant, key="level", type="integer")
+    DefinitionFactory(tenant=tenant, key="region", type="string", target="tenant")
+    return tenant_services.tenant_update(tenant=tenant, attributes={"region": "eu"})
+
+
+@pytest.fixture
+def pip_client(acme):  # type: ignore[no-untyped-def]
+    _, raw = api_key_create(name="opa", scopes=["pip:read"], tenants=[acme])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+def url(tenant: str, external_id: str) -> str:
+    return f"/api/v1/pip/tenants/{tenant}/subjects/{quote(external_id, safe='')}"
+
+
+def test_lookup_by_slug_and_id_with_slash_in_external_id(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
+    user = UserFactory(tenant=acme, external_id="auth0|team/alice", attributes={"department": "eng", "level": 3})
+    for ref in ("acme", str(acme.id)):
+        response = pip_client.get(url(ref, "auth0|team/alice"))
+        assert response.status_code == 200, response.content
+        body = json.loads(response.content)
+        assert body["id"] == str(user.id) and body["external_id"] == "auth0|team/alice"
+        assert body["status"] == "active" and body["attributes"] == {"department": "eng", "level": 3}
+        assert body["tenant"] == {
+            "id": str(acme.id),
+            "slug": "acme",
+            "status": "active",
+            "attributes": {"region": "eu"},
+            "version": acme.version,
+        }
+        assert response["ETag"] and "max-age" in response["Cache-Control"]
+    unencoded = pip_client.get("/api/v1/pip/tenants/acme/subjects/auth0|team/alice")
+    assert unencoded.status_code == 200
+
+
+def test_disabled_user_and_suspended_tenant_are_reported_as_such(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
+    user = UserFactory(tenant=acme, external_id="bob", attributes={"level": 1})
+    user_services.user_update(user=user, status="disabled")
+    tenant_services.tenant_update(tenant=acme, status="suspended")
+    body = json.loads(pip_client.get(url("acme", "bob")).content)
+    assert body["status"] == "disabled" and body["tenant"]["status"] == "suspended"
+    assert body["attributes"] == {"level": 1}  # still the attributes: the policy decides
+
+
+def test_unknown_tenant_subject_or_another_tenants_subject_is_404(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
+    other = TenantFactory(slug="other")
+    UserFactory(tenant=other, external_id="stranger")
+    for path in (url("nope", "x"), url("acme", "nobody"), url("other", "stranger"), url(str(other.id), "stranger")):
+        response = pip_client.get(path)
+        assert response.status_code == 404 and response["Content-Type"] == "application/problem+json"
+        assert b"stranger" not in response.content
+
+
+def test_keys_without_pip_read_are_refused(acme) -> None:  # type: ignore[no-untyped-def]
+    UserFactory(tenant=acme, external_id="alice")
+    _, raw = api_key_create(name="reader", scopes=["directory:read"], tenants=[acme])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get(url("acme", "alice")).status_code == 403
+    assert client.post("/api/v1/pip/resolve", {"subjects": []}, format="json").status_code == 403
+    assert APIClient().get(url("acme", "alice")).status_code == 401
+
+
+def test_authzen_shape(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
+    UserFactory(tenant=acme, external_id="alice", attributes={"department": "eng"})
+    body = json.loads(pip_client.get(url("acme", "alice") + "?format=authzen").content)
+    assert body["type"] == "user" and body["id"] == "alice"
+    assert body["properties"]["department"] == "eng"
+    assert body["properties"]["iam:status"] == "active" and body["properties"]["iam:tenant"]["slug"] == "acme"
+    assert pip_client.get(url("acme", "alice") + "?format=xml").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["user field", "user attribute", "tenant attribute", "tenant field", "definition change", "definition create"],
+)
+def test_etag_and_304_follow_every_kind_of_change(pip_client, acme, change) -> None:  # type: ignore[no-untyped-def]
+    user = UserFactory(tenant=acme, external_id="alice", attributes={"level": 1})
+    first = pip_client.get(url("acme", "alice"))
+    etag = first["ETag"]
+    assert pip_client.get(url("acme", "alice"), HTTP_IF_NONE_MATCH=etag).status_code == 304
+    assert pip_client.get(url("acme", "alice"), HTTP_IF_NONE_MATCH=f"W/{etag}").status_code == 304
+    if change == "user field":
+        user_services.user_update(user=user, email="new@example.com")
+    elif change == "user attribute":
+        user_services.user_update(user=user, attributes={"level": 2}, merge_attributes=True)
+    elif change == "tenant attribute":
+        tenant_services.tenant_update(tenant=acme, attributes={"region": "us"})
+    elif change == "tenant field":
+        tenant_services.tenant_update(tenant=acme, status="suspended")
+    elif change == "definition change":
+        definition = acme.attribute_definitions.get(key="level")
+        attribute_services.definition_update(definition=definition, description="Clearance")
+    else:
+        DefinitionFactory(tenant=acme, key="badge", type="string")
+    response = pip_client.get(url("acme", "alice"), HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 200 and response["ETag"] != etag
+
+
+def test_batch_with_found_not_found_and_out_of_reach(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
+    UserFactory(tenant=acme, external_id="alice", attributes={"level": 1})
+    UserFactory(tenant=acme, external_id="team/bob")
+    other = TenantFactory(slug="other")
+    UserFactory(tenant=other, external_id="stranger")
+    subjects = [
+        {"tenant": "acme", "external_id": "alice"},
+        {"tenant": str(acme.id), "external_id": "team/bob"},
+        {"tenant": "acme", "external_id": "nobody"},
+        {"tenant": "other", "external_id": "stranger"},
+        {"tenant": "nope", "external_id": "alice"},
+    ]
+    response = pip_client.post("/api/v1/pip/resolve", {"subjects": subjects}, format="json")
+    assert response.status_code == 200
+    results = json.loads(response.content)["results"]
+    assert [r["found"] for r in results] == [True, True, False, False, False]
+    assert results[0]["subject"]["attributes"] == {"level": 1}
+    assert results[1]["subject"]["external_id"] == "team/bob"
+    assert b'"stranger"' not in response.content.replace(b'"external_id":"stranger"', b"")
+    authzen = json.loads(
+        pip_client.post("/api/v1/pip/resolve?format=authzen", {"subjects": subjects[:1]}, format="json").content
+    )
+    assert authzen["results"][0]["subject"]["type"] == "user"
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({}, "/subjects"),
+        ({"subjects": []}, "/subjects"),
+        ({"subjects": "x"}, "/subjects"),
+        ({"subjects": [{"tenant": "acme"}]}, "/subjects/0"),
+        ({"subjects": [{"tenant": 1, "external_id": "a"}]}, "/subjects/0/tenant"),
+        ({"subjects": [{"tenant": "acme", "external_id": "a"}] * 101}, "/subjects"),
+        ({"subjects": [], "extra": 1}, "/subjects"),
+    ],
+)
+def test_bad_batches_are_400(pip_client, acme, body, pointer) -> None:  # type: ignore[no-untyped-def]
+    response = pip_client.post("/api/v1/pip/resolve", body, format="json")
+    assert response.status_code == 400 and pointer in [e["pointer"] for e in response.json()["errors"]]
+
+
+def test_query_counts(pip_client, acme, settings) -> None:  # type: ignore[no-untyped-def]
+    for i in range(100):
+        UserFactory(tenant=acme, external_id=f"u{i}", attributes={"level": i, "department": "eng"})
+    pip_client.get(url("acme", "u0"))  # the key's last-used write happens once a minute, not in the count
+    with CaptureQueriesContext(connection) as single:
+        assert pip_client.get(url("acme", "u1")).status_code == 200
+    assert len(single) <= 2, [q["sql"] for q in single.captured_queries]
+    subjects = [{"tenant": "acme", "external_id": f"u{i}"} for i in range(100)]
+    with CaptureQueriesContext(connection) as batch:
+        response = pip_client.post("/api/v1/pip/resolve", {"subjects": subjects}, format="json")
+    assert len(json.loads(response.content)["results"]) == 100
+    assert len(batch) <= 4, [q["sql"] for q in batch.captured_queries]
+
+
+@pytest.fixture
+def shared_cache(settings):  # type: ignore[no-untyped-def]
+    """A cache every request shares (in production: Redis through REDIS_URL)."""
+    from django.core.cache import cache
+
+    settings.SHARED_CACHE = True
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def test_cached_lookup_makes_no_query_and_is_never_stale(
+    pip_client, acme, shared_cache, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    user = UserFactory(tenant=acme, external_id="alice", attributes={"level": 1})
+    for ref in ("acme", str(acme.id)):
+        pip_client.get(url(ref, "alice"))
+        pip_client.get(url(ref, "alice"))
+        with CaptureQueriesContext(connection) as cached:
+            response = pip_client.get(url(ref, "alice"))
+        assert response.status_code == 200 and len(cached) == 0, [q["sql"] for q in cached.captured_queries]
+    changes = [
+        lambda: user_services.user_update(user=user, attributes={"level": 2}, merge_attributes=True),
+        lambda: tenant_services.tenant_update(tenant=acme, attributes={"region": "us"}),
+        lambda: attribute_services.definition_update(
+            definition=acme.attribute_definitions.get(key="level"), description="x"
+        ),
+        lambda: user_services.user_update(user=user, status="disabled"),
+    ]
+    for change in changes:
+        before = pip_client.get(url("acme", "alice"))
+        with django_capture_on_commit_callbacks(execute=True):
+            change()
+        after = pip_client.get(url("acme", "alice"))
+        assert after["ETag"] != before["ETag"], "a cached entry outlived a committed change"
+    assert json.loads(after.content)["status"] == "disabled"
+    with django_capture_on_commit_callbacks(execute=True):
+        user_services.user_update(user=user, external_id="alice2")
+    assert pip_client.get(url("acme", "alice")).status_code == 404
+    assert pip_client.get(url("acme", "alice2")).status_code == 200
+
+
+def test_console_write_is_read_by_the_pip_at_once(
+    pip_client, acme, shared_cache, admin_client_logged_in, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    user = UserFactory(tenant=acme, external_id="alice", attributes={"level": 1})
+    assert json.loads(pip_client.get(url("acme", "alice")).content)["attributes"] == {"level": 1}
+    form = {
+        "tenant": acme.pk,
+        "external_id": "alice",
+        "email": "",
+        "display_name": "",
+        "status": "active",
+        "attributes": '{"level": 7}',
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(f"/admin/users/user/{user.pk}/change/", form)
+    assert response.status_code == 302
+    assert json.loads(pip_client.get(url("acme", "alice")).content)["attributes"] == {"level": 7}
+
+
+def test_opa_bundle(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
+    UserFactory(tenant=acme, external_id="alice", attributes={"department": "eng"})
+    UserFactory(tenant=acme, external_id="team/bob", status="disabled")
+    response = pip_client.get("/api/v1/pip/tenants/acme/bundle.tar.gz")
+    assert response.status_code == 200 and response["Content-Type"] == "application/gzip"
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
+    data = json.load(archive.extractfile("data.json"))
+    manifest = json.load(archive.extractfile(".manifest"))
+    users = data["iam"]["tenants"]["acme"]["users"]
+    assert users["alice"]["attributes"] == {"department": "eng"} and users["team/bob"]["status"] == "disabled"
+    assert data["iam"]["tenants"]["acme"]["attributes"] == {"region": "eu"}
+    assert manifest["roots"] == ["iam/tenants/acme"] and response["ETag"] == f'"{manifest["revision"]}"'
+    assert (
+        pip_client.get("/api/v1/pip/tenants/acme/bundle.tar.gz", HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
+    )
+    UserFactory(tenant=acme, external_id="carol")
+    again = pip_client.get("/api/v1/pip/tenants/acme/bundle.tar.gz", HTTP_IF_NONE_MATCH=response["ETag"])
+    assert again.status_code == 200 and again["ETag"] != response["ETag"]
+    other = TenantFactory(slug="other")
+    assert pip_client.get(f"/api/v1/pip/tenants/{other.slug}/bundle.tar.gz").status_code == 404
+
+
+def test_empty_tenant_bundle_is_valid_json(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
+    response = pip_client.get("/api/v1/pip/tenants/acme/bundle.tar.gz")
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
+    assert json.load(archive.extractfile("data.json"))["iam"]["tenants"]["acme"]["users"] == {}
