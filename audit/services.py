@@ -42,7 +42,7 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None, pii: set[s
     return changes
 
 
-def audit_record(
+def audit_build(
     *,
     action: str,
     object_type: str,
@@ -50,12 +50,12 @@ def audit_record(
     tenant_id: UUID,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
+    pii: set[str],
     object_repr: str = "",
     event_id: UUID | None = None,
 ) -> AuditRecord:
     actor = current_actor()
-    pii = _pii_keys(tenant_id) if (before or {}).get("attributes") or (after or {}).get("attributes") else set()
-    return AuditRecord.objects.create(
+    return AuditRecord(
         actor_kind=actor.kind,
         actor=actor.name,
         actor_id=actor.id,
@@ -67,6 +67,37 @@ def audit_record(
         event_id=event_id,
         changes=diff(before, after, pii),
     )
+
+
+def pii_keys(tenant_id: UUID) -> set[str]:
+    return _pii_keys(tenant_id)
+
+
+def audit_record(
+    *,
+    action: str,
+    object_type: str,
+    object_id: UUID,
+    tenant_id: UUID,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    object_repr: str = "",
+    event_id: UUID | None = None,
+) -> AuditRecord:
+    pii = _pii_keys(tenant_id) if (before or {}).get("attributes") or (after or {}).get("attributes") else set()
+    record = audit_build(
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        tenant_id=tenant_id,
+        before=before,
+        after=after,
+        pii=pii,
+        object_repr=object_repr,
+        event_id=event_id,
+    )
+    record.save(force_insert=True)
+    return record
 
 
 def audit_purge(*, older_than_days: int | None = None) -> int:

@@ -66,6 +66,20 @@ class TenantScopedAdmin(admin.ModelAdmin):
             kwargs["queryset"] = Tenant.objects.filter(pk__in=tenant_ids)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        """A tenant filter lists only the user's tenants (Django's default lists every tenant)."""
+        filters = super().get_list_filter(request)
+        if administered_tenant_ids(request) is None:
+            return filters
+        return [(name, admin.RelatedOnlyFieldListFilter) if name == "tenant" else name for name in filters]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        """The add form shows no id, version or timestamps: they do not exist before the service runs."""
+        fields = super().get_fields(request, obj)
+        if obj is None:
+            return [name for name in fields if name not in ("id", "version", "created_at", "updated_at")]
+        return fields
+
     def _tenant_admin(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_staff and administered_tenant_ids(request))
 

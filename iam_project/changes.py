@@ -6,6 +6,7 @@ write the event without the audit record or the other way round.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -62,3 +63,56 @@ def _invalidate_on_commit(aggregate_type: str, tenant_id: UUID, data: dict, befo
     else:
         slugs = sorted({data.get("slug"), (before or {}).get("slug")} - {None}) if aggregate_type == "tenant" else []
         transaction.on_commit(lambda: pip_cache.invalidate_tenant(tenant_id, slugs))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a bulk write: the same fields as :func:`record_change` takes."""
+
+    event_type: str
+    tenant_id: UUID
+    aggregate_id: UUID
+    aggregate_version: int
+    data: dict[str, Any]
+    before: dict[str, Any] | None = None
+    object_repr: str = ""
+
+
+def record_changes(changes: list[Change]) -> None:
+    """Bulk form of :func:`record_change`: one event and one audit record per change, two statements."""
+    from audit.models import AuditRecord
+    from audit.services import audit_build, pii_keys
+    from outbox.services import event_build, events_record
+
+    if not changes:
+        return
+    pii_by_tenant: dict[UUID, set[str]] = {}
+    events, audits = [], []
+    for change in changes:
+        row = event_build(
+            event_type=change.event_type,
+            tenant_id=change.tenant_id,
+            aggregate_id=change.aggregate_id,
+            aggregate_version=change.aggregate_version,
+            data=change.data,
+        )
+        events.append(row)
+        if change.tenant_id not in pii_by_tenant:
+            pii_by_tenant[change.tenant_id] = pii_keys(change.tenant_id)
+        action = next((a for suffix, a in ACTIONS.items() if change.event_type.endswith(suffix)), "update")
+        audits.append(
+            audit_build(
+                action=action,
+                object_type=EVENT_TYPES[change.event_type].aggregate_type,
+                object_id=change.aggregate_id,
+                tenant_id=change.tenant_id,
+                before=change.before,
+                after=None if action == "delete" else change.data,
+                pii=pii_by_tenant[change.tenant_id],
+                object_repr=change.object_repr,
+                event_id=row.event_id,
+            )
+        )
+        _invalidate_on_commit(EVENT_TYPES[change.event_type].aggregate_type, change.tenant_id, change.data, change.before)
+    events_record(events)
+    AuditRecord.objects.bulk_create(audits, batch_size=2000)

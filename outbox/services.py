@@ -21,23 +21,21 @@ class OutboxOutsideTransaction(RuntimeError):
     """An event was recorded outside a transaction: it could commit without its change."""
 
 
-def event_record(
+def event_build(
     *,
     event_type: str,
     tenant_id: UUID,
     aggregate_id: UUID,
     aggregate_version: int,
     data: dict[str, Any],
+    replay_of: UUID | None = None,
 ) -> OutboxEvent:
-    """Insert one outbox row for a domain event; the relay is poked when the transaction commits."""
+    """An unsaved outbox row for a registered event type, with its CloudEvents envelope."""
     event = EVENT_TYPES.get(event_type)
     if event is None:
         raise KeyError(f"unregistered event type {event_type!r}")
-    if not transaction.get_connection().in_atomic_block:
-        raise OutboxOutsideTransaction(f"{event_type} recorded outside transaction.atomic()")
     event_id = uuid.uuid4()
-    now = timezone.now()
-    row = OutboxEvent.objects.create(
+    return OutboxEvent(
         event_id=event_id,
         event_type=event.name,
         aggregate_type=event.aggregate_type,
@@ -49,17 +47,47 @@ def event_record(
             event_id=event_id,
             event=event,
             source=settings.IAM_EVENT_SOURCE,
-            time=now,
+            time=timezone.now(),
             tenant_id=tenant_id,
             aggregate_id=aggregate_id,
             aggregate_version=aggregate_version,
             data=data,
+            replay_of=replay_of,
         ),
     )
+
+
+def event_record(
+    *,
+    event_type: str,
+    tenant_id: UUID,
+    aggregate_id: UUID,
+    aggregate_version: int,
+    data: dict[str, Any],
+) -> OutboxEvent:
+    """Insert one outbox row for a domain event; the relay is poked when the transaction commits."""
+    row = event_build(
+        event_type=event_type,
+        tenant_id=tenant_id,
+        aggregate_id=aggregate_id,
+        aggregate_version=aggregate_version,
+        data=data,
+    )
+    return events_record([row])[0]
+
+
+def events_record(rows: list[OutboxEvent]) -> list[OutboxEvent]:
+    """Insert outbox rows built by :func:`event_build` (one statement), in the caller's transaction."""
     connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise OutboxOutsideTransaction(f"{rows[0].event_type} recorded outside transaction.atomic()")
+    if len(rows) == 1:
+        rows[0].save(force_insert=True)
+    else:
+        OutboxEvent.objects.bulk_create(rows, batch_size=2000)
     if not any(callback is poke_relay for _, callback, _ in connection.run_on_commit):
         transaction.on_commit(poke_relay, robust=True)
-    return row
+    return rows
 
 
 def poke_relay() -> None:
