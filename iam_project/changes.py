@@ -113,6 +113,8 @@ def record_changes(changes: list[Change]) -> None:
                 event_id=row.event_id,
             )
         )
-        _invalidate_on_commit(EVENT_TYPES[change.event_type].aggregate_type, change.tenant_id, change.data, change.before)
+        _invalidate_on_commit(
+            EVENT_TYPES[change.event_type].aggregate_type, change.tenant_id, change.data, change.before
+        )
     events_record(events)
     AuditRecord.objects.bulk_create(audits, batch_size=2000)

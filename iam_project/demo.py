@@ -40,3 +40,39 @@ def demo_seed() -> bool:
             attributes=attributes,
         )
     return True
+
+
+# --- generated data for load tests and benchmarks ------------------------------------------------
+GENERATED_TYPES = [
+    {"type": "enum", "allowed_values": ["eng", "sales", "finance", "ops", "legal"]},
+    {"type": "integer", "min_value": 0, "max_value": 10},
+    {"type": "string", "max_length": 64},
+    {"type": "boolean"},
+    {"type": "string_list", "max_items": 10},
+    {"type": "date"},
+    {"type": "number"},
+    {"type": "datetime"},
+]
+
+
+def generated_definitions(count: int) -> list[dict]:
+    return [{"key": f"attr_{index:02d}", **GENERATED_TYPES[index % len(GENERATED_TYPES)]} for index in range(count)]
+
+
+def generated_value(definition: dict, rng) -> object:  # type: ignore[no-untyped-def]
+    kind = definition["type"]
+    if kind == "enum":
+        return rng.choice(definition["allowed_values"])
+    if kind == "integer":
+        return rng.randint(0, 10)
+    if kind == "string":
+        return f"value-{rng.randint(0, 10**6)}"
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "string_list":
+        return [f"group-{rng.randint(0, 50)}" for _ in range(rng.randint(0, 4))]
+    if kind == "date":
+        return f"20{rng.randint(10, 25)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    if kind == "number":
+        return round(rng.random() * 1000, 3)
+    return f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z"

@@ -269,3 +269,46 @@ def test_empty_tenant_bundle_is_valid_json(pip_client, acme) -> None:  # type: i
     response = pip_client.get("/api/v1/pip/tenants/acme/bundle.tar.gz")
     archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
     assert json.load(archive.extractfile("data.json"))["iam"]["tenants"]["acme"]["users"] == {}
+
+
+def test_bulk_upsert_reports_counts_and_emits_one_event_per_changed_user(acme) -> None:  # type: ignore[no-untyped-def]
+    from outbox.models import OutboxEvent
+
+    before = OutboxEvent.objects.count()
+    rows = [
+        (1, {"external_id": "a", "attributes": {"level": 1}}),
+        (2, {"external_id": "b", "email": "not-an-email"}),
+        (3, {"external_id": "c", "attributes": {"level": "x"}}),
+        (4, {"external_id": "a", "attributes": {"level": 2}}),
+        (5, {"external_id": "d", "colour": "red"}),
+    ]
+    report = user_services.users_upsert(tenant=acme, rows=rows)
+    assert (report.created, report.updated, report.unchanged, report.invalid) == (1, 0, 0, 4)
+    assert {line: errors[0].rule for line, _, errors in report.errors} == {
+        2: "email",
+        3: "type",
+        4: "duplicate",
+        5: "unknown_field",
+    }
+    again = user_services.users_upsert(
+        tenant=acme, rows=[(1, {"external_id": "a", "attributes": {"level": 1}}), (2, {"external_id": "e"})]
+    )
+    assert (again.created, again.updated, again.unchanged) == (1, 0, 1)
+    changed = user_services.users_upsert(tenant=acme, rows=[(1, {"external_id": "a", "attributes": {"level": 5}})])
+    assert changed.updated == 1
+    types = list(OutboxEvent.objects.order_by("sequence").values_list("event_type", "aggregate_version"))[before:]
+    assert types == [("UserCreated", 1), ("UserCreated", 1), ("UserAttributesChanged", 2)]
+
+
+def test_generate_demo_data_command(settings) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import call_command
+
+    from users.models import User
+
+    out = io.StringIO()
+    call_command(
+        "generate_demo_data", "--tenants", "2", "--users", "30", "--attributes", "10", "--batch", "7", stdout=out
+    )
+    assert "created 60" in out.getvalue()
+    user = User.objects.filter(tenant__slug="load-1").first()
+    assert len(user.attributes) == 10

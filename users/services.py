@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
-from iam_project.changes import record_change
+from iam_project.changes import Change, record_change, record_changes
 from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
 from iam_project.guards import domain_write
 from tenants.models import Tenant
@@ -175,3 +178,142 @@ def user_delete(*, user: User, expected_version: int | None = None) -> None:
             before=data,
             object_repr=data["external_id"],
         )
+
+
+@dataclass
+class UpsertReport:
+    """What a bulk upsert did: counts, and each invalid row's line number, external id and errors."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    invalid: int = 0
+    errors: list[tuple[int, str, list[FieldError]]] = field(default_factory=list)
+
+    def add(self, other: UpsertReport) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.invalid += other.invalid
+        self.errors.extend(other.errors)
+
+
+ROW_FIELDS = {"external_id", "email", "display_name", "status", "attributes"}
+_email = EmailValidator()
+
+
+def _row_errors(row: Any, definitions: list[AttributeDefinition]) -> tuple[dict[str, Any] | None, list[FieldError]]:
+    if not isinstance(row, dict):
+        return None, [FieldError("/", "type", "a row is an object")]
+    errors = [FieldError(f"/{name}", "unknown_field", "unknown field") for name in sorted(set(row) - ROW_FIELDS)]
+    external_id = row.get("external_id")
+    errors += validate_external_id(external_id)
+    email = row.get("email") or ""
+    if not isinstance(email, str) or len(email) > 254:
+        errors.append(FieldError("/email", "type", "a string of at most 254 characters"))
+    elif email:
+        try:
+            _email(email)
+        except ValidationError:
+            errors.append(FieldError("/email", "email", "not a valid email address"))
+    display_name = row.get("display_name") or ""
+    if not isinstance(display_name, str) or len(display_name) > 200:
+        errors.append(FieldError("/display_name", "max_length", "a string of at most 200 characters"))
+    status = row.get("status") or User.Status.ACTIVE
+    if status not in User.Status.values:
+        errors.append(FieldError("/status", "enum", f"one of {', '.join(User.Status.values)}"))
+    attributes: dict = {}
+    try:
+        attributes = validate_attributes(definitions, row.get("attributes") or {})
+    except ValidationFailed as exc:
+        errors += exc.errors
+    if errors:
+        return None, errors
+    clean = {
+        "external_id": external_id,
+        "email": email,
+        "display_name": display_name,
+        "status": status,
+        "attributes": attributes,
+    }
+    return clean, []
+
+
+def users_upsert(*, tenant: Tenant, rows: list[tuple[int, Any]], dry_run: bool = False) -> UpsertReport:
+    """Create or update users by external id, validated like the API; one event per changed user.
+
+    ``rows`` are (line number, row) pairs of one batch. Invalid rows are reported and skipped; the
+    caller decides whether any invalid row aborts the whole import (its transaction). Unchanged rows
+    write nothing and emit nothing.
+    """
+    report = UpsertReport()
+    definitions = _user_definitions(tenant.id)
+    clean_rows: dict[str, tuple[int, dict[str, Any]]] = {}
+    for line, row in rows:
+        clean, errors = _row_errors(row, definitions)
+        if clean is not None and clean["external_id"] in clean_rows:
+            errors = [FieldError("/external_id", "duplicate", f"also on line {clean_rows[clean['external_id']][0]}")]
+        if errors:
+            report.invalid += 1
+            external_id = row.get("external_id") if isinstance(row, dict) else None
+            report.errors.append((line, str(external_id or ""), errors))
+            continue
+        clean_rows[clean["external_id"]] = (line, clean)  # type: ignore[index]
+    with transaction.atomic(), domain_write():
+        existing = {
+            user.external_id: user
+            for user in User.objects.select_for_update().filter(tenant=tenant, external_id__in=list(clean_rows))
+        }
+        creates: list[User] = []
+        updates: list[tuple[User, dict[str, Any], list[str]]] = []
+        changes: list[Change] = []
+        for external_id, (_, clean) in clean_rows.items():
+            user = existing.get(external_id)
+            if user is None:
+                user = User(tenant=tenant, **clean)
+                creates.append(user)
+                continue
+            changed = [
+                name for name in ("email", "display_name", "status", "attributes") if getattr(user, name) != clean[name]
+            ]
+            if not changed:
+                report.unchanged += 1
+                continue
+            before = user_data(user)
+            for name in changed:
+                setattr(user, name, clean[name])
+            user.version += 1
+            updates.append((user, before, changed))
+        report.created, report.updated = len(creates), len(updates)
+        if dry_run:
+            return report
+        now = timezone.now()
+        for user in creates:
+            user.created_at = user.updated_at = now
+        User.objects.bulk_create(creates, batch_size=1000)
+        for user, _, _ in updates:
+            user.updated_at = now
+        if updates:
+            User.objects.bulk_update(
+                [user for user, _, _ in updates],
+                ["email", "display_name", "status", "attributes", "version", "updated_at"],
+                batch_size=500,
+            )
+        changes += [
+            Change("UserCreated", tenant.id, user.id, user.version, user_data(user), None, user.external_id)
+            for user in creates
+        ]
+        changes += [
+            Change(
+                "UserAttributesChanged" if changed == ["attributes"] else "UserUpdated",
+                tenant.id,
+                user.id,
+                user.version,
+                {**user_data(user), "changed": changed},
+                before,
+                user.external_id,
+            )
+            for user, before, changed in updates
+        ]
+        record_changes(changes)
+    return report
