@@ -10,24 +10,31 @@ from django.http import HttpRequest, HttpResponse
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 problem+json for an API body whose Content-Length is over the limit, before reading it."""
+    """Refuse, before reading the body: an API body whose Content-Length is over the limit (413), and a
+    NUL character in the path or query (400: PostgreSQL cannot store it)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
+            if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+                return _problem(400, "Bad request", "NUL characters are not allowed in the path or query")
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             if length > limit:
-                body = {
-                    "type": "https://iam-service.citadel.internal/problems/payload-too-large",
-                    "title": "Payload too large",
-                    "status": 413,
-                    "detail": f"the request body exceeds {limit} bytes",
-                }
-                return HttpResponse(json.dumps(body), status=413, content_type="application/problem+json")
+                return _problem(413, "Payload too large", f"the request body exceeds {limit} bytes")
         return self.get_response(request)
+
+
+def _problem(status: int, title: str, detail: str) -> HttpResponse:
+    body = {
+        "type": "https://iam-service.citadel.internal/problems/" + title.lower().replace(" ", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    return HttpResponse(json.dumps(body), status=status, content_type="application/problem+json")

@@ -9,7 +9,8 @@ from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from iam_project.errors import PayloadTooLarge
+from attributes.validation import nul_pointer
+from iam_project.errors import FieldError, PayloadTooLarge, ValidationFailed
 
 
 class LimitedJSONParser(parsers.JSONParser):
@@ -19,9 +20,13 @@ class LimitedJSONParser(parsers.JSONParser):
         if len(raw) > limit:
             raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"malformed JSON: {exc}") from None
+        nul = nul_pointer(data, "")
+        if nul is not None:
+            raise ValidationFailed([FieldError(nul or "/", "nul", "NUL characters are not allowed")])
+        return data
 
 
 def _refuse_constant(name: str) -> Any:

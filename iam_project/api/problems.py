@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -80,10 +80,14 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         errors = [e.as_dict() for e in exc.errors] if isinstance(exc, ValidationFailed) else None
         return problem_response(exc.status, exc.title, exc.detail, errors=errors, headers=headers, **extra)
     if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable", extra={"error": f"{type(exc).__name__}: {exc}"[:500]})
         set_rollback()
         return problem_response(
             503, "Service unavailable", "the database is unreachable; retry shortly", headers={"Retry-After": "5"}
         )
+    if isinstance(exc, DataError):  # a value PostgreSQL refuses (out of range, bad encoding): the client's
+        set_rollback()
+        return problem_response(400, "Bad request", "a value in the request cannot be stored or compared")
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -8,6 +8,7 @@ from users.models import User
 
 class UserOutputSerializer(serializers.ModelSerializer):
     attributes = AttributesField(help_text="Typed attribute values, key → value.")
+    email = serializers.CharField(help_text="An email address, or empty.")
 
     class Meta:
         model = User
