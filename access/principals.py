@@ -42,9 +42,11 @@ class Principal:
         return self.tenant_ids is None or tenant_id in self.tenant_ids
 
     def tenants(self) -> QuerySet[Tenant]:
+        """The live tenants this principal reaches (soft-deleted tenants are gone for every principal)."""
+        live = Tenant.objects.filter(deleted_at__isnull=True)
         if self.tenant_ids is None:
-            return Tenant.objects.all()
-        return Tenant.objects.filter(pk__in=self.tenant_ids)
+            return live
+        return live.filter(pk__in=self.tenant_ids)
 
 
 class KeyUser:

@@ -34,7 +34,11 @@ def administered_tenant_ids(request: HttpRequest) -> set | None:
     if cached is None:
         from access.models import TenantAdministrator
 
-        cached = set(TenantAdministrator.objects.filter(user=user).values_list("tenant_id", flat=True))
+        cached = set(
+            TenantAdministrator.objects.filter(user=user, tenant__deleted_at__isnull=True).values_list(
+                "tenant_id", flat=True
+            )
+        )
         request._iam_tenant_ids = cached  # type: ignore[attr-defined]
     return cached
 

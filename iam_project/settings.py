@@ -241,6 +241,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": max(OUTBOX_RELAY_INTERVAL * 2, 2.0)},
     },
     "purge-published-outbox": {"task": "outbox.purge_published", "schedule": 3600.0, "options": {"expires": 600}},
+    "purge-deleted-tenants": {"task": "tenants.purge_deleted", "schedule": 3600.0, "options": {"expires": 600}},
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_queue = DATA_DIR / "broker" / "queue"
@@ -324,3 +325,4 @@ PIP_BATCH_MAX = env.int("PIP_BATCH_MAX", default=100)
 
 # --- audit ----------------------------------------------------------------------------------------
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+TENANT_RETENTION_DAYS = env.int("TENANT_RETENTION_DAYS", default=30)

@@ -19,16 +19,16 @@ COLUMNS = """
 """
 BY_TENANT_ID = f"""
     SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id
-    WHERE t.id = %s AND u.external_id = %s
+    WHERE t.id = %s AND u.external_id = %s AND t.deleted_at IS NULL
 """
 BY_TENANT_SLUG = f"""
     SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id
-    WHERE t.slug = %s AND u.external_id = %s
+    WHERE t.slug = %s AND u.external_id = %s AND t.deleted_at IS NULL
 """
 BATCH = f"""
     SELECT r.idx, {COLUMNS}
     FROM unnest(%s::uuid[], %s::text[], %s::text[]) WITH ORDINALITY AS r(tid, tslug, ext, idx)
-    JOIN tenants_tenant t ON t.id = r.tid OR t.slug = r.tslug
+    JOIN tenants_tenant t ON (t.id = r.tid OR t.slug = r.tslug) AND t.deleted_at IS NULL
     JOIN users_user u ON u.tenant_id = t.id AND u.external_id = r.ext
 """
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
 
+from access.principals import acting_as, console_principal
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import validate_attributes
@@ -48,8 +50,9 @@ class TenantAdmin(ServiceModelAdmin):
     tenant_admin_can_add = False  # creating and deleting tenants is for superusers
     tenant_admin_can_delete = False
     form = TenantForm
-    list_display = ["slug", "name", "status", "version", "updated_at"]
-    list_filter = ["status"]
+    list_display = ["slug", "name", "status", "version", "updated_at", "deleted_at"]
+    list_filter = ["status", ("deleted_at", admin.EmptyFieldListFilter)]
+    actions = ["restore"]
     search_fields = ["slug", "name", "=id"]
     readonly_fields = ["id", "version", "created_at", "updated_at"]
     fields = ["id", "slug", "name", "status", "attributes", "version", "created_at", "updated_at"]
@@ -63,3 +66,23 @@ class TenantAdmin(ServiceModelAdmin):
 
     def service_delete(self, request: HttpRequest, obj: Tenant) -> None:
         services.tenant_delete(tenant=obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Deleting a tenant is a soft delete: nothing else is removed, nothing protects it."""
+        names = [f"{obj} (soft delete: restorable for {settings.TENANT_RETENTION_DAYS} days)" for obj in objs]
+        return names, {Tenant._meta.verbose_name_plural: len(names)}, set(), []
+
+    @admin.action(description="Restore selected deleted tenants")
+    def restore(self, request: HttpRequest, queryset: Any) -> None:
+        restored = 0
+        with acting_as(console_principal(request.user)):
+            for tenant in queryset.filter(deleted_at__isnull=False):
+                services.tenant_restore(tenant=tenant)
+                restored += 1
+        self.message_user(request, f"{restored} tenants restored.")
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("restore", None)
+        return actions

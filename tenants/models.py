@@ -28,6 +28,9 @@ class Tenant(DomainModel):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     attributes = models.JSONField(default=dict, blank=True)
     version = models.PositiveBigIntegerField(default=1, editable=False)
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Soft-deleted at; restorable until purged after retention."
+    )
     schema_version = models.PositiveBigIntegerField(
         default=0, editable=False, help_text="Bumped by every change of the tenant's attribute definitions."
     )

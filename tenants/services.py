@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
@@ -26,6 +29,7 @@ def tenant_data(tenant: Tenant) -> dict[str, Any]:
         "status": tenant.status,
         "attributes": tenant.attributes,
         "version": tenant.version,
+        "deleted_at": tenant.deleted_at.isoformat() if tenant.deleted_at else None,
     }
 
 
@@ -118,23 +122,96 @@ def tenant_update(
     return locked
 
 
-def tenant_delete(*, tenant: Tenant, expected_version: int | None = None) -> None:
+def _lifecycle(tenant: Tenant, event_type: str, expected_version: int | None, change) -> Tenant:  # type: ignore[no-untyped-def]
     with transaction.atomic(), domain_write():
         locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
         if expected_version is not None and locked.version != expected_version:
             raise PreconditionFailed(locked.version)
-        users = locked.users.count()
-        if users:
-            raise Conflict(f"tenant {locked.slug!r} still has {users} users; delete them first")
+        before = tenant_data(locked)
+        change(locked)
+        locked.version += 1
+        locked.save()
+        record_change(
+            event_type=event_type,
+            tenant_id=locked.id,
+            aggregate_id=locked.id,
+            aggregate_version=locked.version,
+            data=tenant_data(locked),
+            before=before,
+            object_repr=locked.slug,
+        )
+    return locked
+
+
+def tenant_delete(*, tenant: Tenant, expected_version: int | None = None) -> Tenant:
+    """Soft delete: the tenant and everything in it disappear from the API and the PIP at once, and
+    can be restored until ``tenant_purge`` removes them after ``TENANT_RETENTION_DAYS``."""
+
+    def delete(locked: Tenant) -> None:
+        if locked.deleted_at is not None:
+            raise Conflict(f"tenant {locked.slug!r} is already deleted")
+        locked.deleted_at = timezone.now()
+
+    return _lifecycle(tenant, "TenantDeleted", expected_version, delete)
+
+
+def tenant_restore(*, tenant: Tenant) -> Tenant:
+    def restore(locked: Tenant) -> None:
+        if locked.deleted_at is None:
+            raise Conflict(f"tenant {locked.slug!r} is not deleted")
+        locked.deleted_at = None
+
+    return _lifecycle(tenant, "TenantRestored", None, restore)
+
+
+def tenant_suspend(*, tenant: Tenant) -> Tenant:
+    return tenant_update(tenant=tenant, status=Tenant.Status.SUSPENDED)
+
+
+def tenant_purge(*, tenant: Tenant, force: bool = False) -> int:
+    """Remove a soft-deleted tenant with its users and definitions for good; returns the users removed.
+
+    Refused before the retention period is over unless ``force``. One ``TenantPurged`` event stands
+    for everything removed (consumers drop the tenant); each removed user is in the audit record.
+    """
+    from attributes.models import AttributeDefinition
+    from users.models import User
+
+    with transaction.atomic(), domain_write():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        if locked.deleted_at is None:
+            raise Conflict(f"tenant {locked.slug!r} is not deleted; delete it first")
+        due = locked.deleted_at + timedelta(days=settings.TENANT_RETENTION_DAYS)
+        if not force and timezone.now() < due:
+            raise Conflict(f"tenant {locked.slug!r} can be restored until {due.isoformat()}; purge refused")
         data = tenant_data(locked)
+        users = User.objects.filter(tenant=locked).delete()[0]
+        AttributeDefinition.objects.filter(tenant=locked).delete()
         version = locked.version + 1
         locked.delete()
         record_change(
-            event_type="TenantDeleted",
-            tenant_id=tenant.pk,
-            aggregate_id=tenant.pk,
+            event_type="TenantPurged",
+            tenant_id=data_id(data),
+            aggregate_id=data_id(data),
             aggregate_version=version,
-            data={**data, "version": version},
+            data={**data, "version": version, "users_removed": users},
             before=data,
             object_repr=data["slug"],
         )
+    return users
+
+
+def tenants_purge_due() -> list[str]:
+    """Purge every soft-deleted tenant past retention (the periodic task); returns their slugs."""
+    cutoff = timezone.now() - timedelta(days=settings.TENANT_RETENTION_DAYS)
+    purged = []
+    for tenant in Tenant.objects.filter(deleted_at__lt=cutoff):
+        tenant_purge(tenant=tenant)
+        purged.append(tenant.slug)
+    return purged
+
+
+def data_id(data: dict) -> Any:
+    import uuid
+
+    return uuid.UUID(data["id"])

@@ -155,12 +155,14 @@ def test_unchanged_write_keeps_version_and_emits_nothing(api) -> None:  # type: 
     assert OutboxEvent.objects.count() == before
 
 
-def test_tenant_with_users_cannot_be_deleted(api) -> None:  # type: ignore[no-untyped-def]
+def test_tenant_delete_is_a_soft_delete_that_hides_everything(api) -> None:  # type: ignore[no-untyped-def]
     user = UserFactory(tenant=TenantFactory(slug="acme"))
-    problem(api.delete("/api/v1/tenants/acme/"), 409)
-    api.delete(f"/api/v1/tenants/acme/users/{user.id}/")
     assert api.delete("/api/v1/tenants/acme/").status_code == 204
     problem(api.get("/api/v1/tenants/acme/"), 404)
+    problem(api.get(f"/api/v1/tenants/acme/users/{user.id}/"), 404)
+    assert api.get("/api/v1/tenants/").json()["results"] == []
+    problem(api.post("/api/v1/tenants/", {"slug": "acme", "name": "Again"}, format="json"), 409)  # reserved
+    assert Tenant.objects.get(slug="acme").deleted_at is not None and User.objects.filter(pk=user.pk).exists()
 
 
 def test_unknown_tenant_is_404(api) -> None:  # type: ignore[no-untyped-def]

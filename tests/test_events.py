@@ -132,14 +132,19 @@ def test_console_door(admin_client_logged_in) -> None:  # type: ignore[no-untype
     ]
 
 
-def test_console_refuses_deleting_a_tenant_with_users(admin_client_logged_in) -> None:  # type: ignore[no-untyped-def]
+def test_console_soft_deletes_and_restores_a_tenant_with_users(admin_client_logged_in) -> None:  # type: ignore[no-untyped-def]
     tenant = TenantFactory(slug="acme")
     UserFactory(tenant=tenant)
-    response = admin_client_logged_in.post(f"/admin/tenants/tenant/{tenant.pk}/delete/", {"post": "yes"}, follow=True)
-    assert response.status_code == 200
-    assert "protected related objects" in response.content.decode()  # the console names the users in the way
-    assert Tenant.objects.filter(pk=tenant.pk).exists()
-    assert events(event_type="TenantDeleted") == []
+    page = admin_client_logged_in.get(f"/admin/tenants/tenant/{tenant.pk}/delete/").content.decode()
+    assert "soft delete" in page and "protected" not in page
+    response = admin_client_logged_in.post(f"/admin/tenants/tenant/{tenant.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert Tenant.objects.get(pk=tenant.pk).deleted_at is not None
+    response = admin_client_logged_in.post(
+        "/admin/tenants/tenant/", {"action": "restore", "_selected_action": [str(tenant.pk)]}
+    )
+    assert response.status_code == 302 and Tenant.objects.get(pk=tenant.pk).deleted_at is None
+    assert events(aggregate_id=tenant.pk) == [("TenantCreated", 1), ("TenantDeleted", 2), ("TenantRestored", 3)]
 
 
 def test_rolled_back_change_emits_nothing() -> None:
