@@ -1,0 +1,246 @@
+"""Operator commands: import and export, event replay, tenant lifecycle."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from iam_project.guards import domain_write
+from outbox.models import OutboxEvent
+from tenants.models import Tenant
+from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+from users.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def acme():  # type: ignore[no-untyped-def]
+    tenant = TenantFactory(slug="acme")
+    DefinitionFactory(tenant=tenant, key="level", type="integer", min_value=0, max_value=9)
+    DefinitionFactory(tenant=tenant, key="groups", type="string_list")
+    UserFactory(tenant=tenant, external_id="existing", email="e@example.com", attributes={"level": 1})
+    UserFactory(tenant=tenant, external_id="same", email="s@example.com", attributes={"level": 2})
+    return tenant
+
+
+def jsonl(tmp_path: Path, rows: list, name: str = "users.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+MIXED = [
+    {"external_id": "new-1", "email": "n1@example.com", "attributes": {"level": 3, "groups": ["a"]}},
+    {"external_id": "new-2", "display_name": "Two"},
+    {"external_id": "existing", "email": "e@example.com", "attributes": {"level": 5}},  # updated
+    {"external_id": "same", "email": "s@example.com", "attributes": {"level": 2}},  # unchanged
+    {"external_id": "bad-1", "attributes": {"level": 99}},  # invalid: max
+    {"external_id": "new-1", "attributes": {"level": 4}},  # invalid: duplicate in the file
+    {"external_id": "bad-2", "colour": "red"},  # invalid: unknown field
+]
+
+
+def run_import(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("import_users", *args, stdout=out, stderr=err)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code)
+    return code, out.getvalue(), err.getvalue()
+
+
+def events_after(sequence: int) -> list[tuple[str, str]]:
+    rows = OutboxEvent.objects.filter(sequence__gt=sequence).order_by("sequence")
+    return [(row.event_type, row.payload["data"]["external_id"]) for row in rows]
+
+
+def last_sequence() -> int:
+    last = OutboxEvent.objects.order_by("-sequence").first()
+    return last.sequence if last else 0
+
+
+def test_partial_import_writes_valid_rows_and_reports_the_rest(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = jsonl(tmp_path, MIXED)
+    start = last_sequence()
+    code, out, _ = run_import(str(path), "--tenant", "acme", "--mode", "partial", "--json")
+    summary = json.loads(out)
+    assert code == 1
+    assert (summary["created"], summary["updated"], summary["unchanged"], summary["invalid"]) == (2, 1, 1, 3)
+    assert summary["written"] is True
+    assert sorted(events_after(start)) == sorted(
+        [("UserCreated", "new-1"), ("UserCreated", "new-2"), ("UserAttributesChanged", "existing")]
+    )
+    assert User.objects.get(external_id="existing").attributes == {"level": 5}
+    with open(tmp_path / "users.jsonl.errors.csv") as handle:
+        report = list(csv.DictReader(handle))
+    assert {(r["line"], r["rule"]) for r in report} == {("5", "max"), ("6", "duplicate"), ("7", "unknown_field")}
+
+    start = last_sequence()
+    code, out, _ = run_import(str(jsonl(tmp_path, MIXED[:4], "again.jsonl")), "--tenant", "acme", "--json")
+    assert code == 0 and json.loads(out)["unchanged"] == 4 and events_after(start) == []
+
+
+def test_atomic_import_with_invalid_rows_writes_nothing(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    start, users = last_sequence(), User.objects.count()
+    code, out, _ = run_import(str(jsonl(tmp_path, MIXED)), "--tenant", "acme", "--mode", "atomic", "--json")
+    assert code == 1 and json.loads(out)["written"] is False and json.loads(out)["invalid"] == 3
+    assert User.objects.count() == users and events_after(start) == []
+    code, out, _ = run_import(
+        str(jsonl(tmp_path, MIXED[:4], "good.jsonl")), "--tenant", "acme", "--mode", "atomic", "--json"
+    )
+    assert code == 0 and json.loads(out)["created"] == 2 and User.objects.count() == users + 2
+
+
+def test_dry_run_counts_and_writes_nothing(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    start, users = last_sequence(), User.objects.count()
+    code, out, _ = run_import(str(jsonl(tmp_path, MIXED[:4])), "--tenant", "acme", "--dry-run", "--json")
+    summary = json.loads(out)
+    assert code == 0 and (summary["created"], summary["updated"], summary["unchanged"]) == (2, 1, 1)
+    assert summary["written"] is False and User.objects.count() == users and events_after(start) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("latin1.jsonl", b'{"external_id": "caf\xe9"}\n', "not UTF-8"),
+        ("truncated.jsonl", b'{"external_id": "a"}\n{"external_id": "b", "attri', "not valid JSON"),
+        ("array.jsonl", b"[1, 2]\n", "JSON object"),
+        ("semicolons.csv", b"external_id;email\na;a@example.com\n", "wrong delimiter"),
+        ("no-id.csv", b"email,display_name\na@example.com,A\n", "missing column: external_id"),
+        ("extra.csv", b"external_id,shoe_size\na,44\n", "unknown columns"),
+        ("ragged.csv", b"external_id,email\na,a@example.com,extra\n", "fields where the header has"),
+        ("latin1.csv", b"external_id\ncaf\xe9\n", "not UTF-8"),
+        ("empty.csv", b"", "empty file"),
+    ],
+)
+def test_malformed_files_are_refused_before_writing(acme, tmp_path, name, content, message) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / name
+    # a good first row, so that a streaming importer would have written something already
+    path.write_bytes(content)
+    start, users = last_sequence(), User.objects.count()
+    code, _, err = run_import(str(path), "--tenant", "acme", "--mode", "partial")
+    assert code == 2 and message in err and "nothing was imported" in err
+    assert User.objects.count() == users and events_after(start) == []
+
+
+def test_csv_import_and_export_round_trip(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "users.csv"
+    path.write_text(
+        "external_id,email,display_name,status,attributes\n"
+        'auth0|x/1,x@example.com,"Doe, Jane",active,"{""level"": 4, ""groups"": [""a"", ""b""]}"\n'
+        "plain,,,disabled,\n"
+    )
+    code, out, _ = run_import(str(path), "--tenant", "acme", "--json")
+    assert code == 0 and json.loads(out)["created"] == 2
+    assert User.objects.get(external_id="auth0|x/1").display_name == "Doe, Jane"
+    for fmt in ("csv", "jsonl"):
+        exported = tmp_path / f"export.{fmt}"
+        call_command(
+            "export_tenant", "--tenant", "acme", "--format", fmt, "--output", str(exported), stderr=io.StringIO()
+        )
+        start = last_sequence()
+        code, out, _ = run_import(str(exported), "--tenant", "acme", "--json")
+        summary = json.loads(out)
+        assert code == 0 and summary["rows"] == User.objects.filter(tenant=acme).count() == summary["unchanged"]
+        assert events_after(start) == []
+
+
+def test_import_into_an_unknown_tenant_is_a_clear_error(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CommandError, match="no tenant"):
+        run_import(str(jsonl(tmp_path, MIXED)), "--tenant", "nope")
+
+
+# --- tenant lifecycle ------------------------------------------------------------------------------
+def test_tenant_lifecycle_commands_and_what_the_api_and_pip_answer(acme, api) -> None:  # type: ignore[no-untyped-def]
+    out = io.StringIO()
+    call_command("create_tenant", "beta", "--name", "Beta", stdout=out)
+    assert "created tenant beta" in out.getvalue()
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_tenant", "beta", "--name", "Again", stdout=io.StringIO())
+    call_command("suspend_tenant", "acme", stdout=io.StringIO())
+    assert api.get("/api/v1/tenants/acme/").json()["status"] == "suspended"
+    assert api.get("/api/v1/pip/tenants/acme/subjects/existing").json()["tenant"]["status"] == "suspended"
+    call_command("resume_tenant", "acme", stdout=io.StringIO())
+    call_command("delete_tenant", "acme", stdout=io.StringIO())
+    assert api.get("/api/v1/tenants/acme/").status_code == 404
+    assert api.get("/api/v1/pip/tenants/acme/subjects/existing").status_code == 404
+    batch = api.post(
+        "/api/v1/pip/resolve", {"subjects": [{"tenant": "acme", "external_id": "existing"}]}, format="json"
+    )
+    assert json.loads(batch.content)["results"][0]["found"] is False
+    with pytest.raises(CommandError, match="restored until"):
+        call_command("purge_tenant", "acme", stdout=io.StringIO())
+    call_command("restore_tenant", "acme", stdout=io.StringIO())
+    assert api.get("/api/v1/pip/tenants/acme/subjects/existing").status_code == 200
+    types = list(
+        OutboxEvent.objects.filter(aggregate_id=acme.id).order_by("sequence").values_list("event_type", flat=True)
+    )
+    assert types[-4:] == ["TenantUpdated", "TenantUpdated", "TenantDeleted", "TenantRestored"]
+
+
+def test_purge_after_retention_removes_everything_with_one_event(acme, settings) -> None:  # type: ignore[no-untyped-def]
+    from tenants.services import tenant_delete, tenants_purge_due
+
+    tenant_delete(tenant=acme)
+    assert tenants_purge_due() == []
+    with domain_write():
+        Tenant.objects.filter(pk=acme.pk).update(
+            deleted_at=timezone.now() - timedelta(days=settings.TENANT_RETENTION_DAYS + 1)
+        )
+    assert tenants_purge_due() == ["acme"]
+    assert not Tenant.objects.filter(pk=acme.pk).exists() and not User.objects.filter(tenant_id=acme.pk).exists()
+    purged = OutboxEvent.objects.get(event_type="TenantPurged")
+    assert purged.payload["data"]["users_removed"] == 2
+
+
+def test_purge_force(acme) -> None:  # type: ignore[no-untyped-def]
+    call_command("delete_tenant", "acme", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("purge_tenant", "acme", "--force", stdout=out)
+    assert "purged acme with 2 users" in out.getvalue()
+
+
+# --- replay ----------------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.nats
+def test_replayed_events_reach_jetstream_once_each_under_new_ids(event_bus) -> None:  # type: ignore[no-untyped-def]
+    from django.conf import settings
+
+    from tests.jetstream import stream_messages
+    from tests.outbox_helpers import drain_outbox
+
+    tenant = TenantFactory(slug="acme")
+    UserFactory(tenant=tenant, external_id="a")
+    UserFactory(tenant=tenant, external_id="b")
+    TenantFactory(slug="other")
+    drain_outbox()
+    out = io.StringIO()
+    call_command("replay_events", "--tenant", "acme", "--type", "UserCreated", "--dry-run", stdout=out)
+    assert "would replay: 2" in out.getvalue()
+    call_command("replay_events", "--tenant", "acme", "--type", "UserCreated", stdout=out)
+    drain_outbox()
+    stored = stream_messages(event_bus.url, settings.NATS_STREAM_NAME)
+    replays = [m for m in stored if "replayof" in m.envelope]
+    originals = {m.envelope["id"]: m for m in stored if "replayof" not in m.envelope}
+    assert len(replays) == 2 and len(stored) == 6  # 4 originals (2 tenants, 2 users) and 2 replays
+    for replay in replays:
+        original = originals[replay.envelope["replayof"]]
+        assert (
+            replay.msg_id != original.msg_id
+            and replay.envelope["aggregateversion"] == original.envelope["aggregateversion"]
+        )
+        assert replay.envelope["data"] == original.envelope["data"]
+    drain_outbox()
+    assert len(stream_messages(event_bus.url, settings.NATS_STREAM_NAME)) == 6  # once each
+    with pytest.raises(CommandError, match="unknown event types"):
+        call_command("replay_events", "--type", "UserExploded", stdout=io.StringIO())
