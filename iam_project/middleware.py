@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+
+IMPORTS = re.compile(r"^/api/v1/tenants/[^/]+/imports/$")
 
 
 class BodySizeLimitMiddleware:
@@ -24,7 +27,7 @@ class BodySizeLimitMiddleware:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            limit = settings.IMPORT_MAX_BYTES if IMPORTS.match(request.path) else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             if length > limit:
                 return _problem(413, "Payload too large", f"the request body exceeds {limit} bytes")
         return self.get_response(request)

@@ -169,6 +169,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=1024 * 1
 IAM_MAX_ATTRIBUTES_PER_SUBJECT = env.int("MAX_ATTRIBUTES_PER_SUBJECT", default=64)
 IAM_MAX_ATTRIBUTE_VALUE_BYTES = env.int("MAX_ATTRIBUTE_VALUE_BYTES", default=4096)
 IAM_MAX_PAGE_SIZE = 500
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=64 * 1024 * 1024)
 
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -244,3 +244,84 @@ def test_replayed_events_reach_jetstream_once_each_under_new_ids(event_bus) -> N
     assert len(stream_messages(event_bus.url, settings.NATS_STREAM_NAME)) == 6  # once each
     with pytest.raises(CommandError, match="unknown event types"):
         call_command("replay_events", "--type", "UserExploded", stdout=io.StringIO())
+
+
+# --- import jobs: API and console ----------------------------------------------------------------------
+def test_import_job_over_the_api(acme, api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    body = "".join(json.dumps(row) + "\n" for row in MIXED)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(
+            "/api/v1/tenants/acme/imports/?mode=partial&file_name=users.jsonl",
+            body,
+            content_type="application/x-ndjson",
+        )
+    assert response.status_code == 202, response.content
+    location = response["Location"]
+    job = api.get(location).json()
+    assert job["status"] == "succeeded" and job["written"] is True
+    assert (job["created"], job["updated"], job["unchanged"], job["invalid"]) == (2, 1, 1, 3)
+    report = api.get(f"{location}report/")
+    assert report["Content-Type"] == "text/csv" and "duplicate" in report.content.decode()
+    assert [j["id"] for j in api.get("/api/v1/tenants/acme/imports/").json()["results"]] == [job["id"]]
+
+
+def test_import_job_api_refusals(acme, api, django_capture_on_commit_callbacks, settings) -> None:  # type: ignore[no-untyped-def]
+    assert api.post("/api/v1/tenants/acme/imports/", "x", content_type="application/pdf").status_code == 400
+    assert (
+        api.post("/api/v1/tenants/acme/imports/?mode=maybe", "{}", content_type="application/x-ndjson").status_code
+        == 400
+    )
+    assert api.post("/api/v1/tenants/acme/imports/", "", content_type="text/csv").status_code == 400
+    settings.IMPORT_MAX_BYTES = 10
+    assert (
+        api.post("/api/v1/tenants/acme/imports/", "external_id\n" + "a" * 20, content_type="text/csv").status_code
+        == 413
+    )
+    settings.IMPORT_MAX_BYTES = 1024
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/v1/tenants/acme/imports/", b"external_id;email\na;b\n", content_type="text/csv")
+    job = api.get(response["Location"]).json()
+    assert job["status"] == "failed" and "wrong delimiter" in job["error"]
+    assert api.get("/api/v1/tenants/acme/imports/not-a-uuid/").status_code == 404
+
+
+def test_console_import_with_dry_run_preview_then_for_real(
+    acme, admin_client_logged_in, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from users.models import ImportJob
+
+    upload = SimpleUploadedFile("users.jsonl", "".join(json.dumps(row) + "\n" for row in MIXED[:4]).encode())
+    users = User.objects.count()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(
+            "/admin/users/importjob/add/", {"tenant": acme.pk, "upload": upload, "mode": "atomic", "dry_run": "on"}
+        )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    preview = ImportJob.objects.get()
+    assert preview.status == "succeeded" and (preview.created, preview.updated, preview.unchanged) == (2, 1, 1)
+    assert User.objects.count() == users and not preview.written
+    page = admin_client_logged_in.get(f"/admin/users/importjob/{preview.pk}/change/").content.decode()
+    assert "succeeded" in page.lower()
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client_logged_in.post(
+            "/admin/users/importjob/", {"action": "run_for_real", "_selected_action": [str(preview.pk)]}
+        )
+    real = ImportJob.objects.exclude(pk=preview.pk).get()
+    assert real.written and User.objects.count() == users + 2
+
+
+def test_console_error_report_download(acme, admin_client_logged_in, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from users.models import ImportJob
+
+    upload = SimpleUploadedFile("users.jsonl", "".join(json.dumps(row) + "\n" for row in MIXED).encode())
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client_logged_in.post(
+            "/admin/users/importjob/add/", {"tenant": acme.pk, "upload": upload, "mode": "partial"}
+        )
+    job = ImportJob.objects.get()
+    response = admin_client_logged_in.get(f"/admin/users/importjob/{job.pk}/report/")
+    assert response.status_code == 200 and "unknown_field" in response.content.decode()

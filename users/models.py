@@ -45,3 +45,39 @@ class User(DomainModel):
 
     def __str__(self) -> str:
         return self.external_id
+
+
+class ImportJob(models.Model):
+    """A bulk import run by a worker: the uploaded file, the options, and the result."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.CharField(max_length=200, blank=True, default="")
+    file_name = models.CharField(max_length=255, blank=True, default="")
+    content = models.BinaryField(help_text="The uploaded file, kept until the job is purged.")
+    format = models.CharField(max_length=8, choices=[("csv", "CSV"), ("jsonl", "JSON Lines")])
+    mode = models.CharField(max_length=8, choices=[("atomic", "Atomic"), ("partial", "Partial")], default="atomic")
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+    written = models.BooleanField(default=False)
+    error = models.TextField(blank=True, default="", help_text="Why the file could not be imported at all.")
+    report = models.TextField(blank=True, default="", help_text="The error report (CSV).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.file_name or self.id} into {self.tenant_id} ({self.status})"

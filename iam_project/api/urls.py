@@ -8,11 +8,13 @@ from rest_framework.routers import SimpleRouter
 from attributes.api.views import AttributeDefinitionViewSet
 from resolver.api.views import BundleView, SubjectBatchView, SubjectLookupView
 from tenants.api.views import TenantViewSet
+from users.api.imports import ImportJobViewSet
 from users.api.views import UserViewSet
 
 router = SimpleRouter()
 router.register("tenants", TenantViewSet, basename="tenant")
 router.register(r"tenants/(?P<tenant>[^/]+)/users", UserViewSet, basename="user")
+router.register(r"tenants/(?P<tenant>[^/]+)/imports", ImportJobViewSet, basename="import-job")
 router.register(
     r"tenants/(?P<tenant>[^/]+)/attribute-definitions", AttributeDefinitionViewSet, basename="attribute-definition"
 )

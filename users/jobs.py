@@ -1,0 +1,67 @@
+"""Import jobs: the console's and the API's asynchronous form of ``manage.py import_users``."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from access.principals import Principal, acting_as, current_actor
+from tenants.models import Tenant
+from users.models import ImportJob
+from users.transfer import FileFormatError, check_file, users_import, write_error_report
+
+
+def import_job_create(
+    *, tenant: Tenant, content: bytes, file_name: str, fmt: str, mode: str = "atomic", dry_run: bool = False
+) -> ImportJob:
+    """Store the file and queue the job (on commit) for a worker."""
+    actor = current_actor()
+    job = ImportJob.objects.create(
+        tenant=tenant,
+        created_by=actor.label,
+        file_name=file_name[:255],
+        content=content,
+        format=fmt,
+        mode=mode,
+        dry_run=dry_run,
+    )
+    from users.tasks import run_import_job_task
+
+    transaction.on_commit(lambda: run_import_job_task.delay(str(job.id)), robust=True)
+    return job
+
+
+def import_job_run(*, job_id: str) -> ImportJob:
+    """Run a queued job (the worker's side): same code path as the command."""
+    updated = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+        status=ImportJob.Status.RUNNING
+    )
+    job = ImportJob.objects.select_related("tenant").get(pk=job_id)
+    if not updated:
+        return job  # already taken by another worker, or finished
+    kind, _, name = job.created_by.partition(":")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / f"upload.{job.format}"
+        path.write_bytes(bytes(job.content))
+        try:
+            check_file(path, job.format)
+            with acting_as(Principal(kind or "system", name or "import", frozenset(), None)):
+                result = users_import(tenant=job.tenant, path=path, fmt=job.format, mode=job.mode, dry_run=job.dry_run)
+        except FileFormatError as error:
+            job.status, job.error = ImportJob.Status.FAILED, f"{error} — nothing was imported"
+        else:
+            report = result.report
+            job.rows, job.created, job.updated = result.rows, report.created, report.updated
+            job.unchanged, job.invalid, job.written = report.unchanged, report.invalid, result.written
+            if report.errors:
+                buffer = io.StringIO()
+                write_error_report(buffer, report)
+                job.report = buffer.getvalue()
+            job.status = ImportJob.Status.SUCCEEDED
+    job.finished_at = timezone.now()
+    job.save()
+    return job
