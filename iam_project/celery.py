@@ -17,10 +17,10 @@ if Path(sys.argv[0]).name == "celery":
         # loads), emptied at start so that a restarted worker does not add up its predecessor's counters.
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="iam-worker-metrics-")
-        _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        _metrics_dir.mkdir(parents=True, exist_ok=True)
-        for _stale in _metrics_dir.glob("*.db"):
+        for _stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
             _stale.unlink()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iam_project.settings")
 
 app = Celery("iam_project")

@@ -152,6 +152,7 @@ def on_starting(server):
     previous master's workers would otherwise be summed into the new counters. Only the contents are
     removed: the directory itself may be a mount point.
     """
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     _check_configuration_and_database()  # first: its connection writes metric files, emptied below
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     path = Path(directory)

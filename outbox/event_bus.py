@@ -175,7 +175,13 @@ class NatsJetStreamAdapter:
 
             context = ssl.create_default_context(cafile=self.config.tls_ca_file)
             options["tls"] = context
-        self._nc = await nats.connect(**options)
+        try:
+            # The first connect is bounded too (max_reconnect_attempts=-1 also applies to it).
+            self._nc = await asyncio.wait_for(nats.connect(**options), self.connect_timeout + 1)
+        except TimeoutError:
+            raise nats.errors.NoServersError(
+                f"could not connect to the event bus within {self.connect_timeout + 1:.0f} s"
+            ) from None
         self._js = _JetStream(self._nc, timeout=self.publish_timeout, publish_async_max_pending=4000)
         self._stream_ready = False
         return self._js
