@@ -35,7 +35,7 @@ stop: venv ## Stop the embedded PostgreSQL and NATS that `make run` left running
 
 .PHONY: test
 test: venv system-deps lint ## Run lint, the migrations check and the whole test suite
-	IAM_ENV=development $(PY) manage.py makemigrations --check --dry-run
+	IAM_ENV=development IAM_EMBEDDED=off $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: lint

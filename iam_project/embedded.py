@@ -27,8 +27,9 @@ DATABASE_NAME = "iam"
 
 
 def ensure_embedded_services(argv: list[str] | None = None) -> None:
-    """Start what development needs and export its URLs; a no-op in production or when set."""
-    if iam_env() != DEVELOPMENT:
+    """Start what development needs and export its URLs; a no-op in production, when set, or with
+    ``IAM_EMBEDDED=off`` (commands that need no server, e.g. the migrations check of ``make test``)."""
+    if iam_env() != DEVELOPMENT or os.environ.get("IAM_EMBEDDED", "").lower() in ("off", "0", "false"):
         return
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = ensure_postgres()
