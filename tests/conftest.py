@@ -91,6 +91,25 @@ def admin_client_logged_in(client, superuser):  # type: ignore[no-untyped-def]
     return client
 
 
+TENANT_ADMIN_PASSWORD = "tenant-admin-password-1"
+
+
+@pytest.fixture
+def two_tenants(django_user_model):  # type: ignore[no-untyped-def]
+    """Tenants A and B with an integer definition ``level`` and a user each; a tenant administrator of A."""
+    from access.models import TenantAdministrator
+    from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+
+    a, b = TenantFactory(slug="tenant-a", name="Alpha"), TenantFactory(slug="tenant-b", name="Bravo")
+    for tenant in (a, b):
+        DefinitionFactory(tenant=tenant, key="level", type="integer")
+    ua = UserFactory(tenant=a, external_id="alice-of-a", attributes={"level": 1})
+    ub = UserFactory(tenant=b, external_id="bob-of-b", attributes={"level": 2})
+    tadmin = django_user_model.objects.create_user("tadmin", password=TENANT_ADMIN_PASSWORD, is_staff=True)
+    TenantAdministrator.objects.create(user=tadmin, tenant=a)
+    return {"a": a, "b": b, "ua": ua, "ub": ub, "tadmin": tadmin}
+
+
 # --- NATS ------------------------------------------------------------------------------------------
 class NatsServer:
     """A nats-server with JetStream started by the tests on a free port (stoppable, restartable)."""

@@ -15,26 +15,19 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from access.keys import api_key_create, api_key_revoke
-from access.models import ApiKey, TenantAdministrator
+from access.models import ApiKey
 from access.permissions import ScopedView
 from audit.models import AuditRecord
-from tests.conftest import ADMIN_PASSWORD, basic
-from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+from tests.conftest import ADMIN_PASSWORD, TENANT_ADMIN_PASSWORD, basic
+from tests.factories import DefinitionFactory
 
 pytestmark = pytest.mark.django_db
-TENANT_ADMIN_PASSWORD = "tenant-admin-password-1"
 
 
 @pytest.fixture
-def world(django_user_model, superuser):  # type: ignore[no-untyped-def]
+def world(superuser, two_tenants):  # type: ignore[no-untyped-def]
     """Tenants A and B, each with a definition and a user; the five principals of the matrix."""
-    a, b = TenantFactory(slug="tenant-a", name="Alpha"), TenantFactory(slug="tenant-b", name="Bravo")
-    for tenant in (a, b):
-        DefinitionFactory(tenant=tenant, key="level", type="integer")
-    ua = UserFactory(tenant=a, external_id="alice-of-a", attributes={"level": 1})
-    ub = UserFactory(tenant=b, external_id="bob-of-b", attributes={"level": 2})
-    tadmin = django_user_model.objects.create_user("tadmin", password=TENANT_ADMIN_PASSWORD, is_staff=True)
-    TenantAdministrator.objects.create(user=tadmin, tenant=a)
+    a, b, ua, ub = (two_tenants[name] for name in ("a", "b", "ua", "ub"))
     _, pip_key = api_key_create(name="pip-a", scopes=["pip:read"], tenants=[a])
     _, write_key = api_key_create(name="writer-a", scopes=["directory:write"], tenants=[a])
     principals = {

@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from access.models import TenantAdministrator
 from outbox.models import OutboxEvent
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, DEFAULT_TIMEOUT_MS, console_login, require_chromium
-from tests.conftest import ADMIN_PASSWORD
-from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+from tests.conftest import ADMIN_PASSWORD, TENANT_ADMIN_PASSWORD
 from users.models import User
 
 pytestmark = pytest.mark.browser
-TENANT_ADMIN_PASSWORD = "tenant-admin-password-1"
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +57,8 @@ def page(browser) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
 
 
 @pytest.fixture
-def world(transactional_db, django_user_model, superuser):  # type: ignore[no-untyped-def]
-    """Tenants A and B with an integer definition ``level`` and a user each; a tenant administrator of A."""
-    a, b = TenantFactory(slug="tenant-a", name="Alpha"), TenantFactory(slug="tenant-b", name="Bravo")
-    for tenant in (a, b):
-        DefinitionFactory(tenant=tenant, key="level", type="integer")
-    ua = UserFactory(tenant=a, external_id="alice-of-a", attributes={"level": 1})
-    ub = UserFactory(tenant=b, external_id="bob-of-b", attributes={"level": 2})
-    tadmin = django_user_model.objects.create_user("tadmin", password=TENANT_ADMIN_PASSWORD, is_staff=True)
-    TenantAdministrator.objects.create(user=tadmin, tenant=a)
-    return {"a": a, "b": b, "ua": ua, "ub": ub}
+def world(transactional_db, superuser, two_tenants):  # type: ignore[no-untyped-def]
+    return two_tenants
 
 
 def test_tenant_admin_logs_in_and_sees_only_their_tenants_users(page, live_server, world) -> None:  # type: ignore[no-untyped-def]
