@@ -138,9 +138,8 @@ def _alive(pid: int) -> bool:
 def stop_embedded_services() -> None:
     """Stop the development PostgreSQL and NATS (``make stop``)."""
     stop_nats()
-    pg_dir = DATA_DIR / "postgres"
-    if (pg_dir / "postmaster.pid").exists():
-        quiet_pgserver()
-        import pgserver
-
-        pgserver.get_server(pg_dir, cleanup_mode="stop").cleanup()
+    pid_file = DATA_DIR / "postgres" / "postmaster.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().split()[0])
+        if _alive(pid):
+            os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown

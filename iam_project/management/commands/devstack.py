@@ -26,6 +26,10 @@ from iam_project.config import DATA_DIR
 from iam_project.demo import demo_seed
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Run web, worker and beat against the embedded PostgreSQL, NATS and broker (development)."
 
@@ -63,6 +67,7 @@ class Command(BaseCommand):
                 str(bin_dir / "celery"), "-A", "iam_project", "beat", "--loglevel", "INFO",
                 "--schedule", str(DATA_DIR / "celerybeat-schedule"),
             ]  # fmt: skip
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the children as Ctrl-C does
         children = {
             name: subprocess.Popen(cmd, env={**env, "IAM_ROLE": name}, cwd=settings.BASE_DIR)
             for name, cmd in processes.items()
