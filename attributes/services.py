@@ -26,6 +26,13 @@ UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "description", "pii")
 IMMUTABLE_FIELDS = ("key", "target", "type")
 
 
+def _plain_number(value: float | int | None) -> float | int | None:
+    """Bounds are stored as floats: an integral bound reads back as the integer it was given."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def definition_data(definition: AttributeDefinition) -> dict[str, Any]:
     return {
         "id": str(definition.id),
@@ -36,8 +43,8 @@ def definition_data(definition: AttributeDefinition) -> dict[str, Any]:
         "required": definition.required,
         "allowed_values": definition.allowed_values,
         "pattern": definition.pattern,
-        "min_value": definition.min_value,
-        "max_value": definition.max_value,
+        "min_value": _plain_number(definition.min_value),
+        "max_value": _plain_number(definition.max_value),
         "max_length": definition.max_length,
         "max_items": definition.max_items,
         "description": definition.description,

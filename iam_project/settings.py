@@ -229,6 +229,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a long Redis outage must not stop the worker: retry forever
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     # A broker outage must not slow committed writes down: the on-commit poke gives up fast.
     "max_retries": 1,
@@ -249,6 +250,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-deleted-tenants": {"task": "tenants.purge_deleted", "schedule": 3600.0, "options": {"expires": 600}},
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "iam_project.broker:Transport"
     _broker_queue = DATA_DIR / "broker" / "queue"
     _broker_queue.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -219,7 +219,6 @@ class NatsJetStreamAdapter:
                     await js.publish_async(  # type: ignore[union-attr]
                         message.subject,
                         message.payload,
-                        wait_stall=self.publish_timeout,
                         headers={"Nats-Msg-Id": message.event_id},
                     )
                 )

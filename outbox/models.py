@@ -45,6 +45,13 @@ class OutboxEvent(models.Model):
                 condition=models.Q(status="published"),
             ),
             models.Index(fields=["aggregate_id", "sequence"], name="outbox_aggregate_sequence"),
+            # The few rows that hold their aggregate back (parked, or backing off): the relay asks
+            # for them on every batch, and must not scan the published rows kept for retention.
+            models.Index(
+                fields=["aggregate_id", "sequence"],
+                name="outbox_blocking",
+                condition=models.Q(status="failed") | models.Q(status="pending", next_attempt_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
