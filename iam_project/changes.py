@@ -11,8 +11,10 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
+from django.utils import timezone
 
 from audit.services import audit_record
+from iam_project.db.copy import copy_insert
 from outbox.events import EVENT_TYPES
 from outbox.services import event_record
 
@@ -117,4 +119,7 @@ def record_changes(changes: list[Change]) -> None:
             EVENT_TYPES[change.event_type].aggregate_type, change.tenant_id, change.data, change.before
         )
     events_record(events)
-    AuditRecord.objects.bulk_create(audits, batch_size=2000)
+    now = timezone.now()
+    for audit in audits:
+        audit.at = now
+    copy_insert(AuditRecord, audits)

@@ -94,6 +94,15 @@ def is_per_event(error: BaseException) -> bool:
     return False
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed: the relay is bound by the NATS client, and uvloop speeds it up."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in requirements.txt; plain asyncio works too
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class _JetStream(JetStreamContext):
     """nats-py 2.16's ``publish_async`` loses JetStream error acks: ``APIError.from_error`` raises
     inside the reply callback, so the future never completes and a rejected message (e.g. over the
@@ -137,7 +146,7 @@ class NatsJetStreamAdapter:
                 self._nc = None
                 self._js = None
                 self._stream_ready = False
-                self._loop = asyncio.new_event_loop()
+                self._loop = new_event_loop()
                 thread = threading.Thread(target=self._loop.run_forever, name="event-bus-loop", daemon=True)
                 thread.start()
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)

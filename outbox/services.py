@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from iam_project.db.copy import copy_insert
 from outbox.events import EVENT_TYPES, envelope, subject_for
 from outbox.models import OutboxEvent
 
@@ -84,7 +85,10 @@ def events_record(rows: list[OutboxEvent]) -> list[OutboxEvent]:
     if len(rows) == 1:
         rows[0].save(force_insert=True)
     else:
-        OutboxEvent.objects.bulk_create(rows, batch_size=2000)
+        now = timezone.now()
+        for row in rows:
+            row.created_at = now
+        copy_insert(OutboxEvent, rows)
     if not any(callback is poke_relay for _, callback, _ in connection.run_on_commit):
         transaction.on_commit(poke_relay, robust=True)
     return rows

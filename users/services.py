@@ -14,6 +14,7 @@ from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
 from iam_project.changes import Change, record_change, record_changes
+from iam_project.db.copy import copy_insert
 from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
 from iam_project.guards import domain_write
 from tenants.models import Tenant
@@ -290,7 +291,7 @@ def users_upsert(*, tenant: Tenant, rows: list[tuple[int, Any]], dry_run: bool =
         now = timezone.now()
         for user in creates:
             user.created_at = user.updated_at = now
-        User.objects.bulk_create(creates, batch_size=1000)
+        copy_insert(User, creates)
         for user, _, _ in updates:
             user.updated_at = now
         if updates:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import connection, transaction
+from django.db import connection, reset_queries, transaction
 
 from tenants.models import Tenant
 from users.services import ROW_FIELDS, UpsertReport, users_upsert
@@ -136,6 +136,7 @@ def users_import(
 
     def run_batch(batch: list[tuple[int, Any]]) -> None:
         result.report.add(users_upsert(tenant=tenant, rows=batch))
+        reset_queries()  # with DEBUG on, Django would keep every statement of the import in memory
         result.rows += len(batch)
         if progress is not None:
             progress.update(len(batch))
