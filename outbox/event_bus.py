@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import nats
 import nats.errors
@@ -51,6 +51,10 @@ class BatchResult:
 
 class EventBusAdapter(Protocol):
     def publish_batch(self, messages: Sequence[Message]) -> BatchResult: ...
+
+    def publish_batch_start(self, messages: Sequence[Message]) -> Any: ...
+
+    def publish_batch_result(self, handle: Any) -> BatchResult: ...
 
     def ensure_stream(self) -> None: ...
 
@@ -139,7 +143,8 @@ class NatsJetStreamAdapter:
         self._lock = threading.Lock()
 
     # --- the per-process loop ------------------------------------------------------------------
-    def _run(self, coro, timeout: float):  # type: ignore[no-untyped-def]
+    def _submit(self, coro):  # type: ignore[no-untyped-def]
+        """Run ``coro`` on this process's loop thread; returns a concurrent future."""
         with self._lock:
             if self._pid != os.getpid() or self._loop is None:
                 self._pid = os.getpid()
@@ -149,7 +154,10 @@ class NatsJetStreamAdapter:
                 self._loop = new_event_loop()
                 thread = threading.Thread(target=self._loop.run_forever, name="event-bus-loop", daemon=True)
                 thread.start()
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _run(self, coro, timeout: float):  # type: ignore[no-untyped-def]
+        future = self._submit(coro)
         try:
             return future.result(timeout)
         except TimeoutError:
@@ -262,9 +270,18 @@ class NatsJetStreamAdapter:
         return result
 
     def publish_batch(self, messages: Sequence[Message]) -> BatchResult:
+        return self.publish_batch_result(self.publish_batch_start(messages))
+
+    def publish_batch_start(self, messages: Sequence[Message]) -> Any:
+        """Start publishing a batch and return at once (the caller works on while the acks come)."""
+        return self._submit(self._publish(messages))
+
+    def publish_batch_result(self, handle: Any) -> BatchResult:
+        """Wait (bounded) for a started batch's acknowledgements."""
         try:
-            return self._run(self._publish(messages), self.connect_timeout + self.publish_timeout * 3)
+            return handle.result(self.connect_timeout + self.publish_timeout * 3)
         except Exception as exc:  # noqa: BLE001 - any failure to reach the bus is a transport failure
+            handle.cancel()
             return BatchResult(acked=0, error=exc, per_event=is_per_event(exc))
 
     def close(self) -> None:

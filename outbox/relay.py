@@ -39,7 +39,7 @@ _DUE = "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= no
 _BLOCKED = "(status = 'failed' OR (status = 'pending' AND next_attempt_at > now()))"
 SELECT_BATCH = f"""
     SELECT sequence, event_id::text, event_type, subject, payload::text, attempts, aggregate_id
-    FROM {TABLE} WHERE {_DUE} ORDER BY sequence LIMIT %s
+    FROM {TABLE} WHERE {_DUE} AND sequence > %s ORDER BY sequence LIMIT %s
 """
 # Used only while some event is parked or backing off: skip the later events of its aggregate.
 SELECT_BATCH_HOLDING_BACK = f"""
@@ -51,10 +51,13 @@ SELECT_BATCH_HOLDING_BACK = f"""
         WHERE b.aggregate_id = o.aggregate_id AND b.sequence < o.sequence
           AND (b.status = 'failed' OR (b.status = 'pending' AND b.next_attempt_at > now()))
       )
+      AND o.sequence > %s
     ORDER BY o.sequence LIMIT %s
 """
 ANY_BLOCKED = f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE {_BLOCKED})"
-ANY_DUE = f"SELECT EXISTS ({SELECT_BATCH_HOLDING_BACK.replace('LIMIT %s', 'LIMIT 1')})"
+ANY_DUE = (
+    f"SELECT EXISTS ({SELECT_BATCH_HOLDING_BACK.replace('o.sequence > %s', 'true').replace('LIMIT %s', 'LIMIT 1')})"
+)
 MARK_PUBLISHED = f"""
     UPDATE {TABLE} SET status = 'published', published_at = now(), last_error = ''
     WHERE sequence = ANY(%s) AND status = 'pending'
@@ -81,6 +84,10 @@ class RelayResult:
             "event_errors": self.event_errors,
             "parked": self.parked,
         }
+
+
+def _messages(rows: list[tuple]) -> list[Message]:
+    return [Message(event_id=row[1], subject=row[3], payload=row[4].encode()) for row in rows]
 
 
 def one_per_aggregate(rows: list[tuple]) -> list[tuple]:
@@ -166,24 +173,39 @@ class OutboxWorker:
             if self.on_locked is not None:
                 self.on_locked()
             _test_hook("locked")
-            for _ in range(self.max_batches_per_lock):
-                cursor.execute(ANY_BLOCKED)
-                query = SELECT_BATCH_HOLDING_BACK if cursor.fetchone()[0] else SELECT_BATCH
-                cursor.execute(query, [self.batch_size])
-                rows = one_per_aggregate(cursor.fetchall())
-                if not rows:
+            # Batch N+1 is selected once batch N is fully acknowledged, and published while batch N is
+            # being marked: the database work overlaps the next round trip to NATS, and a batch never
+            # starts before every event of the previous one is in the stream (per-aggregate order).
+            rows = self._select(cursor, after=0)
+            outcome = self.adapter.publish_batch(_messages(rows)) if rows else None
+            for number in range(self.max_batches_per_lock):
+                if not rows or outcome is None:
                     break
                 result.batches += 1
                 seen += len(rows)
-                published = self._publish(cursor, rows, result)
+                failed = outcome.error is not None
+                next_rows = (
+                    [] if failed or number + 1 == self.max_batches_per_lock else self._select(cursor, rows[-1][0])
+                )
+                handle = self.adapter.publish_batch_start(_messages(next_rows)) if next_rows else None
+                published = self._settle(cursor, rows, outcome, result)
                 published_total += published
-                if published < len(rows):
+                if failed or published < len(rows):
+                    if handle is not None:  # not reached: a failed batch starts no next one
+                        self.adapter.publish_batch_result(handle)
                     break
+                rows = next_rows
+                outcome = self.adapter.publish_batch_result(handle) if handle is not None else None
         return seen, published_total
 
-    def _publish(self, cursor, rows: list[tuple], result: RelayResult) -> int:  # type: ignore[no-untyped-def]
-        messages = [Message(event_id=row[1], subject=row[3], payload=row[4].encode()) for row in rows]
-        outcome = self.adapter.publish_batch(messages)
+    def _select(self, cursor, after: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+        cursor.execute(ANY_BLOCKED)
+        query = SELECT_BATCH_HOLDING_BACK if cursor.fetchone()[0] else SELECT_BATCH
+        cursor.execute(query, [after, self.batch_size])
+        return one_per_aggregate(cursor.fetchall())
+
+    def _settle(self, cursor, rows: list[tuple], outcome, result: RelayResult) -> int:  # type: ignore[no-untyped-def]
+        """Mark the acknowledged prefix published; count, log and back off the failure if any."""
         _test_hook("acked")
         acked = [row[0] for row in rows[: outcome.acked]]
         acked += [rows[index][0] for index in outcome.acked_after_failure]
