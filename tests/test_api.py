@@ -352,3 +352,31 @@ def test_probes(client) -> None:  # type: ignore[no-untyped-def]
 
 def test_user_model_is_named_apart_from_console_logins() -> None:
     assert User._meta.verbose_name == "policy user"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/users/user/",
+        "/admin/tenants/tenant/",
+        "/admin/attributes/attributedefinition/",
+        "/admin/outbox/outboxevent/",
+        "/admin/audit/auditrecord/",
+    ],
+)
+def test_console_changelist_query_count_is_the_same_for_1_and_50_rows(admin_client_logged_in, url) -> None:  # type: ignore[no-untyped-def]
+    tenant = TenantFactory(slug="acme")
+    for index in range(10):
+        DefinitionFactory(tenant=tenant, key=f"k{index}", type="integer")
+    values = {f"k{index}": index for index in range(10)}
+    UserFactory(tenant=tenant, external_id="u-first", attributes=values)
+    admin_client_logged_in.get(url)  # warm the session and content types
+    with CaptureQueriesContext(connection) as one:
+        assert admin_client_logged_in.get(url).status_code == 200
+    for index in range(49):
+        other = TenantFactory(slug=f"t{index}")
+        DefinitionFactory(tenant=other, key="k0", type="integer")
+        UserFactory(tenant=tenant, external_id=f"u{index}", attributes=values)
+    with CaptureQueriesContext(connection) as fifty:
+        assert admin_client_logged_in.get(url).status_code == 200
+    assert len(fifty) == len(one), [q["sql"][:120] for q in fifty.captured_queries]
