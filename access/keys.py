@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -108,8 +109,16 @@ def _load(key_hash: str) -> ApiKey | None:
     return key
 
 
+_TOUCHED: dict[object, float] = {}  # key id → when this process last recorded a use (monotonic)
+
+
 def _touch(key: ApiKey) -> None:
     now = timezone.now()
+    if _TOUCHED.get(key.pk, -1e9) > time.monotonic() - LAST_USED_RESOLUTION.total_seconds():
+        return  # this process recorded a use less than a minute ago: no round trip at all
+    if len(_TOUCHED) > 10_000:
+        _TOUCHED.clear()
+    _TOUCHED[key.pk] = time.monotonic()
     if settings.SHARED_CACHE:
         try:
             if not cache.add(f"apikey-used:{key.pk}", 1, int(LAST_USED_RESOLUTION.total_seconds())):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 from typing import Any
 from uuid import UUID
 
@@ -50,21 +51,42 @@ def slug_key(slug: str) -> str:
     return f"pip:slug:{slug}"
 
 
+# slug → tenant id, per process. A stale mapping (a slug renamed or deleted) is harmless: the
+# tenant's token changes with the rename or deletion, and an entry is used only if its own slug is
+# the one asked for (``lookup``'s ``slug``); otherwise the database answers.
+_SLUG_MEMO: dict[str, tuple[str, float]] = {}
+SLUG_MEMO_SECONDS = 60.0
+SLUG_MEMO_SIZE = 10_000
+
+
 def tenant_id_for_slug(slug: str) -> str | None:
+    memo = _SLUG_MEMO.get(slug)
+    if memo is not None and memo[1] > time.monotonic():
+        return memo[0]
     try:
-        return cache.get(slug_key(slug))
+        found = cache.get(slug_key(slug))
     except Exception:  # noqa: BLE001
         return None
+    if found is not None:
+        _memo_slug(slug, found)
+    return found
 
 
 def remember_slug(slug: str, tenant_id: UUID | str) -> None:
+    _memo_slug(slug, str(tenant_id))
     try:
         cache.set(slug_key(slug), str(tenant_id), settings.PIP_CACHE_SECONDS)
     except Exception:  # noqa: BLE001
         pass
 
 
-def lookup(tenant_id: str, external_id: str) -> tuple[Any, tuple[str, str] | None]:
+def _memo_slug(slug: str, tenant_id: str) -> None:
+    if len(_SLUG_MEMO) >= SLUG_MEMO_SIZE:
+        _SLUG_MEMO.clear()
+    _SLUG_MEMO[slug] = (tenant_id, time.monotonic() + SLUG_MEMO_SECONDS)
+
+
+def lookup(tenant_id: str, external_id: str, slug: str | None = None) -> tuple[Any, tuple[str, str] | None]:
     """(entry or None, the tokens to store a fresh entry under — None if the cache is unavailable)."""
     keys = [tenant_token_key(tenant_id), subject_token_key(tenant_id, external_id), entry_key(tenant_id, external_id)]
     try:
@@ -82,7 +104,8 @@ def lookup(tenant_id: str, external_id: str) -> tuple[Any, tuple[str, str] | Non
         logger.warning("PIP cache unavailable", extra={"error": str(exc)})
         return None, None
     entry = found.get(keys[2])
-    if entry is not None and entry[0] == tenant_token and entry[1] == subject_token:
+    fresh = entry is not None and entry[0] == tenant_token and entry[1] == subject_token
+    if fresh and (slug is None or entry[2].tenant_slug == slug):
         return entry[2], None
     return None, (tenant_token, subject_token)
 

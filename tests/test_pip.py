@@ -187,10 +187,14 @@ def shared_cache(settings):  # type: ignore[no-untyped-def]
     """A cache every request shares (in production: Redis through REDIS_URL)."""
     from django.core.cache import cache
 
+    from resolver.cache import _SLUG_MEMO
+
     settings.SHARED_CACHE = True
     cache.clear()
+    _SLUG_MEMO.clear()
     yield
     cache.clear()
+    _SLUG_MEMO.clear()
 
 
 def test_cached_lookup_makes_no_query_and_is_never_stale(
@@ -312,3 +316,30 @@ def test_generate_demo_data_command(settings) -> None:  # type: ignore[no-untype
     assert "created 60" in out.getvalue()
     user = User.objects.filter(tenant__slug="load-1").first()
     assert len(user.attributes) == 10
+
+
+def test_a_slug_reused_by_a_new_tenant_never_serves_the_old_tenants_entries(
+    pip_client, acme, shared_cache, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    from access.keys import api_key_create
+
+    UserFactory(tenant=acme, external_id="alice", attributes={"level": 1})
+    assert pip_client.get(url("acme", "alice")).status_code == 200
+    assert pip_client.get(url("acme", "alice")).status_code == 200  # cached, slug memoised
+    with django_capture_on_commit_callbacks(execute=True):
+        tenant_services.tenant_delete(tenant=acme)
+        tenant_services.tenant_purge(tenant=acme, force=True)
+    assert pip_client.get(url("acme", "alice")).status_code == 404
+    with django_capture_on_commit_callbacks(execute=True):
+        reborn = TenantFactory(slug="acme")
+        DefinitionFactory(tenant=reborn, key="level", type="integer")
+        UserFactory(tenant=reborn, external_id="alice", attributes={"level": 2})
+    _, raw = api_key_create(name="opa-2", scopes=["pip:read"], tenants=[reborn])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    for _ in range(3):
+        body = json.loads(client.get(url("acme", "alice")).content)
+        assert body["tenant"]["id"] == str(reborn.id) and body["attributes"] == {"level": 2}
+    with django_capture_on_commit_callbacks(execute=True):
+        user_services.user_update(user=reborn.users.get(), attributes={"level": 3})
+    assert json.loads(client.get(url("acme", "alice")).content)["attributes"] == {"level": 3}

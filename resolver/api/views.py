@@ -76,12 +76,14 @@ class SubjectLookupView(ScopedView, APIView):
         key_tenant = str(tenant_id) if tenant_id is not None else pip_cache.tenant_id_for_slug(tenant)
         tokens = None
         if key_tenant is not None:
-            cached, tokens = pip_cache.lookup(key_tenant, external_id)
+            cached, tokens = pip_cache.lookup(key_tenant, external_id, slug=None if tenant_id is not None else tenant)
             if cached is not None:
                 return cached
         resolved = subject_resolve(tenant_ref=tenant, external_id=external_id)
         if resolved is not None:
-            if key_tenant is None:
+            if tenant_id is None and resolved.tenant_id != key_tenant:
+                # The slug was unknown, or mapped to another (since deleted) tenant: learn it, cache nothing
+                # under a tenant id whose tokens the subject's writes would not touch.
                 pip_cache.remember_slug(resolved.tenant_slug, resolved.tenant_id)
             elif tokens is not None:
                 pip_cache.store(key_tenant, external_id, tokens, resolved)
