@@ -48,9 +48,17 @@ format: venv ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-.PHONY: bench
-bench: venv ## Run the benchmarks (bench/README.md)
+.PHONY: bench bench-relay bench-pip bench-import
+bench: bench-relay bench-import bench-pip ## Run every benchmark (figures in docs/performance.md)
+
+bench-relay: venv ## Relay throughput and commit-to-JetStream latency vs raw nats-py
 	$(PY) bench/relay.py
+
+bench-pip: venv ## PIP lookups under gunicorn + wrk vs a minimal DRF view (needs Debian's wrk, redis-server)
+	$(PY) bench/pip.py
+
+bench-import: venv ## import_users of 100k users vs PostgreSQL COPY
+	$(PY) bench/import.py
 
 .PHONY: clean
 clean: ## Remove the virtualenv and the embedded data (.data/)
