@@ -661,7 +661,11 @@ def test_gunicorn_reads_port_workers_and_timeout_from_the_environment():
     assert settings["IAM_ROLE"] == "worker", "setdefault must not override an explicit role"
 
 
-def test_gunicorn_hooks_reset_and_clean_the_prometheus_multiproc_dir(tmp_path):
+def test_gunicorn_hooks_reset_and_clean_the_prometheus_multiproc_dir(tmp_path, django_db_setup):
+    from django.conf import settings
+
+    from tests.proc_helpers import database_url
+
     directory = tmp_path / "prometheus"
     directory.mkdir()
     (directory / "counter_123.db").write_bytes(b"stale")
@@ -690,7 +694,12 @@ def test_gunicorn_hooks_reset_and_clean_the_prometheus_multiproc_dir(tmp_path):
         print(sorted(p.name for p in directory.iterdir()))
         """
     )
-    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(directory))
+    # on_starting checks the settings and the database first (fail-fast): give it the test database.
+    env = dict(
+        os.environ,
+        PROMETHEUS_MULTIPROC_DIR=str(directory),
+        DATABASE_URL=database_url(settings.DATABASES["default"]),
+    )
     result = subprocess.run(
         [sys.executable, "-c", script, str(GUNICORN_CONF)],
         capture_output=True,
