@@ -238,6 +238,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     "interval_max": 0.5,
     "socket_connect_timeout": 1,
     "socket_timeout": 2,
+    # kombu's Redis ack emulation restores unacked messages while closing a lost connection, and
+    # crashes the worker there (AttributeError in _connparams) when Redis restarts. Our tasks ack on
+    # receipt (the relay is idempotent and beat re-sends it), so the emulation buys nothing.
+    "ack_emulation": False,
 }
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {

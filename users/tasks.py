@@ -5,6 +5,6 @@ from celery import shared_task
 from users.jobs import import_job_run
 
 
-@shared_task(name="users.run_import_job", ignore_result=True, acks_late=True)
+@shared_task(name="users.run_import_job", ignore_result=True)
 def run_import_job_task(job_id: str) -> str:
     return import_job_run(job_id=job_id).status
