@@ -16,7 +16,8 @@ REDACTED = "***"
 SKIPPED_FIELDS = {"version", "changed", "id", "tenant_id"}
 
 
-def _pii_keys(tenant_id: UUID) -> set[str]:
+def pii_keys(tenant_id: UUID) -> set[str]:
+    """The tenant's attribute keys whose values the audit log redacts."""
     from attributes.models import AttributeDefinition
 
     return set(AttributeDefinition.objects.filter(tenant_id=tenant_id, pii=True).values_list("key", flat=True))
@@ -67,37 +68,6 @@ def audit_build(
         event_id=event_id,
         changes=diff(before, after, pii),
     )
-
-
-def pii_keys(tenant_id: UUID) -> set[str]:
-    return _pii_keys(tenant_id)
-
-
-def audit_record(
-    *,
-    action: str,
-    object_type: str,
-    object_id: UUID,
-    tenant_id: UUID,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    object_repr: str = "",
-    event_id: UUID | None = None,
-) -> AuditRecord:
-    pii = _pii_keys(tenant_id) if (before or {}).get("attributes") or (after or {}).get("attributes") else set()
-    record = audit_build(
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        tenant_id=tenant_id,
-        before=before,
-        after=after,
-        pii=pii,
-        object_repr=object_repr,
-        event_id=event_id,
-    )
-    record.save(force_insert=True)
-    return record
 
 
 def audit_purge(*, older_than_days: int | None = None) -> int:

@@ -13,10 +13,11 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.models import AuditRecord
+from audit.services import audit_build, pii_keys
 from iam_project.db.copy import copy_insert
 from outbox.events import EVENT_TYPES
-from outbox.services import event_record
+from outbox.services import event_build, events_record
 
 ACTIONS = {"Created": "create", "Deleted": "delete"}
 
@@ -32,25 +33,7 @@ def record_change(
     object_repr: str = "",
 ) -> None:
     """Write the event (``data`` = the new state) and the audit record (``before`` → ``data``)."""
-    row = event_record(
-        event_type=event_type,
-        tenant_id=tenant_id,
-        aggregate_id=aggregate_id,
-        aggregate_version=aggregate_version,
-        data=data,
-    )
-    _invalidate_on_commit(EVENT_TYPES[event_type].aggregate_type, tenant_id, data, before)
-    action = next((a for suffix, a in ACTIONS.items() if event_type.endswith(suffix)), "update")
-    audit_record(
-        action=action,
-        object_type=EVENT_TYPES[event_type].aggregate_type,
-        object_id=aggregate_id,
-        tenant_id=tenant_id,
-        before=before,
-        after=None if action == "delete" else data,
-        object_repr=object_repr,
-        event_id=row.event_id,
-    )
+    record_changes([Change(event_type, tenant_id, aggregate_id, aggregate_version, data, before, object_repr)])
 
 
 def _invalidate_on_commit(aggregate_type: str, tenant_id: UUID, data: dict, before: dict | None) -> None:
@@ -81,11 +64,7 @@ class Change:
 
 
 def record_changes(changes: list[Change]) -> None:
-    """Bulk form of :func:`record_change`: one event and one audit record per change, two statements."""
-    from audit.models import AuditRecord
-    from audit.services import audit_build, pii_keys
-    from outbox.services import event_build, events_record
-
+    """One event and one audit record per change: single INSERTs for one change, COPY for many."""
     if not changes:
         return
     pii_by_tenant: dict[UUID, set[str]] = {}
@@ -99,7 +78,8 @@ def record_changes(changes: list[Change]) -> None:
             data=change.data,
         )
         events.append(row)
-        if change.tenant_id not in pii_by_tenant:
+        carries_attributes = (change.before or {}).get("attributes") or change.data.get("attributes")
+        if carries_attributes and change.tenant_id not in pii_by_tenant:
             pii_by_tenant[change.tenant_id] = pii_keys(change.tenant_id)
         action = next((a for suffix, a in ACTIONS.items() if change.event_type.endswith(suffix)), "update")
         audits.append(
@@ -110,7 +90,7 @@ def record_changes(changes: list[Change]) -> None:
                 tenant_id=change.tenant_id,
                 before=change.before,
                 after=None if action == "delete" else change.data,
-                pii=pii_by_tenant[change.tenant_id],
+                pii=pii_by_tenant.get(change.tenant_id, set()),
                 object_repr=change.object_repr,
                 event_id=row.event_id,
             )
@@ -119,6 +99,9 @@ def record_changes(changes: list[Change]) -> None:
             EVENT_TYPES[change.event_type].aggregate_type, change.tenant_id, change.data, change.before
         )
     events_record(events)
+    if len(audits) == 1:
+        audits[0].save(force_insert=True)
+        return
     now = timezone.now()
     for audit in audits:
         audit.at = now
