@@ -191,8 +191,8 @@ def tenant_purge(*, tenant: Tenant, force: bool = False) -> int:
         locked.delete()
         record_change(
             event_type="TenantPurged",
-            tenant_id=data_id(data),
-            aggregate_id=data_id(data),
+            tenant_id=tenant.pk,  # locked.pk is None once deleted
+            aggregate_id=tenant.pk,
             aggregate_version=version,
             data={**data, "version": version, "users_removed": users},
             before=data,
@@ -209,9 +209,3 @@ def tenants_purge_due() -> list[str]:
         tenant_purge(tenant=tenant)
         purged.append(tenant.slug)
     return purged
-
-
-def data_id(data: dict) -> Any:
-    import uuid
-
-    return uuid.UUID(data["id"])
