@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+
+from iam_project.api.problems import plain_problem
 
 IMPORTS = re.compile(r"^/api/v1/tenants/[^/]+/imports/$")
 
@@ -22,22 +23,12 @@ class BodySizeLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
             if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
-                return _problem(400, "Bad request", "NUL characters are not allowed in the path or query")
+                return plain_problem(400, "Bad request", "NUL characters are not allowed in the path or query")
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
             limit = settings.IMPORT_MAX_BYTES if IMPORTS.match(request.path) else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             if length > limit:
-                return _problem(413, "Payload too large", f"the request body exceeds {limit} bytes")
+                return plain_problem(413, "Payload too large", f"the request body exceeds {limit} bytes")
         return self.get_response(request)
-
-
-def _problem(status: int, title: str, detail: str) -> HttpResponse:
-    body = {
-        "type": "https://iam-service.citadel.internal/problems/" + title.lower().replace(" ", "-"),
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    return HttpResponse(json.dumps(body), status=status, content_type="application/problem+json")

@@ -67,13 +67,9 @@ def principal_of(request: HttpRequest) -> str:
 def database_unavailable(request: HttpRequest) -> HttpResponse:
     """503 for the API (problem+json, Retry-After) and a plain page for the console and the rest."""
     if request.path.startswith("/api/"):
-        body = {
-            "type": "https://iam-service.citadel.internal/problems/service-unavailable",
-            "title": "Service unavailable",
-            "status": 503,
-            "detail": "the database is unreachable; retry shortly",
-        }
-        response: HttpResponse = JsonResponse(body, status=503, content_type="application/problem+json")
+        from iam_project.api.problems import plain_problem
+
+        response: HttpResponse = plain_problem(503, "Service unavailable", "the database is unreachable; retry shortly")
     else:
         response = HttpResponse(
             "<!doctype html><title>Service unavailable</title><h1>Service unavailable</h1>"

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DataError, InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -23,6 +23,21 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://iam-service.citadel.internal/problems/"
 
 
+def problem_body(status_code: int, title: str, detail: str) -> dict[str, Any]:
+    """The RFC 9457 members every problem of ours carries."""
+    return {
+        "type": TYPE_BASE + title.lower().replace(" ", "-"),
+        "title": title,
+        "status": status_code,
+        "detail": detail,
+    }
+
+
+def plain_problem(status_code: int, title: str, detail: str) -> JsonResponse:
+    """A problem answered outside DRF (middleware, Django's error handlers)."""
+    return JsonResponse(problem_body(status_code, title, detail), status=status_code, content_type=PROBLEM_JSON)
+
+
 def problem_response(
     status_code: int,
     title: str,
@@ -32,12 +47,7 @@ def problem_response(
     headers: dict | None = None,
     **extra: Any,
 ) -> Response:
-    body: dict[str, Any] = {
-        "type": TYPE_BASE + title.lower().replace(" ", "-"),
-        "title": title,
-        "status": status_code,
-        "detail": detail,
-    }
+    body = problem_body(status_code, title, detail)
     if errors:
         body["errors"] = errors
     body.update(extra)
