@@ -41,10 +41,9 @@ def coerce(definition: AttributeDefinition, raw: str) -> object:
             value = raw == "true"
     except ValueError:
         raise ValidationError({pointer: [f"not a valid {definition.type}"]}) from None
-    check = definition
     if definition.type == Type.STRING_LIST:
         return [raw]  # list attributes match when they contain the value
-    _, errors = validate_value(check, value, pointer)
+    _, errors = validate_value(definition, value, pointer)
     type_errors = [e for e in errors if e.rule == "type"]
     if type_errors:
         raise ValidationError({pointer: [type_errors[0].detail]})
