@@ -1,22 +1,25 @@
 # syntax=docker/dockerfile:1
-# iam-service: one image, four roles (web, worker, beat, migrate). See docs/runbook.md.
+# iam-service: one image, four roles (web, worker, beat, migrate). The commands come from
+# iam_project/roles.py (tests check every copy against it); see docs/runbook.md.
 #   web:     gunicorn -c iam_project/gunicorn.conf.py iam_project.wsgi   (default CMD)
 #   worker:  celery -A iam_project worker --loglevel INFO
-#   beat:    celery -A iam_project beat --loglevel INFO
+#   beat:    celery -A iam_project beat --loglevel INFO --schedule /tmp/celerybeat-schedule
 #   migrate: python manage.py migrate --noinput
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- builder: a virtualenv with the pinned runtime dependencies ------------------------------------
+# --- builder: a virtualenv with the runtime lock (every package pinned, with hashes) ----------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
-# Every dependency ships manylinux wheels (psycopg[binary] included): no compiler needed.
+# Every dependency ships manylinux wheels (psycopg[binary] included): no compiler needed. pip check
+# fails the build on a package whose own requirements the lock does not satisfy.
 RUN /opt/venv/bin/pip install --upgrade pip \
- && /opt/venv/bin/pip install -r /tmp/requirements.txt
+ && /opt/venv/bin/pip install --require-hashes -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip check
 
 # --- runtime ---------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

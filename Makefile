@@ -11,15 +11,25 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
+# The locks (requirements.txt: runtime, what the image installs; requirements-dev.txt: runtime + tests
+# and tools) pin every package with its hashes; `make lock` regenerates them from the .in files.
+LOCK := $(VENV)/bin/uv pip compile --universal --python-version 3.11 --generate-hashes --quiet --custom-compile-command 'make lock'
+
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 needed (pgserver wheels)"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
+	$(PY) -m pip check
 	touch $(STAMP)
 
 .PHONY: venv
-venv: $(STAMP) ## Create the virtualenv and install requirements (and dev tools)
+venv: $(STAMP) ## Create the virtualenv and install the dev lock (runtime + tests and tools)
+
+.PHONY: lock
+lock: venv ## Regenerate the hashed locks requirements.txt and requirements-dev.txt from requirements*.in
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -o requirements-dev.txt
 
 .PHONY: system-deps
 system-deps: ## Install Debian's chromium and prometheus (promtool) for the console and alert tests, where root with apt

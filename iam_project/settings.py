@@ -138,6 +138,8 @@ _database.update(
     }
 )
 DATABASES = {"default": _database}
+# How long web, worker and beat wait at start for the database before the FATAL line and exit 3.
+DB_STARTUP_WAIT_SECONDS = env.float("DB_STARTUP_WAIT_SECONDS", default=10.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 PASSWORD_HASHERS = [

@@ -27,18 +27,22 @@ def fatal(error: Exception) -> NoReturn:
     sys.exit(EXIT_CONFIG)
 
 
-def wait_for_database(timeout: float = 10.0) -> None:
-    """Start-up check of web, worker and beat: the database answers within ``timeout`` seconds, or FATAL.
+def wait_for_database(timeout: float | None = None) -> None:
+    """Start-up check of web, worker and beat: the database answers within ``timeout`` seconds
+    (default: the ``DB_STARTUP_WAIT_SECONDS`` setting), or FATAL.
 
     Retries with short pauses (a database that is still starting is normal during a rollout); the
     connection is closed afterwards so that no forked process inherits it.
     """
     import time
 
+    from django.conf import settings
     from django.db import connection
 
     from iam_project.config import ConfigError
 
+    if timeout is None:
+        timeout = settings.DB_STARTUP_WAIT_SECONDS
     deadline = time.monotonic() + timeout
     pause = 0.25
     while True:
@@ -51,7 +55,7 @@ def wait_for_database(timeout: float = 10.0) -> None:
         except Exception as exc:  # noqa: BLE001 - any failure to reach it is the same diagnosis
             connection.close()
             if time.monotonic() + pause > deadline:
-                fatal(ConfigError("DATABASE_URL", f"database unreachable after {timeout:.0f} s: {_first_line(exc)}"))
+                fatal(ConfigError("DATABASE_URL", f"database unreachable after {timeout:g} s: {_first_line(exc)}"))
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
 

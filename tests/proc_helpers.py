@@ -26,12 +26,11 @@ from typing import Any
 from urllib.parse import quote
 
 from iam_project.embedded import free_port, port_open
+from iam_project.roles import role_command
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent if (Path(sys.executable).parent / "gunicorn").exists() else REPO / ".venv" / "bin"
 PYTHON = str(BIN / "python")
-GUNICORN = str(BIN / "gunicorn")
-CELERY = str(BIN / "celery")
 MANAGE = str(REPO / "manage.py")
 SECRET_KEY = "proc-tests-secret-key-" + "x" * 38  # 60 characters
 assert len(SECRET_KEY) == 60
@@ -213,26 +212,17 @@ class Proc:
 
 
 def gunicorn(workdir: Path, env: dict[str, str], *, port: int, workers: int, name: str = "gunicorn") -> Proc:
-    argv = [
-        GUNICORN,
-        "-c",
-        "iam_project/gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "iam_project.wsgi",
-    ]
+    argv = role_command("web", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), bin_dir=BIN)
     return Proc(name, argv, env, workdir)
 
 
 def celery_worker(workdir: Path, env: dict[str, str], *, name: str = "worker") -> Proc:
-    return Proc(name, [CELERY, "-A", "iam_project", "worker", "--loglevel", "INFO"], env, workdir)
+    return Proc(name, role_command("worker", bin_dir=BIN), env, workdir)
 
 
 def celery_beat(workdir: Path, env: dict[str, str], *, schedule: Path, name: str = "beat") -> Proc:
-    argv = [CELERY, "-A", "iam_project", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
-    return Proc(name, argv, env, workdir)
+    # The last --schedule wins: the test's own file instead of the image's /tmp one.
+    return Proc(name, role_command("beat", "--schedule", str(schedule), bin_dir=BIN), env, workdir)
 
 
 def manage(args: Iterable[str], env: dict[str, str], *, timeout: float = 60.0) -> subprocess.CompletedProcess:

@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from iam_project.roles import EXTENSIBLE
+from iam_project.roles import ROLES as ROLE_COMMANDS
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S_BASE = ROOT / "deploy" / "k8s" / "base"
 K8S_OVERLAY = ROOT / "deploy" / "k8s" / "overlays" / "example"
@@ -48,19 +51,16 @@ CONTRACT_ENV = SECRET_ENV | {
     "WORKER_METRICS_PORT",
     "PROMETHEUS_MULTIPROC_DIR",
     "DB_STATEMENT_TIMEOUT_MS",
+    "DB_STARTUP_WAIT_SECONDS",
     "SECURE_SSL_REDIRECT",
     "GUNICORN_WORKERS",
     "GUNICORN_TIMEOUT",
     "PORT",
 }
 
-# Role -> (Deployment name or None, command). Extra flags may follow the contract's command.
-ROLES = {
-    "web": ("iam-service", ["gunicorn", "-c", "iam_project/gunicorn.conf.py", "iam_project.wsgi"]),
-    "worker": ("iam-service-worker", ["celery", "-A", "iam_project", "worker", "--loglevel", "INFO"]),
-    "beat": ("iam-service-beat", ["celery", "-A", "iam_project", "beat", "--loglevel", "INFO"]),
-    "migrate": (None, ["python", "manage.py", "migrate", "--noinput"]),
-}
+# Role -> (Deployment name or None, command from iam_project.roles, the one source of the commands).
+DEPLOYMENTS = {"web": "iam-service", "worker": "iam-service-worker", "beat": "iam-service-beat", "migrate": None}
+ROLES = {role: (DEPLOYMENTS[role], list(command)) for role, command in ROLE_COMMANDS.items()}
 WEB_PORT = 8000
 WORKER_METRICS_PORT = 9100
 
@@ -250,7 +250,7 @@ def test_container_commands_are_the_contract_commands():
         expected = ROLES[role][1]
         command = container["command"] + container.get("args", [])
         assert command[: len(expected)] == expected, workload["metadata"]["name"]
-        if role in ("web", "migrate"):
+        if role not in EXTENSIBLE:
             assert command == expected
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         assert env.get("IAM_ROLE") == role, workload["metadata"]["name"]
@@ -517,8 +517,8 @@ def test_compose_app_services_share_one_image_environment_and_contract_commands(
         assert environment == shared, role
         expected = ROLES[role][1]
         assert service["command"][: len(expected)] == expected, role
-    assert services["web"]["command"] == ROLES["web"][1]
-    assert services["migrate"]["command"] == ROLES["migrate"][1]
+        if role not in EXTENSIBLE:
+            assert service["command"] == expected, role
     assert "8000:8000" in services["web"]["ports"]
 
 
@@ -550,11 +550,25 @@ def test_dockerfile_builds_a_slim_non_root_image_running_the_web_role():
     assert "PYTHONUNBUFFERED=1" in text
     assert re.search(r"^EXPOSE\s+8000\s+9100\s*$", text, flags=re.MULTILINE)
     assert re.search(r"IAM_BUILD=1\s+python manage.py collectstatic --noinput", text)
-    assert "requirements.txt" in text
+    # The runtime lock, every package pinned with its hashes, and nothing else (no dev tools).
+    assert re.search(r"pip install [^\n]*--require-hashes -r /tmp/requirements.txt", text)
+    assert "requirements-dev" not in text
     healthcheck = re.search(r"^HEALTHCHECK .*?CMD (.+)$", text, flags=re.MULTILINE | re.DOTALL)
     assert healthcheck and "/healthz" in healthcheck.group(1) and "urllib" in healthcheck.group(1)
     (cmd,) = re.findall(r"^CMD\s+(\[.*\])\s*$", text, flags=re.MULTILINE)
     assert json.loads(cmd) == ROLES["web"][1]
+
+
+def test_dockerfile_readme_and_runbook_name_every_role_command():
+    documents = {
+        "Dockerfile": DOCKERFILE,
+        "README.md": ROOT / "README.md",
+        "docs/runbook.md": ROOT / "docs" / "runbook.md",
+    }
+    for name, path in documents.items():
+        text = path.read_text()
+        for role, command in ROLE_COMMANDS.items():
+            assert " ".join(command) in text, f"{name} does not name the {role} command: {' '.join(command)}"
 
 
 def test_dockerignore_keeps_secrets_and_the_virtualenv_out_of_the_image():
