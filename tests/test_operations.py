@@ -285,6 +285,39 @@ def test_import_job_api_refusals(acme, api, django_capture_on_commit_callbacks, 
     assert api.get("/api/v1/tenants/acme/imports/not-a-uuid/").status_code == 404
 
 
+def test_atomic_import_job_with_an_invalid_row_fails_and_says_nothing_was_written(  # type: ignore[no-untyped-def]
+    acme, api, django_capture_on_commit_callbacks
+) -> None:
+    users = User.objects.count()
+    body = "".join(json.dumps(row) + "\n" for row in MIXED)  # valid rows and invalid ones
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/v1/tenants/acme/imports/?mode=atomic", body, content_type="application/x-ndjson")
+    job = api.get(response["Location"]).json()
+    assert job["status"] == "failed" and job["written"] is False, job
+    assert "nothing was written" in job["error"] and job["invalid"] == 3
+    assert job["outcome"] == "nothing written — would create 2, update 1 (1 unchanged, 3 invalid)", job["outcome"]
+    assert User.objects.count() == users
+
+
+def test_import_job_as_a_multipart_upload(acme, api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    """What `curl -F file=@users.csv` sends: a multipart part named file, typed by its name."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("users.csv", b"external_id,email\nmulti-1,m1@example.com\n", "application/octet-stream")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/v1/tenants/acme/imports/?mode=atomic", {"file": upload}, format="multipart")
+    assert response.status_code == 202, response.content
+    job = api.get(response["Location"]).json()
+    assert (job["status"], job["format"], job["file_name"], job["created"]) == ("succeeded", "csv", "users.csv", 1)
+    assert job["outcome"] == "created 1, updated 0, unchanged 0, invalid 0"
+    assert User.objects.filter(tenant=acme, external_id="multi-1").exists()
+    unknown = SimpleUploadedFile("users.pdf", b"%PDF", "application/pdf")
+    refused = api.post("/api/v1/tenants/acme/imports/", {"file": unknown}, format="multipart")
+    assert refused.status_code == 400 and refused.json()["errors"][0]["rule"] == "content_type"
+    missing = api.post("/api/v1/tenants/acme/imports/", {"other": "x"}, format="multipart")
+    assert missing.status_code == 400 and missing.json()["errors"][-1]["rule"] == "required"
+
+
 def test_console_import_with_dry_run_preview_then_for_real(
     acme, admin_client_logged_in, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
@@ -303,7 +336,7 @@ def test_console_import_with_dry_run_preview_then_for_real(
     assert preview.status == "succeeded" and (preview.created, preview.updated, preview.unchanged) == (2, 1, 1)
     assert User.objects.count() == users and not preview.written
     page = admin_client_logged_in.get(f"/admin/users/importjob/{preview.pk}/change/").content.decode()
-    assert "succeeded" in page.lower()
+    assert "succeeded" in page.lower() and "nothing written — would create 2, update 1" in page
     with django_capture_on_commit_callbacks(execute=True):
         admin_client_logged_in.post(
             "/admin/users/importjob/", {"action": "run_for_real", "_selected_action": [str(preview.pk)]}

@@ -18,6 +18,7 @@ from iam_project.errors import ValidationFailed
 from users import services
 from users.jobs import import_job_create
 from users.models import ImportJob, User
+from users.transfer import file_format
 
 
 class UserForm(forms.ModelForm):
@@ -119,10 +120,7 @@ class ImportJobAdmin(TenantScopedAdmin):
         "mode",
         "dry_run",
         "status",
-        "created",
-        "updated",
-        "unchanged",
-        "invalid",
+        "outcome",
     ]
     list_filter = ["status", "dry_run", "tenant"]
     list_select_related = ["tenant"]
@@ -130,8 +128,8 @@ class ImportJobAdmin(TenantScopedAdmin):
     actions = ["run_for_real"]
     tenant_admin_can_delete = False
     readonly_fields = [
-        "tenant", "file_name", "format", "mode", "dry_run", "status", "rows", "created", "updated", "unchanged",
-        "invalid", "written", "error", "report_link", "created_by", "created_at", "finished_at",
+        "tenant", "file_name", "format", "mode", "dry_run", "status", "outcome", "rows", "created", "updated",
+        "unchanged", "invalid", "written", "error", "report_link", "created_by", "created_at", "finished_at",
     ]  # fmt: skip
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -162,7 +160,7 @@ class ImportJobAdmin(TenantScopedAdmin):
                 tenant=form.cleaned_data["tenant"],
                 content=upload.read(),
                 file_name=name,
-                fmt="csv" if name.lower().endswith(".csv") else "jsonl",
+                fmt=file_format(name=name, media_type=upload.content_type or "") or "jsonl",
                 mode=form.cleaned_data["mode"],
                 dry_run=form.cleaned_data["dry_run"],
             )

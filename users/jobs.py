@@ -61,7 +61,11 @@ def import_job_run(*, job_id: str) -> ImportJob:
                 buffer = io.StringIO()
                 write_error_report(buffer, report)
                 job.report = buffer.getvalue()
-            job.status = ImportJob.Status.SUCCEEDED
+            if result.written or job.dry_run:
+                job.status = ImportJob.Status.SUCCEEDED
+            else:  # atomic with invalid rows: all or nothing, so nothing
+                job.status = ImportJob.Status.FAILED
+                job.error = f"{report.invalid} invalid row(s) in atomic mode — nothing was written"
     job.finished_at = timezone.now()
     job.save()
     return job

@@ -81,3 +81,17 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"import {self.file_name or self.id} into {self.tenant_id} ({self.status})"
+
+    @property
+    def outcome(self) -> str:
+        """What the run did, in words; the counts of a run that wrote nothing are what it would have done."""
+        if self.status in (self.Status.QUEUED, self.Status.RUNNING):
+            return self.get_status_display()
+        if self.written:
+            return f"created {self.created}, updated {self.updated}, unchanged {self.unchanged}, invalid {self.invalid}"
+        if not self.rows:
+            return "nothing written"
+        return (
+            f"nothing written — would create {self.created}, update {self.updated} "
+            f"({self.unchanged} unchanged, {self.invalid} invalid)"
+        )

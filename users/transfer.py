@@ -32,10 +32,19 @@ class FileFormatError(Exception):
         self.line = line
 
 
+# How a file says what it is: its media type (an API upload) or its name (a console upload, a path).
+MEDIA_TYPES = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
+SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def file_format(*, name: str = "", media_type: str = "") -> str | None:
+    """``csv`` or ``jsonl`` by the media type, else by the name's suffix; None when neither tells."""
+    return MEDIA_TYPES.get(media_type.split(";")[0].strip().lower()) or SUFFIXES.get(Path(name).suffix.lower())
+
+
 def detect_format(path: Path, declared: str | None) -> str:
-    if declared:
-        return declared
-    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    """The format of a file on disk: as declared, else by its name; JSON Lines otherwise."""
+    return declared or file_format(name=path.name) or "jsonl"
 
 
 def read_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:

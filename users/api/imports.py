@@ -19,8 +19,8 @@ from iam_project.api.views import TenantScopedViewSet
 from iam_project.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from users.jobs import import_job_create
 from users.models import ImportJob
+from users.transfer import MEDIA_TYPES, SUFFIXES, file_format
 
-FORMATS = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
 TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
 JOB_PARAM = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
@@ -40,11 +40,14 @@ class RawFileParser(parsers.BaseParser):
 
 class ImportJobSerializer(serializers.ModelSerializer):
     errors = serializers.SerializerMethodField(help_text="The first invalid rows (the full report: .../report).")
+    outcome = serializers.CharField(
+        read_only=True, help_text="What the run did; counts of a run that wrote nothing are what it would have done."
+    )
 
     class Meta:
         model = ImportJob
         fields = [
-            "id", "status", "file_name", "format", "mode", "dry_run", "rows", "created", "updated", "unchanged",
+            "id", "status", "outcome", "file_name", "format", "mode", "dry_run", "rows", "created", "updated", "unchanged",
             "invalid", "written", "error", "errors", "created_by", "created_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -63,7 +66,11 @@ class ImportJobSerializer(serializers.ModelSerializer):
             OpenApiParameter("dry_run", bool),
             OpenApiParameter("file_name", str),
         ],
-        request={"text/csv": OpenApiTypes.BINARY, "application/x-ndjson": OpenApiTypes.BINARY},
+        request={
+            "text/csv": OpenApiTypes.BINARY,
+            "application/x-ndjson": OpenApiTypes.BINARY,
+            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}},
+        },
         responses={202: ImportJobSerializer},
     ),
     report=extend_schema(parameters=[TENANT_PARAM, JOB_PARAM], responses={(200, "text/csv"): OpenApiTypes.STR}),
@@ -77,7 +84,7 @@ class ImportJobViewSet(TenantScopedViewSet):
     }
     lookup_url_kwarg = "job_id"
     serializer_class = ImportJobSerializer
-    parser_classes = [RawFileParser]
+    parser_classes = [parsers.MultiPartParser, RawFileParser]  # `curl -F file=@users.csv`, or the raw body
     queryset = ImportJob.objects.none()
     ordering = ["-created_at"]
     filter_backends: list = []
@@ -98,26 +105,25 @@ class ImportJobViewSet(TenantScopedViewSet):
         return self.get_paginated_response(ImportJobSerializer(page, many=True).data)
 
     def create(self, request: Request, tenant: str) -> Response:
-        content_type = (request.content_type or "").split(";")[0].strip()
-        fmt = FORMATS.get(content_type)
+        content, file_name, fmt = self._upload(request)
         errors = []
         if fmt is None:
-            errors.append(FieldError("/", "content_type", f"send the file as one of: {', '.join(FORMATS)}"))
+            kinds = ", ".join([*MEDIA_TYPES, *(f"a multipart file *{suffix}" for suffix in SUFFIXES)])
+            errors.append(FieldError("/", "content_type", f"send the file as one of: {kinds}"))
         mode = request.query_params.get("mode", "atomic")
         if mode not in ("atomic", "partial"):
             errors.append(FieldError("/mode", "enum", "atomic or partial"))
         dry_run = request.query_params.get("dry_run", "false")
         if dry_run not in ("true", "false"):
             errors.append(FieldError("/dry_run", "type", "true or false"))
-        content = request.data if isinstance(request.data, bytes) else b""
         if not content:
-            errors.append(FieldError("/", "required", "the body is the file to import"))
+            errors.append(FieldError("/", "required", "the body, or its multipart part `file`, is the file to import"))
         if errors:
             raise ValidationFailed(errors)
         job = import_job_create(
             tenant=self.tenant,
             content=content,
-            file_name=request.query_params.get("file_name", "")[:255],
+            file_name=file_name[:255],
             fmt=fmt,  # type: ignore[arg-type]
             mode=mode,
             dry_run=dry_run == "true",
@@ -125,6 +131,20 @@ class ImportJobViewSet(TenantScopedViewSet):
         job.refresh_from_db()
         location = f"{request.path}{job.id}/"
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    @staticmethod
+    def _upload(request: Request) -> tuple[bytes, str, str | None]:
+        """The file's bytes, name and format: a multipart part ``file`` or the raw body."""
+        if isinstance(request.data, bytes):
+            name = request.query_params.get("file_name", "")
+            return request.data, name, file_format(name=name, media_type=request.content_type or "")
+        upload = request.FILES.get("file")
+        if upload is None:
+            return b"", "", None
+        if upload.size > settings.IMPORT_MAX_BYTES:
+            raise PayloadTooLarge(f"an import file may take at most {settings.IMPORT_MAX_BYTES} bytes")
+        name = request.query_params.get("file_name") or upload.name or ""
+        return upload.read(), name, file_format(name=upload.name or "", media_type=upload.content_type or "")
 
     def retrieve(self, request: Request, tenant: str, job_id: str) -> Response:
         return Response(ImportJobSerializer(self._job(job_id)).data)
