@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
-	$(PY) -m pip check
+	$(PY) -m pip check >&2
 	touch $(STAMP)
 
 .PHONY: venv
@@ -38,6 +38,14 @@ system-deps: ## Install Debian's chromium and prometheus (promtool) for the cons
 .PHONY: run
 run: venv ## Run the whole service (web, worker, beat, PostgreSQL, NATS, broker) on http://127.0.0.1:8000
 	IAM_ENV=development $(PY) manage.py devstack
+
+.PHONY: manage
+manage: venv ## A management command against the development stack: make manage ARGS="create_api_key --help"
+	@IAM_ENV=development $(PY) manage.py $(ARGS)
+
+.PHONY: admin-password
+admin-password: venv ## Set a new password for the development console user admin
+	IAM_ENV=development $(PY) manage.py changepassword admin
 
 .PHONY: stop
 stop: venv ## Stop the embedded PostgreSQL and NATS that `make run` left running

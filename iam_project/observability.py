@@ -31,6 +31,14 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class RoutineTickFilter(logging.Filter):
+    """Drops beat's INFO line for every due task (``Sending due task relay-outbox`` each second);
+    the relay's own lines and beat's warnings and errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and str(record.msg).startswith("Scheduler: Sending due task"))
+
+
 def route_of(request: HttpRequest) -> str:
     """The URL pattern that served the request (``api/v1/tenants/{tenant}/``), never the raw path."""
     match = getattr(request, "resolver_match", None)

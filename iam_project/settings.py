@@ -282,7 +282,10 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
-    "filters": {"request_id": {"()": "iam_project.observability.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "iam_project.observability.RequestIdFilter"},
+        "routine_ticks": {"()": "iam_project.observability.RoutineTickFilter"},
+    },
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
@@ -296,6 +299,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "django.request": {"level": "ERROR"},  # our own request line replaces Django's 4xx warnings
         "celery": {"level": LOG_LEVEL},
+        "celery.beat": {"level": LOG_LEVEL, "filters": ["routine_ticks"]},
         "pgserver": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},

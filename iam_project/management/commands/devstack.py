@@ -24,10 +24,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from iam_project.config import DATA_DIR
 from iam_project.demo import demo_seed
+from iam_project.roles import role_command
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _signal_group(child: subprocess.Popen, sig: int) -> None:
+    """Signal the child's process group (its own session: the child and what it forked)."""
+    if child.poll() is None:
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            pass  # it ended in between
 
 
 class Command(BaseCommand):
@@ -43,69 +53,66 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         if demo_seed():
             self.stdout.write("Seeded the demo tenant 'demo' with attribute definitions and 3 users.")
-        self._superuser()
+        password = self._superuser()
         bin_dir = Path(sys.executable).parent
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        processes = {
-            "web": [
-                str(bin_dir / "gunicorn"), "-c", str(settings.BASE_DIR / "iam_project" / "gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{port}", "--workers", "2", "iam_project.wsgi",
-            ],
-        }  # fmt: skip
+        processes = {"web": role_command("web", "--bind", f"127.0.0.1:{port}", "--workers", "2", bin_dir=bin_dir)}
         if not no_worker:
-            processes["worker"] = [
-                str(bin_dir / "celery"),
-                "-A",
-                "iam_project",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-            ]
-            processes["beat"] = [
-                str(bin_dir / "celery"), "-A", "iam_project", "beat", "--loglevel", "INFO",
-                "--schedule", str(DATA_DIR / "celerybeat-schedule"),
-            ]  # fmt: skip
-        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the children as Ctrl-C does
+            processes["worker"] = role_command("worker", "--concurrency", "2", bin_dir=bin_dir)
+            processes["beat"] = role_command(
+                "beat", "--schedule", str(DATA_DIR / "celerybeat-schedule"), bin_dir=bin_dir
+            )
+        # Ctrl-C reaches this process only (the children have sessions of their own), which stops
+        # them in order; `kill` (SIGTERM) does the same.
+        signal.signal(signal.SIGTERM, _interrupt)
         children = {
-            name: subprocess.Popen(cmd, env={**env, "IAM_ROLE": name}, cwd=settings.BASE_DIR)
-            for name, cmd in processes.items()
+            name: subprocess.Popen(
+                command, env={**env, "IAM_ROLE": name}, cwd=settings.BASE_DIR, start_new_session=True
+            )
+            for name, command in processes.items()
         }
         try:
             self._wait_ready(port, children)
             self.stdout.write(
-                self.style.SUCCESS(
-                    f"\niam-service is up:  console http://127.0.0.1:{port}/admin/   API http://127.0.0.1:{port}/api/v1/"
-                    f"   docs http://127.0.0.1:{port}/api/docs/\n"
-                    f"event bus {settings.EVENT_BUS.servers[0]}   database {settings.DATABASES['default']['HOST']}\n"
-                    "Ctrl-C stops web, worker and beat (PostgreSQL and NATS keep running: `make stop` stops them).\n"
-                )
+                f"\niam-service is up:  console http://127.0.0.1:{port}/admin/   API http://127.0.0.1:{port}/api/v1/"
+                f"   docs http://127.0.0.1:{port}/api/docs/\n"
+                f"event bus {settings.EVENT_BUS.servers[0]} (also in {DATA_DIR / 'nats.url'})"
+                f"   database {settings.DATABASES['default']['HOST']}\n"
+                "Ctrl-C stops web, worker and beat (PostgreSQL and NATS keep running: `make stop` stops them)."
             )
+            if password:
+                self.stdout.write(self.style.WARNING(f"Console user: admin / {password}   (shown once)"))
+            else:
+                self.stdout.write("Console user: admin (a new password: make admin-password)")
             while all(child.poll() is None for child in children.values()):
                 time.sleep(0.5)
             dead = [name for name, child in children.items() if child.poll() is not None]
             raise CommandError(f"{', '.join(dead)} exited")
         except KeyboardInterrupt:
-            pass
+            self._stop(children)
+            self.stdout.write("Stopped web, worker and beat.")
         finally:
-            for child in children.values():
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            for child in children.values():
-                try:
-                    child.wait(15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            self._stop(children)
 
-    def _superuser(self) -> None:
+    @staticmethod
+    def _stop(children: dict[str, subprocess.Popen]) -> None:
+        for child in children.values():
+            _signal_group(child, signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                _signal_group(child, signal.SIGKILL)
+                child.wait(5)
+
+    def _superuser(self) -> str | None:
+        """A new console superuser's password, or None when one exists already."""
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
-            self.stdout.write("A console superuser exists already (password as printed when it was created).")
-            return
+            return None
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser("admin", "admin@localhost", password)
-        self.stdout.write(self.style.WARNING(f"Console superuser created: admin / {password}   (shown once)"))
+        return password
 
     def _wait_ready(self, port: int, children: dict[str, subprocess.Popen]) -> None:
         deadline = time.monotonic() + 120
