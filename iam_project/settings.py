@@ -99,6 +99,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "iam_project.observability.ObservabilityMiddleware",
     "iam_project.observability.ProbesMiddleware",
+    "iam_project.middleware.ApiProblemMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -174,8 +175,8 @@ IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=64 * 1024 * 1024)
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.authentication.ApiKeyAuthentication",  # first: its challenge is the API's (Bearer)
         "rest_framework.authentication.BasicAuthentication",
-        "access.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["access.permissions.ScopePermission"],
