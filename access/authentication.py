@@ -1,11 +1,17 @@
-"""DRF authentication with ``Authorization: Bearer <api key>``."""
+"""DRF authentication: ``Authorization: Bearer <api key>``, and HTTP Basic for console users.
+
+``ApiKeyAuthentication`` is listed first, so the API's 401 challenges with
+``WWW-Authenticate: Bearer realm="iam-service"`` (DRF takes the challenge from the first class).
+"""
 
 from __future__ import annotations
 
+from django.contrib.auth import authenticate
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from access.keys import principal_for_key
+from access.keys import KEY_PREFIX, principal_for_key
+from access.login_guard import LockedOut, record_failure
 from access.principals import KeyUser
 
 
@@ -17,16 +23,43 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
         if len(header) != 2:
+            self._failed(request, "", "malformed")
             raise exceptions.AuthenticationFailed("malformed Bearer credentials")
         try:
             raw = header[1].decode()
         except UnicodeDecodeError:
+            self._failed(request, "", "malformed")
             raise exceptions.AuthenticationFailed("malformed Bearer credentials") from None
         found = principal_for_key(raw)
         if found is None:
+            self._failed(request, raw, "unknown, expired or revoked key")
             raise exceptions.AuthenticationFailed("unknown, expired or revoked API key")
         key, principal = found
         return KeyUser(key, principal), key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="iam-service"'
+
+    @staticmethod
+    def _failed(request: Request, raw: str, reason: str) -> None:
+        # Only a well-formed key's public prefix ("iam_<8 hex>") is logged, never the secret part.
+        parts = raw.split("_")
+        label = f"key:{parts[0]}_{parts[1]}" if len(parts) >= 3 and parts[0] == KEY_PREFIX else "key:?"
+        record_failure(request._request, door="api_key", username=label[:24], reason=reason)
+
+
+class BasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic through ``authenticate(request=<the Django request>)``: django-axes counts the failures
+    and refuses a locked-out (username, address) pair before hashing (429 with ``Retry-After``)."""
+
+    def authenticate_credentials(self, userid, password, request=None):  # type: ignore[no-untyped-def]
+        http_request = getattr(request, "_request", request)
+        user = authenticate(request=http_request, username=userid, password=password)
+        if getattr(http_request, "axes_locked_out", False):
+            raise LockedOut()
+        if user is None or not user.is_active:
+            raise exceptions.AuthenticationFailed("invalid username or password")
+        return (user, None)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="iam-service"'  # never a Basic challenge: browsers would pop a dialog

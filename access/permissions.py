@@ -1,4 +1,8 @@
-"""The one fail-closed permission of the API: authenticated, then the view's scope for the action.
+"""The one fail-closed permission of the API: authenticated, then the method, then the view's scope.
+
+The order of refusals is DESIGN.md's: no or bad credentials → 401; a method the resource does not
+have → 405 with ``Allow`` (DRF would otherwise find no scope for it and answer 403, since permissions
+run in ``initial()`` before the method is dispatched); a scope the principal lacks → 403.
 
 A view (or viewset action) that declares no scope is refused for everyone, so a new endpoint cannot
 be reachable by accident; ``tests/test_access.py`` also enumerates every URL pattern.
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -20,7 +25,8 @@ class ScopedView:
     scopes: dict[str, str] = {}
 
     def required_scope(self, request: Request) -> str | None:
-        action = getattr(self, "action", None) or request.method.lower()
+        method = request.method.lower()
+        action = getattr(self, "action", None) or ("get" if method == "head" else method)
         if action == "metadata" or request.method == "OPTIONS":
             action = "options"
         return self.scopes.get(action)
@@ -39,6 +45,8 @@ class ScopePermission(BasePermission):
         user = request.user
         if user is None or not user.is_authenticated:
             return False  # DRF answers 401 (an authenticator offered a challenge)
+        if not has_handler(view, request.method):
+            raise MethodNotAllowed(request.method)  # DRF's response carries ``Allow``
         principal = principal_of(user)
         if principal is None:
             self.message = "console users need staff status to use the API"
@@ -52,3 +60,9 @@ class ScopePermission(BasePermission):
             self.message = f"this operation needs the scope {scope!r}"
             return False
         return True
+
+
+def has_handler(view: Any, method: str) -> bool:
+    """Whether the view (a viewset: the route's action map) answers ``method``; HEAD wherever GET is."""
+    name = method.lower()
+    return name in getattr(view, "http_method_names", ()) and hasattr(view, name)

@@ -13,3 +13,15 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A service-account API key: `Authorization: Bearer iam_…`",
         }
+
+
+class BasicScheme(OpenApiAuthenticationExtension):
+    target_class = "access.authentication.BasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "A console user (staff); locked out per username and address after repeated failures (429).",
+        }

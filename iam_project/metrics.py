@@ -23,3 +23,8 @@ RELAY_LAST_SUCCESS = Gauge(
     "Unix time of the last relay run that reached the event bus without a transport failure.",
     multiprocess_mode="max",
 )
+AUTH_FAILURES = Counter(
+    "auth_failures_total",
+    "Failed authentications, by door: console (the login form), api_basic (HTTP Basic), api_key (Bearer).",
+    ["door"],
+)

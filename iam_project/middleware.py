@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from http import HTTPStatus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from iam_project.api.problems import plain_problem
+from iam_project.api.problems import PROBLEM_JSON, plain_problem
 
 IMPORTS = re.compile(r"^/api/v1/tenants/[^/]+/imports/$")
 
@@ -32,3 +33,37 @@ class BodySizeLimitMiddleware:
             if length > limit:
                 return plain_problem(413, "Payload too large", f"the request body exceeds {limit} bytes")
         return self.get_response(request)
+
+
+class ApiProblemMiddleware:
+    """Every error answer under ``/api/`` is ``application/problem+json``, whoever produced it.
+
+    DRF's views already answer problems; this catches the rest: Django's 404 for an unknown route
+    (the technical page in DEBUG), a 500 page, CSRF's 403, a 400 for a bad Host. The headers a client
+    acts on (``Allow``, ``WWW-Authenticate``, ``Retry-After``) are kept.
+    """
+
+    KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "Vary", "Cache-Control")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or not request.path.startswith("/api/")
+            or response.get("Content-Type", "").startswith(PROBLEM_JSON)
+        ):
+            return response
+        try:
+            phrase = HTTPStatus(response.status_code).phrase
+        except ValueError:
+            phrase = "Error"
+        title = phrase[:1] + phrase[1:].lower()
+        detail = "no such resource" if response.status_code == 404 else title.lower()
+        problem = plain_problem(response.status_code, title, detail)
+        for header in self.KEPT_HEADERS:
+            if header in response:
+                problem[header] = response[header]
+        return problem

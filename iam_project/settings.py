@@ -8,6 +8,7 @@ malformed value stops the process with one FATAL line naming the variable (:mod:
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import environ
 
@@ -86,6 +87,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "axes",
     "tenants",
     "attributes",
     "users",
@@ -99,6 +101,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "iam_project.observability.ObservabilityMiddleware",
     "iam_project.observability.ProbesMiddleware",
+    "iam_project.middleware.ApiProblemMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -110,6 +113,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its 429 page
 ]
 
 ROOT_URLCONF = "iam_project.urls"
@@ -176,8 +180,8 @@ IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=64 * 1024 * 1024)
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.BasicAuthentication",
-        "access.authentication.ApiKeyAuthentication",
+        "access.authentication.ApiKeyAuthentication",  # first: its challenge is the API's (Bearer)
+        "access.authentication.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["access.permissions.ScopePermission"],
@@ -302,6 +306,7 @@ LOGGING = {
         "celery.beat": {"level": LOG_LEVEL, "filters": ["routine_ticks"]},
         "pgserver": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
+        "axes": {"level": "ERROR"},  # iam.auth logs each failure once, as JSON, without axes' own lines
         "celery.worker.strategy": {"level": "WARNING"},
         "kombu.connection": {"level": "ERROR"},
     },
@@ -322,6 +327,21 @@ if not DEVELOPMENT_MODE:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# --- brute-force protection of password logins (django-axes; access/login_guard.py) ---------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any password hashing
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # the pair: nobody can lock a user out for everyone
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # our own log line and auth_failures_total record failures; no row per login
+AXES_CLIENT_IP_CALLABLE = "access.login_guard.client_address"
+AXES_LOCKOUT_CALLABLE = "access.login_guard.lockout_response"
+AXES_VERBOSE = False
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- cache (throttling; the PIP cache when shared) ------------------------------------------------
 if _cache_url:

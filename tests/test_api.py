@@ -41,7 +41,7 @@ def problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
 def test_anonymous_gets_401_with_a_challenge(client) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/api/v1/tenants/")
     problem(response, 401)
-    assert response["WWW-Authenticate"].startswith("Basic")
+    assert response["WWW-Authenticate"] == 'Bearer realm="iam-service"'
 
 
 def test_wrong_password_gets_401(client, superuser) -> None:  # type: ignore[no-untyped-def]
