@@ -236,7 +236,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a long Redis outage must not stop the worker: retry forever
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+REDIS_BROKER_TRANSPORT_OPTIONS: dict = {
     # A broker outage must not slow committed writes down: the on-commit poke gives up fast.
     "max_retries": 1,
     "interval_start": 0,
@@ -249,6 +249,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     # receipt (the relay is idempotent and beat re-sends it), so the emulation buys nothing.
     "ack_emulation": False,
 }
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = dict(REDIS_BROKER_TRANSPORT_OPTIONS)
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {
         "task": "outbox.relay",

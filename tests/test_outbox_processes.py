@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import nats
 import pytest
+from django.conf import settings
 
 from iam_project.embedded import free_port, port_open
 from tests.conftest import NatsServer
@@ -467,7 +468,6 @@ def assert_stream_holds_exactly(nats_url: str, service: Service, tenant, expecte
 def test_event_bus_outage_during_writes_loses_nothing_and_restarts_nothing(
     own_nats: NatsServer, service: Service, tenant_and_admin
 ) -> None:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
     users = 500
     service.start(broker_url="filesystem://", nats_url=own_nats.url)
     # The relay works: beat's tick (or a poke) relays the tenant's event and creates the stream.
@@ -496,42 +496,46 @@ def test_event_bus_outage_during_writes_loses_nothing_and_restarts_nothing(
     )
 
     own_nats.start()  # same port, same store directory
-    outage_ended = time.monotonic()
-    wait_until_delivered(service, own_nats.url, users, 60)
-    recovery_seconds = time.monotonic() - outage_ended
+    wait_until_delivered(service, own_nats.url, users, 60)  # recovered within 60 s, no restart
 
     assert_stream_holds_exactly(own_nats.url, service, tenant_and_admin, users)
     assert pending_count() == 0
     service.check_alive()
     assert service.pids() == pids_before, "a process was restarted"
-    assert recovery_seconds < 60
-    assert time.monotonic() - started < 90
 
 
 def test_broker_outage_during_writes_never_fails_the_api_and_recovers_without_restarts(
     own_nats: NatsServer, redis_server: RedisServer, service: Service, tenant_and_admin
 ) -> None:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
     users = 100
     service.start(broker_url=redis_server.url, nats_url=own_nats.url)
     wait_for(lambda: pending_count() == 0, 30, "the TenantCreated event relayed through the Redis broker")
     pids_before = service.pids()
+    # The same writes with the broker up, in this run and on this machine: the baseline.
+    # As many clients as gunicorn workers: each request's time is its own, not time queued behind others.
+    baseline = create_users(service, 20, prefix="baseline", clients=2)
+    assert [status for status, _, _ in baseline].count(201) == 20, baseline[:5]
+    wait_until_delivered(service, own_nats.url, 20, 60)
 
     redis_server.stop()
     time.sleep(1)
-    # As many clients as gunicorn workers: each request's time is its own, not time queued behind others.
     results = create_users(service, users, prefix="broker", clients=2)
-    slow = [round(seconds, 2) for status, seconds, _ in results if seconds >= 3]
     assert [status for status, _, _ in results].count(201) == users, [r for r in results if r[0] != 201][:5]
-    assert not slow, f"{len(slow)} requests took 3 s or more during the broker outage: {slow[:10]}"
+    # The on-commit poke gives up within its short broker timeouts (settings: one retry, 1 s connect):
+    # a write with the broker down costs at most that budget more than the slowest write with it up, on
+    # a machine however slow; kombu's default retry policy would hold each write for tens of seconds.
+    options = settings.REDIS_BROKER_TRANSPORT_OPTIONS  # the service's, whatever broker this process has
+    budget = (options["max_retries"] + 1) * options["socket_connect_timeout"] + options["interval_max"]
+    allowed = 2 * max(seconds for _, seconds, _ in baseline) + 2 * budget
+    slow = [round(seconds, 2) for _, seconds, _ in results if seconds > allowed]
+    assert not slow, f"{len(slow)} writes over {allowed:.1f} s during the broker outage: {slow[:10]}"
     assert "could not poke the outbox relay" in service.log("web")
     # Without a broker nothing relays: the events wait in the table.
     time.sleep(2)
     assert pending_count() == users
 
     redis_server.start()  # same port
-    wait_until_delivered(service, own_nats.url, users, 60)
-    assert_stream_holds_exactly(own_nats.url, service, tenant_and_admin, users)
+    wait_until_delivered(service, own_nats.url, users + len(baseline), 60)
+    assert_stream_holds_exactly(own_nats.url, service, tenant_and_admin, users + len(baseline))
     service.check_alive()
     assert service.pids() == pids_before, "a process was restarted"
-    assert time.monotonic() - started < 90
