@@ -297,6 +297,35 @@ def test_unknown_scope_or_tenant_is_refused(world) -> None:  # type: ignore[no-u
         call_command("create_api_key", "--name", "x", "--scopes", "pip:read", "--tenants", "nope", stdout=io.StringIO())
 
 
+@pytest.mark.parametrize("days", ["0", "-1", "-30", "1.5", "soon"])
+def test_create_api_key_refuses_expiry_days_that_are_not_positive(world, days) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--expires-days: must be a positive whole number of days"):
+        call_command(
+            "create_api_key", "--name", "x", "--scopes", "pip:read", "--expires-days", days, stdout=io.StringIO()
+        )
+
+    assert not ApiKey.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expires_in_days"), [(["--expires-days", "1"], 1), (["--expires-days", "90"], 90), ([], None)]
+)
+def test_create_api_key_expiry_is_the_given_days_or_never(world, args, expires_in_days) -> None:  # type: ignore[no-untyped-def]
+    before = timezone.now()
+    call_command(
+        "create_api_key", "--name", "x", "--scopes", "pip:read", *args, stdout=io.StringIO(), stderr=io.StringIO()
+    )
+    after = timezone.now()
+
+    expires_at = ApiKey.objects.get(name="x").expires_at
+    if expires_in_days is None:
+        assert expires_at is None
+    else:
+        assert before + timedelta(days=expires_in_days) <= expires_at <= after + timedelta(days=expires_in_days)
+
+
 def test_revoked_expired_unknown_and_malformed_keys_get_401(world) -> None:  # type: ignore[no-untyped-def]
     key, raw = api_key_create(name="short-lived", scopes=["directory:read"])
     client = APIClient()
