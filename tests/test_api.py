@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
@@ -343,6 +345,22 @@ def test_openapi_schema_and_docs_page(api) -> None:  # type: ignore[no-untyped-d
     assert "/api/v1/tenants/{tenant}/users/{user_id}/" in paths
     assert "/api/v1/tenants/{tenant}/attribute-definitions/{key}/" in paths
     assert api.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_api_docs_pages_load_their_assets_from_this_service_only(api, page) -> None:  # type: ignore[no-untyped-def]
+    response = api.get(page)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    assert any(asset.endswith(".js") for asset in assets), assets
+    for asset in assets:
+        assert urlsplit(asset).netloc == "" and not asset.startswith("//"), f"{page} loads {asset} from another host"
+        served = api.get(asset)
+        assert served.status_code == 200, asset
+        assert b"".join(served.streaming_content if served.streaming else [served.content]), f"{asset} is empty"
+    assert "cdn.jsdelivr.net" not in html and "@latest" not in html
 
 
 def test_probes(client) -> None:  # type: ignore[no-untyped-def]
