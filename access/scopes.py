@@ -11,9 +11,9 @@ TENANTS_WRITE = "tenants:write"
 SCOPES = {
     PIP_READ: "Policy Information Point lookups (subjects and their attributes).",
     DIRECTORY_READ: "Read tenants, users and attribute definitions.",
-    DIRECTORY_WRITE: "Create, change and delete users and tenant attribute values.",
+    DIRECTORY_WRITE: "Create, change and delete users; change a tenant's name and attribute values.",
     SCHEMA_WRITE: "Create, change and delete attribute definitions.",
-    TENANTS_WRITE: "Create and delete tenants (keys for all tenants only).",
+    TENANTS_WRITE: "Create, delete, suspend and resume tenants, change their slug (keys for all tenants only).",
 }
 IMPLIED = {
     DIRECTORY_WRITE: {DIRECTORY_READ},

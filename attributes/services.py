@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from attributes.models import KEY_PATTERN, AttributeDefinition
-from attributes.validation import validate_value
+from attributes.validation import UnsupportedPattern, compiled, validate_value
 from iam_project.changes import record_change
 from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
 from iam_project.guards import domain_write
@@ -76,9 +76,16 @@ def definition_check(definition: AttributeDefinition) -> None:
             errors.append(FieldError("/pattern", "applies_to", "only for string and string_list"))
         else:
             try:
-                re.compile(definition.pattern)
-            except re.error as exc:
-                errors.append(FieldError("/pattern", "pattern", f"not a valid regular expression: {exc}"))
+                compiled(definition.pattern)
+            except UnsupportedPattern as exc:
+                errors.append(
+                    FieldError(
+                        "/pattern",
+                        "pattern",
+                        f"not a regular expression the service accepts ({exc}); RE2 syntax, without "
+                        "backreferences or lookaround",
+                    )
+                )
     for name in ("min_value", "max_value"):
         if getattr(definition, name) is not None and definition.type not in (Type.INTEGER, Type.NUMBER):
             errors.append(FieldError(f"/{name}", "applies_to", "only for integer and number"))

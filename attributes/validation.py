@@ -19,6 +19,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
+import re2
 from django.conf import settings
 
 from attributes.models import KEY_PATTERN, AttributeDefinition
@@ -30,9 +31,31 @@ DATETIME_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6}
 KEY_RE = re.compile(KEY_PATTERN)
 
 
+PATTERN_MAX_LENGTH = 500  # the model field's length too
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the caller, not to stderr
+_RE2_OPTIONS.max_mem = 1 << 20  # bytes for one compiled pattern: refuses huge repetition counts
+
+
+class UnsupportedPattern(ValueError):
+    """A definition's ``pattern`` that the linear-time engine (RE2) cannot compile."""
+
+
 @lru_cache(maxsize=1024)
-def compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def compiled(pattern: str):  # type: ignore[no-untyped-def]
+    """``pattern`` compiled by RE2: matching takes time linear in the value, whatever the pattern.
+
+    Python's ``re`` backtracks, so a pattern such as ``^(a+)+$`` takes exponential time on a value it
+    does not match (ReDoS). RE2 has no backreferences or lookaround; such patterns are refused
+    (:class:`UnsupportedPattern`), as are patterns longer than ``PATTERN_MAX_LENGTH``.
+    """
+    if len(pattern) > PATTERN_MAX_LENGTH:
+        raise UnsupportedPattern(f"at most {PATTERN_MAX_LENGTH} characters")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise UnsupportedPattern(reason) from None
 
 
 def _type_name(value: Any) -> str:
@@ -121,8 +144,18 @@ def _string_rules(definition: AttributeDefinition, value: str, pointer: str) -> 
     if definition.allowed_values and value not in definition.allowed_values:
         allowed = ", ".join(map(str, definition.allowed_values[:20]))
         errors.append(FieldError(pointer, "enum", f"{value!r} is not one of: {allowed}"))
-    if definition.pattern and not compiled(definition.pattern).fullmatch(value):
-        errors.append(FieldError(pointer, "pattern", f"must match the pattern {definition.pattern}"))
+    if definition.pattern:
+        try:
+            matched = compiled(definition.pattern).fullmatch(value) is not None
+        except UnsupportedPattern:
+            # Stored before patterns were checked with RE2: refuse values (fail closed) rather than
+            # run the pattern with a backtracking engine.
+            errors.append(
+                FieldError(pointer, "pattern", "the definition's pattern is not supported; fix the definition")
+            )
+        else:
+            if not matched:
+                errors.append(FieldError(pointer, "pattern", f"must match the pattern {definition.pattern}"))
     return errors
 
 

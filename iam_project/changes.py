@@ -1,7 +1,10 @@
-"""Recording a domain change: its outbox event and its audit record, in the change's transaction.
+"""Recording a domain change: its outbox event, its audit record and the tenant's revision, in the
+change's transaction.
 
 The one call every service makes after changing a row (``record_change``), so that no door can
-write the event without the audit record or the other way round.
+write the event without the audit record or the other way round. It also counts the change in the
+tenant's ``TenantRevision`` (the OPA bundle's ETag), under that row's lock, so the counter orders
+a tenant's changes by commit.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditRecord
@@ -20,6 +23,10 @@ from outbox.events import EVENT_TYPES
 from outbox.services import event_build, events_record
 
 ACTIONS = {"Created": "create", "Deleted": "delete"}
+REVISION_BUMP = """
+    INSERT INTO tenants_tenantrevision (tenant_id, value) SELECT id, 1 FROM unnest(%s::uuid[]) AS id
+    ON CONFLICT (tenant_id) DO UPDATE SET value = tenants_tenantrevision.value + 1
+"""
 
 
 def record_change(
@@ -48,6 +55,17 @@ def _invalidate_on_commit(aggregate_type: str, tenant_id: UUID, data: dict, befo
     else:
         slugs = sorted({data.get("slug"), (before or {}).get("slug")} - {None}) if aggregate_type == "tenant" else []
         transaction.on_commit(lambda: pip_cache.invalidate_tenant(tenant_id, slugs))
+
+
+def _bump_revisions(tenant_ids: list[UUID]) -> None:
+    """+1 on each tenant's change counter, held locked until the transaction ends.
+
+    A second writer of the same tenant waits here for the first one's commit, so the committed
+    values follow commit order (what a wall clock taken before commit cannot do). Tenants in sorted
+    order: two multi-tenant writes cannot deadlock on the counters.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(REVISION_BUMP, [tenant_ids])
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,7 @@ def record_changes(changes: list[Change]) -> None:
             EVENT_TYPES[change.event_type].aggregate_type, change.tenant_id, change.data, change.before
         )
     events_record(events)
+    _bump_revisions(sorted({change.tenant_id for change in changes}, key=str))
     if len(audits) == 1:
         audits[0].save(force_insert=True)
         return

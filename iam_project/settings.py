@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "axes",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files, not a CDN
     "tenants",
     "attributes",
     "users",
@@ -206,6 +207,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Tenants, policy subjects (users) and their typed attributes; the Policy Information Point.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ and /api/redoc/ load their JavaScript from our static files (drf-spectacular-sidecar,
+    # a pinned build), never from a public CDN at whatever version it serves today.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "TenantStatusEnum": "tenants.models.Tenant.Status",

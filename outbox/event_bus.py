@@ -61,6 +61,10 @@ class EventBusAdapter(Protocol):
     def close(self) -> None: ...
 
 
+# CloudEvents NATS protocol binding, structured content mode: the body is the JSON event format.
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     name: str
@@ -236,7 +240,7 @@ class NatsJetStreamAdapter:
                     await js.publish_async(  # type: ignore[union-attr]
                         message.subject,
                         message.payload,
-                        headers={"Nats-Msg-Id": message.event_id},
+                        headers={"Nats-Msg-Id": message.event_id, "Content-Type": CLOUDEVENTS_CONTENT_TYPE},
                     )
                 )
             except Exception as exc:  # noqa: BLE001 - classified below

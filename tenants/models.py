@@ -47,3 +47,19 @@ class Tenant(DomainModel):
 
     def __str__(self) -> str:
         return self.slug
+
+
+class TenantRevision(models.Model):
+    """A per-tenant change counter: +1 in the transaction of every recorded change of the tenant.
+
+    Incremented only by ``iam_project.changes.record_changes`` (the one write funnel), under the row's
+    lock, so its value orders the tenant's changes by commit, unlike ``updated_at`` (the app's clock
+    before commit). The OPA bundle's revision (its ETag) is derived from it. No foreign key: the
+    change that purges a tenant is recorded after the tenant row is gone.
+    """
+
+    tenant_id = models.UUIDField(primary_key=True)
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}@{self.value}"

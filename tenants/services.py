@@ -15,7 +15,7 @@ from attributes.validation import merge_attribute_patch, validate_attributes
 from iam_project.changes import record_change
 from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
 from iam_project.guards import domain_write
-from tenants.models import Tenant
+from tenants.models import Tenant, TenantRevision
 
 UPDATABLE_FIELDS = ("slug", "name", "status")
 
@@ -198,6 +198,7 @@ def tenant_purge(*, tenant: Tenant, force: bool = False) -> int:
             before=data,
             object_repr=data["slug"],
         )
+        TenantRevision.objects.filter(tenant_id=tenant.pk).delete()  # nothing left to version
     return users
 
 

@@ -15,6 +15,7 @@ class StoredMessage:
     subject: str
     msg_id: str | None
     envelope: dict
+    headers: dict[str, str]
 
 
 async def _read(url: str, stream: str) -> list[StoredMessage]:
@@ -36,6 +37,7 @@ async def _read(url: str, stream: str) -> list[StoredMessage]:
                     subject=raw.subject,
                     msg_id=(raw.headers or {}).get("Nats-Msg-Id"),
                     envelope=json.loads(raw.data),
+                    headers=dict(raw.headers or {}),
                 )
             )
         return messages

@@ -152,6 +152,79 @@ def test_matrix(world, name, method, path, body, which, principal, expected) -> 
             assert secret not in content, f"{principal} saw {secret!r} of tenant B"
 
 
+@pytest.fixture
+def tenant_writer():  # type: ignore[no-untyped-def]
+    """A key with tenants:write (keys with it are for every tenant)."""
+    _, raw = api_key_create(name="tenants-admin", scopes=["tenants:write", "directory:write"])
+    return f"Bearer {raw}"
+
+
+def _client(header: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    return client
+
+
+LIFECYCLE_CHANGES = [
+    ("suspend", "patch", {"status": "suspended"}, "active"),
+    ("resume", "patch", {"status": "active"}, "suspended"),
+    ("resume by put", "put", {"slug": "tenant-a", "name": "Alpha"}, "suspended"),
+    ("rename slug", "patch", {"slug": "renamed-a"}, "active"),
+]
+
+
+@pytest.mark.parametrize(("change", "method", "body", "status_before"), LIFECYCLE_CHANGES)
+def test_directory_write_alone_cannot_change_a_tenants_status_or_slug(
+    world, change, method, body, status_before
+) -> None:  # type: ignore[no-untyped-def]
+    from tenants.models import Tenant
+
+    if status_before == "suspended":
+        from tenants.services import tenant_suspend
+
+        tenant_suspend(tenant=world["a"])
+    before = Tenant.objects.get(pk=world["a"].pk)
+
+    response = getattr(_client(world["principals"]["write_key_a"]), method)(
+        "/api/v1/tenants/tenant-a/", body, format="json"
+    )
+
+    assert response.status_code == 403, response.content
+    assert response["Content-Type"].startswith("application/problem+json")
+    assert "tenants:write" in response.json()["detail"]
+    after = Tenant.objects.get(pk=world["a"].pk)
+    assert (after.slug, after.status, after.version) == (before.slug, before.status, before.version)
+
+
+@pytest.mark.parametrize(("change", "method", "body", "status_before"), LIFECYCLE_CHANGES)
+def test_tenants_write_can_change_a_tenants_status_and_slug(
+    world, tenant_writer, change, method, body, status_before
+) -> None:  # type: ignore[no-untyped-def]
+    from tenants.models import Tenant
+
+    if status_before == "suspended":
+        from tenants.services import tenant_suspend
+
+        tenant_suspend(tenant=world["a"])
+
+    response = getattr(_client(tenant_writer), method)("/api/v1/tenants/tenant-a/", body, format="json")
+
+    assert response.status_code == 200, response.content
+    after = Tenant.objects.get(pk=world["a"].pk)
+    assert after.slug == body.get("slug", "tenant-a")
+    assert after.status == body.get("status", "active")
+
+
+def test_directory_write_still_writes_a_tenants_name_and_attributes(world) -> None:  # type: ignore[no-untyped-def]
+    from tenants.models import Tenant
+
+    body = {"slug": "tenant-a", "status": "active", "name": "Alpha two", "attributes": {}}
+    response = _client(world["principals"]["write_key_a"]).patch("/api/v1/tenants/tenant-a/", body, format="json")
+
+    assert response.status_code == 200, response.content
+    assert Tenant.objects.get(pk=world["a"].pk).name == "Alpha two"
+
+
 def _patterns(resolver, prefix=""):  # type: ignore[no-untyped-def]
     for pattern in resolver.url_patterns:
         if isinstance(pattern, URLResolver):
@@ -222,6 +295,35 @@ def test_unknown_scope_or_tenant_is_refused(world) -> None:  # type: ignore[no-u
         call_command("create_api_key", "--name", "x", "--scopes", "root:everything", stdout=io.StringIO())
     with pytest.raises(CommandError, match="unknown tenants"):
         call_command("create_api_key", "--name", "x", "--scopes", "pip:read", "--tenants", "nope", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "-30", "1.5", "soon"])
+def test_create_api_key_refuses_expiry_days_that_are_not_positive(world, days) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--expires-days: must be a positive whole number of days"):
+        call_command(
+            "create_api_key", "--name", "x", "--scopes", "pip:read", "--expires-days", days, stdout=io.StringIO()
+        )
+
+    assert not ApiKey.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expires_in_days"), [(["--expires-days", "1"], 1), (["--expires-days", "90"], 90), ([], None)]
+)
+def test_create_api_key_expiry_is_the_given_days_or_never(world, args, expires_in_days) -> None:  # type: ignore[no-untyped-def]
+    before = timezone.now()
+    call_command(
+        "create_api_key", "--name", "x", "--scopes", "pip:read", *args, stdout=io.StringIO(), stderr=io.StringIO()
+    )
+    after = timezone.now()
+
+    expires_at = ApiKey.objects.get(name="x").expires_at
+    if expires_in_days is None:
+        assert expires_at is None
+    else:
+        assert before + timedelta(days=expires_in_days) <= expires_at <= after + timedelta(days=expires_in_days)
 
 
 def test_revoked_expired_unknown_and_malformed_keys_get_401(world) -> None:  # type: ignore[no-untyped-def]

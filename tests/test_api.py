@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
@@ -325,6 +328,58 @@ def test_bad_definitions_are_400(api, acme, body, pointer) -> None:  # type: ign
     assert pointer in [e["pointer"] for e in response["errors"]]
 
 
+EVIL_PATTERN = "^(a+)+$"  # exponential backtracking in Python's re on "aaa…a!"
+
+
+def test_a_catastrophic_backtracking_pattern_validates_long_values_in_linear_time(api, acme, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.IAM_MAX_ATTRIBUTE_VALUE_BYTES = 100_000
+    base = "/api/v1/tenants/acme/attribute-definitions/"
+    assert api.post(base, {"key": "token", "type": "string", "pattern": EVIL_PATTERN}, format="json").status_code == 201
+    users = "/api/v1/tenants/acme/users/"
+    started = time.monotonic()
+
+    body = problem(
+        api.post(users, {"external_id": "evil", "attributes": {"token": "a" * 10_000 + "!"}}, format="json"), 400
+    )
+    good = api.post(users, {"external_id": "fine", "attributes": {"token": "a" * 10_000}}, format="json")
+
+    # With backtracking, 35 characters took 30 s and 10,000 would take longer than the universe has.
+    assert time.monotonic() - started < 30
+    assert [(e["pointer"], e["rule"]) for e in body["errors"]] == [("/attributes/token", "pattern")]
+    assert good.status_code == 201, good.content
+    assert not User.objects.filter(external_id="evil").exists()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        (r"(a)\1", "backreference"),
+        (r"(?=a)a", "lookahead"),
+        (r"(?<!x)y", "lookbehind"),
+        (r"((a{100}){100}){100}", "too much memory"),
+    ],
+)
+def test_a_pattern_the_linear_time_engine_cannot_run_is_400(api, acme, pattern, why) -> None:  # type: ignore[no-untyped-def]
+    response = api.post(
+        "/api/v1/tenants/acme/attribute-definitions/", {"key": "x", "type": "string", "pattern": pattern}, format="json"
+    )
+
+    body = problem(response, 400)
+    assert [(e["pointer"], e["rule"]) for e in body["errors"]] == [("/pattern", "pattern")]
+    assert "RE2" in body["errors"][0]["detail"]
+    assert not acme.attribute_definitions.filter(key="x").exists()
+
+
+def test_a_pattern_longer_than_the_bound_is_400(api, acme) -> None:  # type: ignore[no-untyped-def]
+    response = api.post(
+        "/api/v1/tenants/acme/attribute-definitions/",
+        {"key": "x", "type": "string", "pattern": "a" * 501},
+        format="json",
+    )
+
+    assert "/pattern" in [e["pointer"] for e in problem(response, 400)["errors"]]
+
+
 def test_definition_changes_never_invalidate_stored_values(api, acme) -> None:  # type: ignore[no-untyped-def]
     UserFactory(tenant=acme, attributes={"level": 9, "department": "eng"})
     base = "/api/v1/tenants/acme/attribute-definitions/"
@@ -343,6 +398,22 @@ def test_openapi_schema_and_docs_page(api) -> None:  # type: ignore[no-untyped-d
     assert "/api/v1/tenants/{tenant}/users/{user_id}/" in paths
     assert "/api/v1/tenants/{tenant}/attribute-definitions/{key}/" in paths
     assert api.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_api_docs_pages_load_their_assets_from_this_service_only(api, page) -> None:  # type: ignore[no-untyped-def]
+    response = api.get(page)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    assert any(asset.endswith(".js") for asset in assets), assets
+    for asset in assets:
+        assert urlsplit(asset).netloc == "" and not asset.startswith("//"), f"{page} loads {asset} from another host"
+        served = api.get(asset)
+        assert served.status_code == 200, asset
+        assert b"".join(served.streaming_content if served.streaming else [served.content]), f"{asset} is empty"
+    assert "cdn.jsdelivr.net" not in html and "@latest" not in html
 
 
 def test_probes(client) -> None:  # type: ignore[no-untyped-def]

@@ -155,6 +155,81 @@ def test_csv_import_and_export_round_trip(acme, tmp_path) -> None:  # type: igno
         assert events_after(start) == []
 
 
+FORMULAS = {
+    '=HYPERLINK("http://evil.example","x")': "=1+1",
+    "+491701234567": "+SUM(A1:A9)",
+    "-minus": "-2+3",
+    "@alice": "@SUM(1)",
+    "'already-quoted": "'=not a formula",
+}
+
+
+def _csv_cells(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_csv_export_escapes_formula_cells_and_imports_back_to_the_same_values(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for external_id, display_name in FORMULAS.items():
+        UserFactory(tenant=acme, external_id=external_id, display_name=display_name, email="")
+    UserFactory(tenant=acme, external_id="tabbed", display_name="\tcalc", email="")
+    exported = tmp_path / "export.csv"
+
+    call_command(
+        "export_tenant", "--tenant", "acme", "--format", "csv", "--output", str(exported), stderr=io.StringIO()
+    )
+
+    rows = {row[0]: row for row in _csv_cells(exported)[1:]}
+    for external_id, display_name in FORMULAS.items():
+        assert rows["'" + external_id][2] == "'" + display_name
+    assert rows["tabbed"][2] == "'\tcalc"
+    for row in rows.values():
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
+
+    start = last_sequence()
+    code, out, _ = run_import(str(exported), "--tenant", "acme", "--json")
+    assert code == 0 and json.loads(out)["unchanged"] == User.objects.filter(tenant=acme).count()
+    assert events_after(start) == []
+    stored = dict(User.objects.filter(tenant=acme).values_list("external_id", "display_name"))
+    assert {key: stored[key] for key in FORMULAS} == FORMULAS
+
+
+def test_import_error_report_escapes_formula_cells(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = jsonl(tmp_path, [{"external_id": "=cmd|' /C calc'!A0", "attributes": {"level": 99}}])
+
+    code, _, _ = run_import(str(path), "--tenant", "acme", "--mode", "partial")
+
+    assert code == 1
+    _header, *rows = _csv_cells(tmp_path / "users.jsonl.errors.csv")
+    assert [(row[1], row[3]) for row in rows] == [("'=cmd|' /C calc'!A0", "max")]
+
+
+@pytest.mark.parametrize(
+    "value", ["=1+1", "+1", "-1", "@x", "\tx", "\rx", "'", "''", "'=x", "''=x", "plain", "", "a=b", "'plain"]
+)
+def test_csv_cell_escaping_is_reversible_and_leaves_no_formula(value) -> None:  # type: ignore[no-untyped-def]
+    from iam_project.csv_cells import cell_escape, cell_unescape
+
+    escaped = cell_escape(value)
+
+    assert cell_unescape(escaped) == value
+    assert not escaped.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_every_csv_writer_of_the_service_escapes_its_cells() -> None:
+    root = Path(__file__).resolve().parent.parent
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.glob("*/**/*.py")
+        if not path.is_relative_to(root / ".venv")
+        and not path.is_relative_to(root / "tests")
+        and path.name != "csv_cells.py"
+        and ("csv.writer(" in (text := path.read_text()) or "csv.DictWriter(" in text)
+    ]
+    assert offenders == [], "write CSV through iam_project.csv_cells.csv_writer"
+
+
 def test_import_into_an_unknown_tenant_is_a_clear_error(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CommandError, match="no tenant"):
         run_import(str(jsonl(tmp_path, MIXED)), "--tenant", "nope")

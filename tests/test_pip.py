@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
@@ -267,6 +268,59 @@ def test_opa_bundle(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
     assert again.status_code == 200 and again["ETag"] != response["ETag"]
     other = TenantFactory(slug="other")
     assert pip_client.get(f"/api/v1/pip/tenants/{other.slug}/bundle.tar.gz").status_code == 404
+
+
+BUNDLE = "/api/v1/pip/tenants/acme/bundle.tar.gz"
+
+
+def bundle_users(response) -> dict:  # type: ignore[no-untyped-def]
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
+    return json.load(archive.extractfile("data.json"))["iam"]["tenants"]["acme"]["users"]
+
+
+def test_bundle_etag_changes_when_a_write_stamped_earlier_commits_later(pip_client, acme, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """updated_at is the writer's clock before commit: a web pod whose clock is behind (or a write that
+    took long to commit) stamps an older time than a change that is already visible."""
+    from django.utils import timezone
+
+    alice = UserFactory(tenant=acme, external_id="alice", attributes={"level": 1})
+    bob = UserFactory(tenant=acme, external_id="bob", attributes={"level": 1})
+    for level in (2, 3):
+        bob = user_services.user_update(user=bob, attributes={"level": level})
+    first = pip_client.get(BUNDLE)
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() - timedelta(hours=1))  # the lagging writer
+    user_services.user_update(user=alice, attributes={"level": 2})
+    monkeypatch.setattr(timezone, "now", real_now)
+
+    again = pip_client.get(BUNDLE, HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert again.status_code == 200
+    assert again["ETag"] != first["ETag"]
+    assert bundle_users(again)["alice"]["attributes"] == {"level": 2}
+
+
+CHANGES_OF_A_TENANT = {
+    "user attributes": lambda acme, alice: user_services.user_update(user=alice, attributes={"level": 5}),
+    "user deleted": lambda acme, alice: user_services.user_delete(user=alice),
+    "tenant attributes": lambda acme, alice: tenant_services.tenant_update(tenant=acme, attributes={"region": "us"}),
+    "schema": lambda acme, alice: attribute_services.definition_create(tenant=acme, key="badge", type="string"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES_OF_A_TENANT)
+def test_bundle_etag_follows_every_kind_of_change_and_only_changes(pip_client, acme, change) -> None:  # type: ignore[no-untyped-def]
+    alice = UserFactory(tenant=acme, external_id="alice", attributes={"level": 1})
+    first = pip_client.get(BUNDLE)
+    assert pip_client.get(BUNDLE, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+    same = {name: getattr(alice, name) for name in ("external_id", "email", "display_name", "status", "attributes")}
+    assert user_services.users_upsert(tenant=acme, rows=[(1, same)]).unchanged == 1
+    assert pip_client.get(BUNDLE, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304  # unchanged row: no change
+
+    CHANGES_OF_A_TENANT[change](acme, alice)
+
+    again = pip_client.get(BUNDLE, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 200 and again["ETag"] != first["ETag"]
 
 
 def test_empty_tenant_bundle_is_valid_json(pip_client, acme) -> None:  # type: ignore[no-untyped-def]

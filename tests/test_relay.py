@@ -52,6 +52,19 @@ def test_relay_publishes_every_event_once_in_order(event_bus) -> None:  # type: 
     assert versions == [1, 2]
 
 
+def test_every_message_says_it_is_a_structured_cloudevent(event_bus) -> None:  # type: ignore[no-untyped-def]
+    tenant = TenantFactory(slug="acme")
+    UserFactory(tenant=tenant, external_id="u1")
+
+    drain_outbox()
+
+    stored = stream_messages(event_bus.url, settings.NATS_STREAM_NAME)
+    assert len(stored) == 2
+    for message in stored:
+        assert message.headers["Content-Type"] == "application/cloudevents+json"
+        assert message.headers["Nats-Msg-Id"] == message.envelope["id"]
+
+
 def test_republishing_is_acked_as_duplicate_and_stored_once(event_bus) -> None:  # type: ignore[no-untyped-def]
     TenantFactory(slug="acme")
     drain_outbox()

@@ -148,3 +148,14 @@ def test_patch_merges_and_null_removes(tenant) -> None:  # type: ignore[no-untyp
     with pytest.raises(ValidationFailed) as caught:
         services.user_update(user=user, attributes={"region": None}, merge_attributes=True)
     assert caught.value.errors[0].rule == "required"
+
+
+def test_a_stored_pattern_the_linear_time_engine_cannot_run_refuses_values_instead_of_backtracking() -> None:
+    from attributes.models import AttributeDefinition
+    from attributes.validation import validate_value
+
+    legacy = AttributeDefinition(key="code", type="string", pattern=r"(a)\1")  # stored before RE2, never saved here
+
+    _, errors = validate_value(legacy, "aa", "/attributes/code")
+
+    assert [(e.pointer, e.rule) for e in errors] == [("/attributes/code", "pattern")]

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from django.db import connection, reset_queries, transaction
 
+from iam_project.csv_cells import cell_unescape, csv_writer
 from tenants.models import Tenant
 from users.services import ROW_FIELDS, UpsertReport, users_upsert
 
@@ -96,7 +97,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
                     continue
                 if len(record) != len(header):
                     raise FileFormatError(number, f"{len(record)} fields where the header has {len(header)}")
-                row: dict[str, Any] = dict(zip(header, record, strict=True))
+                row: dict[str, Any] = dict(zip(header, map(cell_unescape, record), strict=True))
                 if row.get("attributes"):
                     try:
                         row["attributes"] = json.loads(row["attributes"])
@@ -169,7 +170,7 @@ def users_import(
 
 
 def write_error_report(handle: IO[str], report: UpsertReport) -> None:
-    writer = csv.writer(handle)
+    writer = csv_writer(handle)
     writer.writerow(["line", "external_id", "pointer", "rule", "detail"])
     for line, external_id, errors in report.errors:
         for error in errors:
@@ -183,11 +184,15 @@ EXPORT = (
 
 
 def users_export(*, tenant: Tenant, fmt: str, out: IO[str]) -> int:
-    """Stream the tenant's users to ``out`` (server-side cursor, chunks): it imports back unchanged."""
+    """Stream the tenant's users to ``out`` (server-side cursor, chunks): it imports back unchanged.
+
+    CSV cells that a spreadsheet would run as a formula are escaped (``iam_project/csv_cells.py``);
+    the CSV import undoes that escaping.
+    """
     count = 0
     writer = None
     if fmt == "csv":
-        writer = csv.writer(out)
+        writer = csv_writer(out)
         writer.writerow(CSV_COLUMNS)
     with transaction.atomic(), connection.chunked_cursor() as cursor:
         cursor.execute(EXPORT, [tenant.id])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -11,6 +12,7 @@ from tenants import services
 from tenants.api.serializers import TenantInputSerializer, TenantOutputSerializer
 from tenants.selectors import tenant_get
 
+LIFECYCLE_FIELDS = ("status", "slug")
 TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
 
 
@@ -25,6 +27,8 @@ TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, descriptio
     destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
 )
 class TenantViewSet(ScopedViewSet):
+    # update/partial_update need directory:write for the name and the attribute values; a change of
+    # the tenant's lifecycle or address (``LIFECYCLE_FIELDS``) also needs tenants:write.
     scopes = {
         "list": S.DIRECTORY_READ,
         "retrieve": S.DIRECTORY_READ,
@@ -73,6 +77,7 @@ class TenantViewSet(ScopedViewSet):
         attributes = fields.pop("attributes", None if partial else {})
         if not partial:
             fields = {"status": "active", **fields}
+        self._check_lifecycle_scope(obj, fields)
         obj = services.tenant_update(
             tenant=obj,
             expected_version=expected_version(request),
@@ -81,6 +86,12 @@ class TenantViewSet(ScopedViewSet):
             **fields,
         )
         return with_etag(Response(TenantOutputSerializer(obj).data), obj.version)
+
+    def _check_lifecycle_scope(self, obj, fields: dict) -> None:  # type: ignore[no-untyped-def]
+        """Suspending, resuming or renaming the slug of a tenant needs tenants:write (not directory:write)."""
+        changed = [name for name in LIFECYCLE_FIELDS if name in fields and fields[name] != getattr(obj, name)]
+        if changed and not self.principal.has(S.TENANTS_WRITE):
+            raise PermissionDenied(f"changing {' and '.join(changed)} of a tenant needs the scope {S.TENANTS_WRITE!r}")
 
     def destroy(self, request: Request, tenant: str) -> Response:
         services.tenant_delete(tenant=self._tenant(), expected_version=expected_version(request))
