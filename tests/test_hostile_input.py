@@ -8,10 +8,13 @@ a bounded generated-input test asserting "never 5xx".
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import threading
 from urllib.parse import urlencode
 
 import pytest
+from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
@@ -232,6 +235,78 @@ def test_a_write_without_the_trailing_slash_is_a_404_naming_the_canonical_url(
 def test_a_read_without_the_trailing_slash_redirects(acme) -> None:  # type: ignore[no-untyped-def]
     response = client().get("/api/v1/tenants/acme")
     assert response.status_code == 301 and response["Location"] == "/api/v1/tenants/acme/"
+
+
+# --- PATCH racing DELETE -------------------------------------------------------------------------------
+THREADS = 10
+
+
+def _race(urls: list[tuple[str, str]]) -> list[int]:
+    """Send (method, url) pairs from ``THREADS`` threads released at once; the status codes."""
+    barrier, statuses, lock = threading.Barrier(THREADS), [], threading.Lock()
+    bodies = {
+        "/users/": '{"display_name": "renamed", "attributes": {"nickname": "n"}}',
+        "/attribute-definitions/": '{"description": "changed"}',
+    }
+
+    def worker(share: list[tuple[str, str]]) -> None:
+        api = client()
+        try:
+            barrier.wait(timeout=60)
+            for method, url in share:
+                body = next(b for part, b in bodies.items() if part in url)
+                response = send(api, method, url, body) if method == "patch" else getattr(api, method)(url)
+                with lock:
+                    statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    shares = [urls[i::THREADS] for i in range(THREADS)]
+    threads = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(statuses) == len(urls), "a thread did not finish"
+    return statuses
+
+
+ROUNDS = itertools.count()
+
+
+def _targets(tenant, count: int, prefix: str = "") -> list[str]:  # type: ignore[no-untyped-def]
+    """``count`` users and ``count`` definitions to fight over (unique names: the database is not rolled back)."""
+    urls = []
+    for i in range(count):
+        user = UserFactory(tenant=tenant, external_id=f"racer-{prefix}{i}")
+        DefinitionFactory(tenant=tenant, key=f"spare_{prefix}{i}", type="string")
+        urls += [
+            f"/api/v1/tenants/acme/users/{user.id}/",
+            f"/api/v1/tenants/acme/attribute-definitions/spare_{prefix}{i}/",
+        ]
+    return urls
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ten_threads_patching_and_deleting_the_same_objects_never_5xx(acme) -> None:  # type: ignore[no-untyped-def]
+    urls = _targets(acme["tenant"], 5)
+    plan = [(method, url) for url in urls for method in ("patch", "patch", "delete", "patch", "delete")] * 3
+    statuses = _race(plan)
+    assert not [s for s in statuses if s >= 500], statuses
+    assert set(statuses) <= {200, 204, 404}, statuses
+    assert statuses.count(204) == len(urls)  # each object deleted exactly once
+    assert not User.objects.filter(external_id__startswith="racer-").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    plan=st.lists(st.tuples(st.sampled_from(["patch", "delete", "get"]), st.integers(0, 3)), min_size=10, max_size=30)
+)
+def test_generated_interleavings_of_patch_and_delete_never_5xx(acme, plan) -> None:  # type: ignore[no-untyped-def]
+    urls = _targets(acme["tenant"], 2, prefix=f"g{next(ROUNDS)}")
+    statuses = _race([(method, urls[index]) for method, index in plan])
+    assert not [s for s in statuses if s >= 500], statuses
 
 
 # --- import files: the same decoder for each line --------------------------------------------------------
