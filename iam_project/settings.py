@@ -205,6 +205,10 @@ SPECTACULAR_SETTINGS = {
         "TenantStatusEnum": "tenants.models.Tenant.Status",
         "UserStatusEnum": "users.models.User.Status",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "iam_project.api.schema.add_problem_responses",
+    ],
 }
 
 # --- events ---------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
         return job.report.splitlines()[1:101] if job.report else []
 
 
+NON_EMPTY_FILE = {"type": "string", "format": "binary", "minLength": 1}
+
+
 @extend_schema_view(
     list=extend_schema(parameters=[TENANT_PARAM], responses=ImportJobSerializer(many=True)),
     retrieve=extend_schema(parameters=[TENANT_PARAM, JOB_PARAM], responses=ImportJobSerializer),
@@ -63,7 +66,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             OpenApiParameter("dry_run", bool),
             OpenApiParameter("file_name", str),
         ],
-        request={"text/csv": OpenApiTypes.BINARY, "application/x-ndjson": OpenApiTypes.BINARY},
+        request={"text/csv": NON_EMPTY_FILE, "application/x-ndjson": NON_EMPTY_FILE},
         responses={202: ImportJobSerializer},
     ),
     report=extend_schema(parameters=[TENANT_PARAM, JOB_PARAM], responses={(200, "text/csv"): OpenApiTypes.STR}),
