@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from iam_project import probes
 from iam_project.exposition import metrics_view
 
+handler404 = "iam_project.api.problems.not_found"
 handler500 = "iam_project.observability.server_error"
 
 admin.site.site_header = "iam-service console"

@@ -24,8 +24,8 @@ from outbox.models import OutboxEvent
 from tests.conftest import ADMIN_PASSWORD, basic
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
 from users.models import User
-from users.services import user_delete
 
+ROUNDS = itertools.count()  # unique names: generated examples share one test's database state
 GENERATED = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
@@ -104,17 +104,16 @@ def _escaped(text: str) -> str:
 )
 def test_generated_text_with_surrogates_never_5xx(acme, text, where) -> None:  # type: ignore[no-untyped-def]
     raw = {
-        "value": ("post", "/api/v1/tenants/acme/users/", f'{{"external_id": "g", "attributes": {{"nickname": {_escaped(text)}}}}}'),
+        "value": ("post", "/api/v1/tenants/acme/users/", f'{{"external_id": "g{next(ROUNDS)}", "attributes": {{"nickname": {_escaped(text)}}}}}'),
         "key": ("patch", f"/api/v1/tenants/acme/users/{acme['user'].id}/", f'{{"attributes": {{{_escaped(text)}: "x"}}}}'),
         "tenant": ("patch", "/api/v1/tenants/acme/", f'{{"name": {_escaped(text)}}}'),
         "external_id": ("post", "/api/v1/pip/resolve", f'{{"subjects": [{{"tenant": "acme", "external_id": {_escaped(text)}}}]}}'),
     }[where]  # fmt: skip
     response = send(client(), *raw)
     assert response.status_code < 500, response.content
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+    # A high surrogate followed by a low one is a pair: one valid character once decoded.
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in json.loads(_escaped(text))):
         assert problem(response, 400)["errors"][0]["rule"] == "unicode"
-    if (created := User.objects.filter(external_id="g").first()) is not None:
-        user_delete(user=created)
 
 
 # --- nesting --------------------------------------------------------------------------------------------
@@ -271,9 +270,6 @@ def _race(urls: list[tuple[str, str]]) -> list[int]:
     return statuses
 
 
-ROUNDS = itertools.count()
-
-
 def _targets(tenant, count: int, prefix: str = "") -> list[str]:  # type: ignore[no-untyped-def]
     """``count`` users and ``count`` definitions to fight over (unique names: the database is not rolled back)."""
     urls = []
@@ -331,3 +327,45 @@ def test_an_import_line_with_a_lone_surrogate_or_deep_nesting_fails_the_job_nami
     job = api.get(response["Location"]).json()
     assert job["status"] == "failed" and "line 2" in job["error"] and message in job["error"], job
     assert not User.objects.filter(external_id="fine").exists()
+
+
+# --- what Schemathesis --checks all found (spec mismatches, no 5xx) -------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "url", "body", "pointer"),
+    [
+        ("post", "/api/v1/tenants/", {"slug": "numbers", "name": 0}, "/name"),
+        ("post", "/api/v1/tenants/acme/users/", {"external_id": 7}, "/external_id"),
+        ("patch", "/api/v1/tenants/acme/", {"name": True}, "/name"),
+        ("post", "/api/v1/tenants/acme/attribute-definitions/", {"key": 5, "type": "string"}, "/key"),
+    ],
+)
+def test_a_number_where_the_schema_says_string_is_400(acme, method, url, body, pointer) -> None:  # type: ignore[no-untyped-def]
+    errors = problem(getattr(client(), method)(url, body, format="json"), 400)["errors"]
+    assert {"pointer": pointer, "rule": "type"} in [{k: e[k] for k in ("pointer", "rule")} for e in errors], errors
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page_size", ["0", "-1", "null", "1.5", "٣"])
+def test_a_page_size_that_is_not_a_positive_integer_is_400(acme, page_size) -> None:  # type: ignore[no-untyped-def]
+    body = problem(client().get("/api/v1/tenants/acme/users/", {"page_size": page_size}), 400)
+    assert body["errors"][0]["pointer"] == "/page_size"
+
+
+@pytest.mark.django_db
+def test_an_api_url_matching_no_route_is_a_problem_404(acme) -> None:  # type: ignore[no-untyped-def]
+    problem(client().get("/api/v1/tenants/acme/imports/0.5/"), 404)
+    assert client().get("/admin/no-such-page/").status_code in (302, 404)  # the console keeps Django's pages
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_problem_responses_and_closed_request_bodies(acme) -> None:  # type: ignore[no-untyped-def]
+    schema = json.loads(client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+    post_users = schema["paths"]["/api/v1/tenants/{tenant}/users/"]["post"]
+    assert {"400", "401", "403", "404", "409", "413", "415"} <= set(post_users["responses"])
+    assert post_users["responses"]["400"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+    assert schema["components"]["schemas"]["UserInputRequest"]["additionalProperties"] is False
+    names = [p["name"] for p in schema["paths"]["/api/v1/tenants/{tenant}/users/"]["get"]["parameters"]]
+    assert "attr.{key}" not in names and "page_size" in names

@@ -13,6 +13,10 @@ from rest_framework.exceptions import ValidationError as BadRequest
 from rest_framework.request import Request
 
 
+def _invalid(parameter: str, detail: str) -> BadRequest:
+    return BadRequest({parameter: [ErrorDetail(detail, code=parameter)]})
+
+
 def _invalid_cursor(reason: str) -> BadRequest:
     return BadRequest(
         {"cursor": [ErrorDetail(f"not a cursor of this list ({reason}); use a next/previous link", code="cursor")]}
@@ -25,6 +29,7 @@ class CursorPagination(pagination.CursorPagination):
     DRF decodes a cursor's offset and direction but takes its position as it comes, so a forged one
     (``?cursor=cD14`` is ``p=x``) reached the query as a bad timestamp. Here the position must be a
     value of the field the list is ordered by; DRF's own "invalid cursor" 404 becomes a 400 too.
+    ``page_size`` is an integer of at least 1 (DRF ignored anything else); above the maximum it is capped.
     """
 
     ordering = "-created_at"
@@ -34,6 +39,22 @@ class CursorPagination(pagination.CursorPagination):
     def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> list | None:
         self._model: type[Model] = queryset.model
         return super().paginate_queryset(queryset, request, view)
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+            raise _invalid("page_size", f"an integer from 1 (at most {self.max_page_size} are returned)")
+        return min(int(raw), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["description"] = f"Results per page, capped at {self.max_page_size}."
+        return parameters
 
     def decode_cursor(self, request: Request) -> pagination.Cursor | None:
         try:

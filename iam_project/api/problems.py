@@ -38,6 +38,16 @@ def plain_problem(status_code: int, title: str, detail: str) -> JsonResponse:
     return JsonResponse(problem_body(status_code, title, detail), status=status_code, content_type=PROBLEM_JSON)
 
 
+def not_found(request: Any, exception: Exception | None = None) -> Any:
+    """``handler404``: a URL that matches no route is a problem+json 404 under ``/api/`` (an id with a
+    dot, say), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return plain_problem(404, "Not found", "no resource at this URL")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
 def problem_response(
     status_code: int,
     title: str,
