@@ -16,7 +16,8 @@ from django.db.models import F
 from attributes.models import KEY_PATTERN, AttributeDefinition
 from attributes.validation import UnsupportedPattern, compiled, validate_value
 from iam_project.changes import record_change
-from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
+from iam_project.db.locking import lock_for_write
+from iam_project.errors import Conflict, FieldError, ValidationFailed
 from iam_project.guards import domain_write
 from tenants.models import Tenant
 
@@ -168,9 +169,7 @@ def definition_update(
             + [FieldError(f"/{name}", "unknown", "unknown field") for name in sorted(unknown)]
         )
     with transaction.atomic(), domain_write():
-        locked = AttributeDefinition.objects.select_for_update().get(pk=definition.pk)
-        if expected_version is not None and locked.version != expected_version:
-            raise PreconditionFailed(locked.version)
+        locked = lock_for_write(definition, expected_version=expected_version)
         changed = [name for name in UPDATABLE_FIELDS if name in fields and getattr(locked, name) != fields[name]]
         if not changed:
             return locked
@@ -197,9 +196,7 @@ def definition_update(
 
 def definition_delete(*, definition: AttributeDefinition, expected_version: int | None = None) -> None:
     with transaction.atomic(), domain_write():
-        locked = AttributeDefinition.objects.select_for_update().get(pk=definition.pk)
-        if expected_version is not None and locked.version != expected_version:
-            raise PreconditionFailed(locked.version)
+        locked = lock_for_write(definition, expected_version=expected_version)
         in_use = _subjects(locked).filter(attributes__has_key=locked.key).count()
         if in_use:
             raise Conflict(f"attribute {locked.key!r} is set on {in_use} {locked.target}s; remove the values first")

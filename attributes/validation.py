@@ -23,6 +23,7 @@ import re2
 from django.conf import settings
 
 from attributes.models import KEY_PATTERN, AttributeDefinition
+from iam_project.client_json import unstorable_text
 from iam_project.errors import FieldError, ValidationFailed
 
 Type = AttributeDefinition.Type
@@ -188,9 +189,9 @@ def validate_attributes(
         )
     by_key = {definition.key: definition for definition in definitions}
     errors: list[FieldError] = []
-    nul = nul_pointer(dict(values), pointer_prefix)
-    if nul is not None:
-        raise ValidationFailed([FieldError(nul, "nul", "NUL characters are not allowed")])
+    unstorable = unstorable_text(dict(values), pointer_prefix)
+    if unstorable is not None:
+        raise ValidationFailed([FieldError(*unstorable)])
     limit = settings.IAM_MAX_ATTRIBUTES_PER_SUBJECT
     if len(values) > limit:
         errors.append(FieldError(pointer_prefix, "too_many", f"at most {limit} attributes per subject"))
@@ -241,23 +242,3 @@ def merge_attribute_patch(current: Mapping[str, Any], patch: Any) -> Any:
         else:
             merged[key] = value
     return merged
-
-
-def nul_pointer(value: Any, pointer: str) -> str | None:
-    """The JSON pointer of the first string (or key) holding U+0000, which PostgreSQL cannot store."""
-    if isinstance(value, str):
-        return pointer if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            escaped = str(key).replace("~", "~0").replace("/", "~1")
-            if "\x00" in key:
-                return f"{pointer}/{escaped}"
-            found = nul_pointer(item, f"{pointer}/{escaped}")
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_pointer(item, f"{pointer}/{index}")
-            if found is not None:
-                return found
-    return None

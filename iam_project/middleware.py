@@ -7,9 +7,10 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.common import CommonMiddleware
 
-from iam_project.api.problems import PROBLEM_JSON, plain_problem
+from iam_project.api.problems import PROBLEM_JSON, plain_problem, problem_body
 
 IMPORTS = re.compile(r"^/api/v1/tenants/[^/]+/imports/$")
 
@@ -67,3 +68,29 @@ class ApiProblemMiddleware:
             if header in response:
                 problem[header] = response[header]
         return problem
+
+
+class ApiCommonMiddleware(CommonMiddleware):
+    """Django's ``CommonMiddleware``, except for a write to an API path without its trailing slash.
+
+    ``APPEND_SLASH`` answers a missing slash with a 301, which clients follow by re-sending a POST,
+    PUT, PATCH or DELETE as a GET (with ``DEBUG`` Django raises a ``RuntimeError`` instead: a 500).
+    A REST client gets a problem+json 404 naming the canonical URL (``canonical_url``) so that the
+    mistake shows at once; reads (GET, HEAD, OPTIONS) are still redirected.
+    """
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if (
+            response.status_code == 404
+            and request.method not in ("GET", "HEAD", "OPTIONS")
+            and request.path.startswith("/api/")
+            and self.should_redirect_with_slash(request)
+        ):
+            canonical = request.get_full_path(force_append_slash=True)
+            body = problem_body(
+                404,
+                "Not found",
+                f"{request.path} is not a resource; API collections and resources end with '/': {canonical}",
+            )
+            return JsonResponse({**body, "canonical_url": canonical}, status=404, content_type=PROBLEM_JSON)
+        return super().process_response(request, response)

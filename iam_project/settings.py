@@ -108,7 +108,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "iam_project.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "iam_project.middleware.ApiCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -217,6 +217,10 @@ SPECTACULAR_SETTINGS = {
         "TenantStatusEnum": "tenants.models.Tenant.Status",
         "UserStatusEnum": "users.models.User.Status",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "iam_project.api.schema.add_problem_responses",
+    ],
 }
 
 # --- events ---------------------------------------------------------------------------------------

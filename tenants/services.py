@@ -13,7 +13,8 @@ from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
 from iam_project.changes import record_change
-from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
+from iam_project.db.locking import lock_for_write
+from iam_project.errors import Conflict, FieldError, ValidationFailed
 from iam_project.guards import domain_write
 from tenants.models import Tenant, TenantRevision
 
@@ -85,9 +86,7 @@ def tenant_update(
     if unknown:
         raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
     with transaction.atomic(), domain_write():
-        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
-        if expected_version is not None and locked.version != expected_version:
-            raise PreconditionFailed(locked.version)
+        locked = lock_for_write(tenant, expected_version=expected_version)
         before = tenant_data(locked)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
         for name in changed:
@@ -124,9 +123,7 @@ def tenant_update(
 
 def _lifecycle(tenant: Tenant, event_type: str, expected_version: int | None, change) -> Tenant:  # type: ignore[no-untyped-def]
     with transaction.atomic(), domain_write():
-        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
-        if expected_version is not None and locked.version != expected_version:
-            raise PreconditionFailed(locked.version)
+        locked = lock_for_write(tenant, expected_version=expected_version)
         before = tenant_data(locked)
         change(locked)
         locked.version += 1
@@ -178,7 +175,7 @@ def tenant_purge(*, tenant: Tenant, force: bool = False) -> int:
     from users.models import User
 
     with transaction.atomic(), domain_write():
-        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        locked = lock_for_write(tenant)
         if locked.deleted_at is None:
             raise Conflict(f"tenant {locked.slug!r} is not deleted; delete it first")
         due = locked.deleted_at + timedelta(days=settings.TENANT_RETENTION_DAYS)

@@ -15,7 +15,8 @@ from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
 from iam_project.changes import Change, record_change, record_changes
 from iam_project.db.copy import copy_insert
-from iam_project.errors import Conflict, FieldError, PreconditionFailed, ValidationFailed
+from iam_project.db.locking import lock_for_write
+from iam_project.errors import Conflict, FieldError, ValidationFailed
 from iam_project.guards import domain_write
 from tenants.models import Tenant
 from users.models import User
@@ -116,9 +117,7 @@ def user_update(
     if unknown:
         raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
     with transaction.atomic(), domain_write():
-        locked = User.objects.select_for_update().get(pk=user.pk)
-        if expected_version is not None and locked.version != expected_version:
-            raise PreconditionFailed(locked.version)
+        locked = lock_for_write(user, expected_version=expected_version)
         before = user_data(locked)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
         for name in changed:
@@ -163,9 +162,7 @@ def user_update(
 
 def user_delete(*, user: User, expected_version: int | None = None) -> None:
     with transaction.atomic(), domain_write():
-        locked = User.objects.select_for_update().get(pk=user.pk)
-        if expected_version is not None and locked.version != expected_version:
-            raise PreconditionFailed(locked.version)
+        locked = lock_for_write(user, expected_version=expected_version)
         data = user_data(locked)
         version = locked.version + 1
         user_id, tenant_id = locked.id, locked.tenant_id

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from django.db import connection, reset_queries, transaction
 
+from iam_project.client_json import BadJSON, decode_json
 from iam_project.csv_cells import cell_unescape, csv_writer
 from tenants.models import Tenant
 from users.services import ROW_FIELDS, UpsertReport, users_upsert
@@ -68,12 +69,19 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise FileFormatError(number, f"not valid JSON ({exc.msg}); a truncated file?") from None
+                row = decode_json(text)
+            except BadJSON as exc:
+                raise FileFormatError(number, _bad_json_message(exc)) from None
             if not isinstance(row, dict):
                 raise FileFormatError(number, "each line must be a JSON object")
             yield number, row
+
+
+def _bad_json_message(exc: BadJSON, prefix: str = "") -> str:
+    if exc.rule == "syntax":
+        return f"not valid JSON ({exc.detail.removeprefix('malformed JSON: ')}); a truncated file?"
+    pointer = prefix + ("" if exc.pointer == "/" else exc.pointer)
+    return f"{pointer or '/'}: {exc.detail}"
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -100,9 +108,11 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 row: dict[str, Any] = dict(zip(header, map(cell_unescape, record), strict=True))
                 if row.get("attributes"):
                     try:
-                        row["attributes"] = json.loads(row["attributes"])
-                    except json.JSONDecodeError:
-                        pass  # left as text: the row is reported invalid ("attributes must be an object")
+                        row["attributes"] = decode_json(row["attributes"])
+                    except BadJSON as exc:
+                        if exc.rule != "syntax":
+                            raise FileFormatError(number, _bad_json_message(exc, "/attributes")) from None
+                        # else left as text: the row is reported invalid ("attributes must be an object")
                 else:
                     row.pop("attributes", None)
                 yield number, row

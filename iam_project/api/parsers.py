@@ -1,15 +1,16 @@
-"""A JSON parser that enforces the body size limit (DRF's own reads the stream unbounded)."""
+"""The JSON parser of every API view: the body size limit (DRF's own reads the stream unbounded) and
+:func:`iam_project.client_json.decode_json` (nesting bound, valid Unicode, no NUL) before any view or
+service sees the data."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from attributes.validation import nul_pointer
+from iam_project.client_json import BadJSON, decode_json
 from iam_project.errors import FieldError, PayloadTooLarge, ValidationFailed
 
 
@@ -20,14 +21,10 @@ class LimitedJSONParser(parsers.JSONParser):
         if len(raw) > limit:
             raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
         try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return decode_json(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
             raise ParseError(f"malformed JSON: {exc}") from None
-        nul = nul_pointer(data, "")
-        if nul is not None:
-            raise ValidationFailed([FieldError(nul or "/", "nul", "NUL characters are not allowed")])
-        return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+        except BadJSON as exc:
+            if exc.rule == "syntax":
+                raise ParseError(exc.detail) from None
+            raise ValidationFailed([FieldError(exc.pointer, exc.rule, exc.detail)]) from None

@@ -28,6 +28,18 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans, which DRF's ``CharField`` turns into text
+    although the schema says ``string``."""
+
+    default_error_messages = {"type": "must be a string"}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("type")
+        return super().to_internal_value(data)
+
+
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class AttributesField(serializers.Field):
     """A JSON object of attribute values; typed validation happens in the service layer."""

@@ -95,8 +95,8 @@ class BatchItem(serializers.Serializer):
     external_id = serializers.CharField(max_length=255, trim_whitespace=False)
 
 
-class BatchRequest(serializers.Serializer):
-    subjects = BatchItem(many=True)
+class BatchRequest(serializers.Serializer):  # the schema of the body; the view checks it in _items
+    subjects = serializers.ListField(child=BatchItem(), min_length=1, max_length=settings.PIP_BATCH_MAX)
 
 
 class SubjectBatchView(ScopedView, APIView):

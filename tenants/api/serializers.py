@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from iam_project.api.serializers import AttributesField, StrictInputSerializer
+from iam_project.api.serializers import AttributesField, StrictCharField, StrictInputSerializer
 from tenants.models import Tenant
 
 
@@ -16,7 +16,7 @@ class TenantOutputSerializer(serializers.ModelSerializer):
 
 
 class TenantInputSerializer(StrictInputSerializer):
-    slug = serializers.CharField(max_length=63, help_text="DNS label, unique, never UUID-shaped.")
-    name = serializers.CharField(max_length=200)
+    slug = StrictCharField(max_length=63, help_text="DNS label, unique, never UUID-shaped.")
+    name = StrictCharField(max_length=200)
     status = serializers.ChoiceField(choices=Tenant.Status.choices, required=False)
     attributes = AttributesField(required=False, help_text="PUT replaces the map; PATCH merges, null removes a key.")

@@ -56,6 +56,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
         return job.report.splitlines()[1:101] if job.report else []
 
 
+NON_EMPTY_FILE = {"type": "string", "format": "binary", "minLength": 1}
+
+
 @extend_schema_view(
     list=extend_schema(parameters=[TENANT_PARAM], responses=ImportJobSerializer(many=True)),
     retrieve=extend_schema(parameters=[TENANT_PARAM, JOB_PARAM], responses=ImportJobSerializer),
@@ -67,9 +70,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
             OpenApiParameter("file_name", str),
         ],
         request={
-            "text/csv": OpenApiTypes.BINARY,
-            "application/x-ndjson": OpenApiTypes.BINARY,
-            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}},
+            "text/csv": NON_EMPTY_FILE,
+            "application/x-ndjson": NON_EMPTY_FILE,
+            "multipart/form-data": {"type": "object", "properties": {"file": NON_EMPTY_FILE}, "required": ["file"]},
         },
         responses={202: ImportJobSerializer},
     ),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from iam_project.api.serializers import AttributesField, StrictInputSerializer
+from iam_project.api.serializers import AttributesField, StrictCharField, StrictInputSerializer
 from users.models import User
 
 
@@ -27,10 +27,10 @@ class UserOutputSerializer(serializers.ModelSerializer):
 
 
 class UserInputSerializer(StrictInputSerializer):
-    external_id = serializers.CharField(
+    external_id = StrictCharField(
         max_length=255, trim_whitespace=False, help_text="1-255 printable characters, unique in the tenant."
     )
     email = serializers.EmailField(required=False, allow_blank=True)
-    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    display_name = StrictCharField(max_length=200, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=User.Status.choices, required=False)
     attributes = AttributesField(required=False, help_text="PUT replaces the map; PATCH merges, null removes a key.")
