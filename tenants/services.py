@@ -14,7 +14,7 @@ from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
 from iam_project.changes import record_change
 from iam_project.db.locking import lock_for_write
-from iam_project.errors import Conflict, FieldError, ValidationFailed
+from iam_project.errors import Conflict, FieldError, NotFound, ValidationFailed
 from iam_project.guards import domain_write
 from tenants.models import Tenant, TenantRevision
 
@@ -87,6 +87,8 @@ def tenant_update(
         raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
     with transaction.atomic(), domain_write():
         locked = lock_for_write(tenant, expected_version=expected_version)
+        if locked.deleted_at is not None:  # deleted since the caller read it: restore it first
+            raise NotFound(f"tenant {locked.slug!r} has been deleted")
         before = tenant_data(locked)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
         for name in changed:

@@ -294,6 +294,21 @@ def test_ten_threads_patching_and_deleting_the_same_objects_never_5xx(acme) -> N
     assert not User.objects.filter(external_id__startswith="racer-").exists()
 
 
+@pytest.mark.django_db
+def test_a_tenant_deleted_while_a_change_was_on_its_way_is_404_not_changed(acme) -> None:  # type: ignore[no-untyped-def]
+    """A PATCH that read the tenant before a DELETE committed locks it after: it finds it deleted."""
+    from iam_project.errors import NotFound
+    from tenants.models import Tenant
+    from tenants.services import tenant_delete, tenant_update
+
+    read_by_the_patch = Tenant.objects.get(pk=acme["tenant"].pk)
+    tenant_delete(tenant=Tenant.objects.get(pk=acme["tenant"].pk))
+    with pytest.raises(NotFound):
+        tenant_update(tenant=read_by_the_patch, name="Renamed after its deletion")
+    stored = Tenant.objects.get(pk=acme["tenant"].pk)
+    assert stored.deleted_at is not None and stored.name != "Renamed after its deletion"
+
+
 @pytest.mark.django_db(transaction=True)
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
