@@ -139,6 +139,8 @@ def test_ctrl_c_stops_the_stack_cleanly_and_beat_keeps_routine_ticks_quiet(devst
     """Runs last in this module: it stops the stack."""
     output = devstack.proc.stdout()
     assert "Sending due task" not in output, "beat's routine tick is logged"
+    # The console user comes last at start-up: after the worker's banner and its "ready" line.
+    assert output.index("Console user: admin") > output.index(" ready.") > output.index("[tasks]"), output[-3000:]
     devstack.proc.process.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
     code = devstack.proc.wait(60)
     output = devstack.proc.output()

@@ -65,6 +65,7 @@ class Command(BaseCommand):
         # Ctrl-C reaches this process only (the children have sessions of their own), which stops
         # them in order; `kill` (SIGTERM) does the same.
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)  # also where a shell started us with SIGINT ignored
         children = {
             name: subprocess.Popen(
                 command, env={**env, "IAM_ROLE": name}, cwd=settings.BASE_DIR, start_new_session=True
@@ -115,14 +116,26 @@ class Command(BaseCommand):
         return password
 
     def _wait_ready(self, port: int, children: dict[str, subprocess.Popen]) -> None:
+        """Until web answers /healthz and the worker answers a ping, so that the banner comes last."""
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if children["web"].poll() is not None:
-                raise CommandError("web exited during start-up")
+
+        def web_ready() -> bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except OSError:
+                return False
+
+        def worker_ready() -> bool:
+            from iam_project.celery import app
+
+            return "worker" not in children or bool(app.control.ping(timeout=1.0))
+
+        for name, ready in (("web", web_ready), ("worker", worker_ready)):
+            while not ready():
+                dead = [child for child, process in children.items() if process.poll() is not None]
+                if dead:
+                    raise CommandError(f"{', '.join(dead)} exited during start-up")
+                if time.monotonic() > deadline:
+                    raise CommandError(f"{name} was not ready within 120 s")
                 time.sleep(0.3)
-        raise CommandError("web did not answer /healthz within 120 s")
