@@ -418,7 +418,8 @@ def test_audit_records_who_what_and_redacts_pii(world, admin_client_logged_in) -
     )
     assert response.status_code == 200
     record = AuditRecord.objects.filter(object_id=user_id).order_by("-id").first()
-    assert record.actor_kind == "console" and record.actor == "tadmin" and record.action == "update"
+    # An API call with HTTP Basic is recorded as such, not as a console change.
+    assert record.actor_kind == "basic" and record.actor == "tadmin" and record.action == "update"
     assert record.changes["attributes.ssn"] == [None, "***"]
     assert record.changes["attributes.level"] == [1, 3]
     assert "123-45-6789" not in str(record.changes)
