@@ -16,6 +16,11 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from access.principals import acting_as, console_principal
 from iam_project.errors import DomainError, ValidationFailed
 
+ATTRIBUTES_DESCRIPTION = (
+    "One field per attribute definition of the tenant, validated by the same rules as the API. "
+    "An empty field leaves the attribute unset."
+)
+
 
 def add_field_errors(form: forms.Form, error: ValidationFailed, default_field: str = "attributes") -> None:
     """Show each broken rule on its form field (``/attributes/level`` → the attributes field)."""

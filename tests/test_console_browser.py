@@ -90,7 +90,7 @@ def test_tenant_admin_adds_a_user_field_error_then_success(page, live_server, wo
     console_login(page, live_server.url, "tadmin", TENANT_ADMIN_PASSWORD)
     page.goto(f"{live_server.url}/admin/users/user/add/")
 
-    # The tenant picker is select2 fed by the admin's autocomplete view: only tenant A is offered.
+    # Step one: the tenant picker is select2 fed by the admin's autocomplete view: only tenant A is offered.
     page.locator(".field-tenant .select2-selection").click()
     search = page.locator(".select2-container--open .select2-search__field")
     options = page.locator(".select2-container--open .select2-results__option")
@@ -101,19 +101,20 @@ def test_tenant_admin_adds_a_user_field_error_then_success(page, live_server, wo
     expect(options).to_have_text(["tenant-a"])
     options.filter(has_text="tenant-a").click()
     assert page.locator("#id_tenant").input_value() == str(world["a"].pk)
-    expect(page.locator(".field-tenant .select2-selection__rendered")).to_contain_text("tenant-a")
+    page.click("#choose-tenant-form input[type=submit]")
 
+    # Step two: tenant A's form, with its typed attribute fields.
+    expect(page.locator("#chosen-tenant")).to_have_text("tenant-a")
     page.fill("#id_external_id", "carol-of-a")
-    page.fill("#id_attributes", '{"level": "three"}')
+    page.fill("#id_attr__level", "3.5")
     page.click("input[name=_save]")
-    error = page.locator(".field-attributes .errorlist")
-    expect(error).to_contain_text("/attributes/level")
-    expect(error).to_contain_text("[type]")
-    page.locator(".field-attributes").scroll_into_view_if_needed()
+    error = page.locator(".field-attr__level .errorlist")
+    expect(error).to_contain_text("/attributes/level [type] must be an integer, got number")
+    page.locator(".field-attr__level").scroll_into_view_if_needed()
     page.screenshot(path=str(tmp_path / "attributes-field-error.png"), full_page=True)
     assert not User.objects.filter(external_id="carol-of-a").exists()
 
-    page.fill("#id_attributes", '{"level": 3}')
+    page.fill("#id_attr__level", "3")
     page.click("input[name=_save]")
     page.wait_for_url(f"{live_server.url}/admin/users/user/")
     expect(page.locator(".messagelist .success")).to_contain_text("carol-of-a")
