@@ -56,7 +56,7 @@ class Element:
 
     def _is(self, simple: str) -> bool:
         match = _SIMPLE.match(simple)
-        if match is None:
+        if match is None or "".join(m.group(0) for m in _PART.finditer(match.group(2))) != match.group(2):
             raise ValueError(f"unsupported selector {simple!r}")
         tag, rest = match.groups()
         if tag and self.tag != tag:

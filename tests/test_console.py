@@ -248,3 +248,66 @@ def test_title_of_an_import_names_the_tenant_slug(acme) -> None:  # type: ignore
     job = ImportJob(tenant=acme, file_name="users.csv", status="succeeded")
     assert str(job) == "import users.csv into acme (succeeded)"
     assert not re.search(r"[0-9a-f]{8}-", str(job))
+
+
+# --- the index and the changelists ------------------------------------------------------------------
+def publish(sequences_and_minutes_ago: list[tuple[int, float]]) -> None:
+    """Mark events published some minutes ago (as the relay would have)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    for sequence, minutes in sequences_and_minutes_ago:
+        OutboxEvent.objects.filter(sequence=sequence).update(
+            status="published", published_at=now - timedelta(minutes=minutes)
+        )
+
+
+def test_the_index_shows_counts_outbox_figures_and_a_chart_of_published_events(admin_client_logged_in, alice) -> None:  # type: ignore[no-untyped-def]
+    sequences = list(OutboxEvent.objects.order_by("sequence").values_list("sequence", flat=True))
+    assert len(sequences) >= 5
+    # Two events in the current minute, one 10.5 minutes ago, one 90 minutes ago (outside the hour).
+    publish([(sequences[0], 0.1), (sequences[1], 0.2), (sequences[2], 10.5), (sequences[3], 90)])
+    OutboxEvent.objects.filter(sequence=sequences[4]).update(status="failed")
+    pending = OutboxEvent.objects.filter(status="pending").count()
+
+    html = soup_of(admin_client_logged_in.get("/admin/"))
+    figures = {name: html.select_one(f"#figure-{name}").text for name in ("tenants", "users", "pending", "failed")}
+    assert figures == {"tenants": "1", "users": "1", "pending": str(pending), "failed": "1"}
+    assert html.select_one("#figure-oldest-age").text.endswith("s")
+    bars = html.select("#published-chart rect.bar")
+    assert len(bars) == 60
+    counts = [int(bar["data-count"]) for bar in bars]
+    assert counts[-1] == 2 and counts[-11] == 1 and sum(counts) == 3  # oldest first, "now" last
+    assert float(bars[-1]["height"]) == 64.0 and float(bars[-11]["height"]) == 32.0
+    assert html.select_one("#published-last-hour").text == "3"
+    fetched = [e.get("src") or e.get("href") for e in html.select("script[src], link[href]")]
+    assert fetched and all(url.startswith("/") for url in fetched), fetched  # server-rendered, no CDN
+
+
+def test_a_tenant_administrators_index_counts_only_their_tenants_and_hides_the_outbox(client, two_tenants) -> None:  # type: ignore[no-untyped-def]
+    assert client.post("/admin/login/", {"username": "tadmin", "password": TENANT_ADMIN_PASSWORD}).status_code == 302
+    html = soup_of(client.get("/admin/"))
+    assert (html.select_one("#figure-tenants").text, html.select_one("#figure-users").text) == ("1", "1")
+    assert html.select_one("#figure-pending") is None and html.select_one("#published-chart") is None
+
+
+def test_changelists_are_newest_first_with_slugs_and_short_ids(admin_client_logged_in, alice) -> None:  # type: ignore[no-untyped-def]
+    UserFactory(tenant=alice.tenant, external_id="zed", attributes={"region": "eu"})
+    users = soup_of(admin_client_logged_in.get("/admin/users/user/"))
+    assert [a.text for a in users.select("#result_list th.field-external_id a")] == ["zed", "alice"]
+
+    outbox = admin_client_logged_in.get("/admin/outbox/outboxevent/")
+    html = soup_of(outbox)
+    headers = [th.text.strip().lower() for th in html.select("#result_list thead th") if th.text.strip()]
+    for column in ("event type", "status", "attempts", "aggregate", "tenant", "age"):
+        assert column in headers, headers
+    sequences = [int(a.text.strip()) for a in html.select("#result_list th.field-sequence a")]
+    assert sequences == sorted(sequences, reverse=True)
+    table = html.select_one("#result_list").text
+    assert "acme" in table and str(alice.pk) not in table and str(alice.pk)[:8] in table
+
+    audit = soup_of(admin_client_logged_in.get("/admin/audit/auditrecord/"))
+    tenants = {td.text for td in audit.select("#result_list td.field-tenant")}
+    assert tenants == {"acme"}

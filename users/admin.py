@@ -23,6 +23,7 @@ from iam_project.admin_support import (
     TenantScopedAdmin,
     add_field_errors,
     administered_tenant_ids,
+    short_id,
 )
 from iam_project.errors import ValidationFailed
 from tenants.models import Tenant
@@ -214,15 +215,9 @@ class ImportJobAdmin(TenantScopedAdmin):
     """Upload a file, preview its counts with a dry run, run it, download the error report."""
 
     form = ImportUploadForm
-    list_display = [
-        "created_at",
-        "tenant",
-        "file_name",
-        "mode",
-        "dry_run",
-        "status",
-        "outcome",
-    ]
+    list_display = ["short", "created_at", "tenant", "file_name", "mode", "dry_run", "status", "outcome"]
+    list_display_links = ["short", "created_at"]
+    ordering = ["-created_at"]  # newest first
     list_filter = ["status", "dry_run", "tenant"]
     list_select_related = ["tenant"]
     autocomplete_fields = ["tenant"]
@@ -244,6 +239,10 @@ class ImportJobAdmin(TenantScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False if obj is not None else super().has_change_permission(request, obj)
+
+    @admin.display(description="id")
+    def short(self, obj: ImportJob) -> str:
+        return short_id(obj.pk)
 
     @admin.display(description="error report")
     def report_link(self, obj: ImportJob) -> str:
