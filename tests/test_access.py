@@ -428,7 +428,9 @@ def test_audit_records_who_what_and_redacts_pii(world, admin_client_logged_in) -
     assert created.actor_kind == "system"  # created by the fixture, outside any request
 
 
-def test_a_console_change_is_audited_as_console_and_a_basic_api_call_as_basic(world, admin_client_logged_in) -> None:  # type: ignore[no-untyped-def]
+def test_a_console_change_is_audited_as_console_and_a_basic_api_call_as_basic(
+    world, admin_client_logged_in, caplog
+) -> None:  # type: ignore[no-untyped-def]
     user_id = str(world["ua"].id)
     page = admin_client_logged_in.get(f"/admin/users/user/{user_id}/change/")
     form = {name: value for name, value in page.context["adminform"].form.initial.items() if value is not None}
@@ -440,10 +442,10 @@ def test_a_console_change_is_audited_as_console_and_a_basic_api_call_as_basic(wo
     assert (console.actor_kind, console.actor) == ("console", "root")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=world["principals"]["superuser"])
-    assert (
-        client.patch(f"/api/v1/tenants/tenant-a/users/{user_id}/", {"display_name": "A"}, format="json").status_code
-        == 200
-    )
+    with caplog.at_level("INFO", logger="iam.request"):
+        response = client.patch(f"/api/v1/tenants/tenant-a/users/{user_id}/", {"display_name": "A"}, format="json")
+    assert response.status_code == 200
+    assert [r.principal for r in caplog.records if r.name == "iam.request"] == ["basic:root"]
     basic = AuditRecord.objects.filter(object_id=user_id).order_by("-id").first()
     assert basic.pk != console.pk and (basic.actor_kind, basic.actor) == ("basic", "root")
 

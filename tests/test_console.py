@@ -201,6 +201,10 @@ def test_adding_a_user_chooses_the_tenant_first(admin_client_logged_in, acme) ->
 
     data = {**posted_form(response), "external_id": "carol", "attr__region": "eu", "attr__level": "3"}
     assert admin_client_logged_in.post(f"/admin/users/user/add/?tenant={acme.pk}", data).status_code == 302
+    response = admin_client_logged_in.post(
+        f"/admin/users/user/add/?tenant={acme.pk}", {**data, "external_id": "dave", "_addanother": "1"}
+    )
+    assert response.status_code == 302 and response["Location"] == f"/admin/users/user/add/?tenant={acme.pk}"
     carol = User.objects.get(tenant=acme, external_id="carol")
     assert carol.attributes == {"region": "eu", "level": 3}
     assert OutboxEvent.objects.filter(event_type="UserCreated", aggregate_id=carol.pk).count() == 1

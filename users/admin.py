@@ -183,6 +183,18 @@ class UserAdmin(ServiceModelAdmin):
         }
         return TemplateResponse(request, "admin/users/user/choose_tenant.html", context)
 
+    def response_add(self, request: HttpRequest, obj: User, post_url_continue: Any = None) -> HttpResponse:
+        return self._add_another_in_the_same_tenant(request, obj, super().response_add(request, obj, post_url_continue))
+
+    def response_change(self, request: HttpRequest, obj: User) -> HttpResponse:
+        return self._add_another_in_the_same_tenant(request, obj, super().response_change(request, obj))
+
+    def _add_another_in_the_same_tenant(self, request: HttpRequest, obj: User, response: HttpResponse) -> HttpResponse:
+        """ "Save and add another" goes to step two for the same tenant, not back to choosing one."""
+        if "_addanother" in request.POST and response.status_code == 302:
+            response["Location"] = f"{reverse('admin:users_user_add')}?tenant={obj.tenant_id}"
+        return response
+
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> User:
         fields = {name: data[name] for name in USER_FIELDS if name in data}
         return services.user_create(tenant=data["tenant"], attributes=data.get("attributes", {}), **fields)
