@@ -83,7 +83,9 @@ class AttributeValueField(forms.Field):
         if kind == Type.NUMBER:
             return _number_or_text(text)
         if kind == Type.DATETIME and not DATETIME_SHAPE.match(text):
-            return f"{text}Z"  # datetime-local has no zone: the console's are UTC
+            text = f"{text}Z"  # datetime-local has no zone: the console's are UTC
+            if self.has_stored and _instant(text) is not None and _instant(text) == _instant(self.stored):
+                return self.stored  # the same instant (browsers drop ":00" seconds): keep the stored form
         return text
 
     def prepare_value(self, value: Any) -> Any:
@@ -135,6 +137,14 @@ def _number_or_text(text: str) -> Any:
         return float(text)
     except ValueError:
         return text  # the validator says "must be a …, got string"
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _utc_local(value: str) -> str:

@@ -130,6 +130,19 @@ def test_saving_a_page_unchanged_writes_nothing_and_a_change_writes_one_event(ad
     assert OutboxEvent.objects.count() == events + 1
 
 
+def test_the_same_instant_without_seconds_keeps_the_stored_datetime(admin_client_logged_in, alice) -> None:  # type: ignore[no-untyped-def]
+    url = f"/admin/users/user/{alice.pk}/change/"
+    data = posted_form(admin_client_logged_in.get(url))
+    events = OutboxEvent.objects.count()
+    # Browsers post a datetime-local without ":00" seconds; 11:00 UTC is the stored 12:00+01:00.
+    assert admin_client_logged_in.post(url, {**data, "attr__last_login": "2026-01-31T11:00"}).status_code == 302
+    alice.refresh_from_db()
+    assert alice.attributes["last_login"] == "2026-01-31T12:00:00+01:00" and OutboxEvent.objects.count() == events
+    assert admin_client_logged_in.post(url, {**data, "attr__last_login": "2026-01-31T11:30"}).status_code == 302
+    alice.refresh_from_db()
+    assert alice.attributes["last_login"] == "2026-01-31T11:30:00Z" and OutboxEvent.objects.count() == events + 1
+
+
 def test_an_unset_boolean_stays_unset_and_a_cleared_field_unsets(admin_client_logged_in, acme) -> None:  # type: ignore[no-untyped-def]
     bob = UserFactory(tenant=acme, external_id="bob", attributes={"region": "eu", "level": 3})
     url = f"/admin/users/user/{bob.pk}/change/"
