@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.contrib.auth import authenticate
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from access.keys import KEY_PREFIX, principal_for_key
 from access.login_guard import LockedOut, record_failure
-from access.principals import KeyUser
+from access.principals import KeyUser, console_principal
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -59,6 +61,10 @@ class BasicAuthentication(authentication.BasicAuthentication):
             raise LockedOut()
         if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed("invalid username or password")
+        principal = console_principal(user)
+        if principal is not None:
+            # The console user's rights, but the audit log and the logs name the door: "basic", not "console".
+            user._iam_principal = replace(principal, kind="basic")
         return (user, None)
 
     def authenticate_header(self, request: Request) -> str:

@@ -25,7 +25,7 @@ CONSOLE_ADMIN_SCOPES = frozenset({S.PIP_READ, S.DIRECTORY_READ, S.DIRECTORY_WRIT
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "console" | "key" | "system"
+    kind: str  # "console" (session) | "basic" (a console user over HTTP Basic) | "key" | "system"
     name: str
     scopes: frozenset[str]
     tenant_ids: frozenset[UUID] | None  # None: every tenant

@@ -6,15 +6,54 @@ same service functions as the API, so it is validated the same way and writes it
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils import timezone
+from django.utils.html import format_html
 
 from access.principals import acting_as, console_principal
 from iam_project.errors import DomainError, ValidationFailed
+
+ATTRIBUTES_DESCRIPTION = (
+    "One field per attribute definition of the tenant, validated by the same rules as the API. "
+    "An empty field leaves the attribute unset."
+)
+
+
+def short_id(value: Any) -> str:
+    """A UUID as a person reads it in a list: its first 8 hex digits (the full id in the tooltip)."""
+    text = str(value)
+    return format_html('<span title="{}" class="short-id">{}</span>', text, text[:8]) if value else "—"
+
+
+def with_tenant_slug(queryset: QuerySet, field: str = "tenant_id") -> QuerySet:
+    """Annotate ``tenant_slug`` for tables that hold a tenant id without a foreign key (outbox, audit):
+    one indexed lookup per row of the page."""
+    from tenants.models import Tenant
+
+    return queryset.annotate(tenant_slug=Subquery(Tenant.objects.filter(pk=OuterRef(field)).values("slug")[:1]))
+
+
+def tenant_slug_or_id(obj: Any) -> str:
+    """The tenant's slug; a purged tenant's short id."""
+    slug = getattr(obj, "tenant_slug", None)
+    return slug if slug else short_id(obj.tenant_id)
+
+
+def age(moment: datetime | None, now: datetime | None = None) -> str:
+    """``42s``, ``7m``, ``3h``, ``2d``: how long ago, in one short token."""
+    if moment is None:
+        return "—"
+    seconds = max(0, int(((now or timezone.now()) - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def add_field_errors(form: forms.Form, error: ValidationFailed, default_field: str = "attributes") -> None:

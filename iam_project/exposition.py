@@ -5,6 +5,11 @@ children) the counters of every process are merged by ``MultiProcessCollector``;
 own export view would drop our collectors there. The outbox gauges are read from the table at
 scrape time, so they are right whichever process serves the scrape.
 
+The relay's figures (``event_bus_errors_total``, ``outbox_relay_*``) are counted in the worker and
+served only by the worker's exposition: web's /metrics leaves them out rather than export a 0 that
+never moves (which would also hide ``absent(outbox_relay_last_success_timestamp_seconds)`` when no
+worker is scraped).
+
 ``outbox_pending_count`` and ``outbox_failed_count`` are exported untyped: the runbook fixes the name, and Prometheus' naming
 lint reserves the ``_count`` suffix for histograms and summaries (docs/adr/0003-metric-names.md).
 """
@@ -47,6 +52,22 @@ class OutboxCollector:
         )
 
 
+# Family names as prometheus_client reports them (a counter's family name has no ``_total``).
+WORKER_ONLY_FAMILIES = frozenset(
+    {"event_bus_errors", "outbox_relay_published", "outbox_relay_last_success_timestamp_seconds"}
+)
+
+
+class _Without:
+    """The families of ``registry`` except ``names``."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self.registry, self.names = registry, names
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        return [family for family in self.registry.collect() if family.name not in self.names]
+
+
 def process_registry() -> CollectorRegistry:
     """Every process's metrics: merged from the multiprocess directory, or this process's own."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -56,8 +77,13 @@ def process_registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def render(include_outbox: bool = True) -> bytes:
-    output = generate_latest(process_registry())
+def render(include_outbox: bool = True, include_worker_figures: bool = True) -> bytes:
+    registry = process_registry()
+    if not include_worker_figures:
+        filtered = CollectorRegistry(auto_describe=False)
+        filtered.register(_Without(registry, WORKER_ONLY_FAMILIES))
+        registry = filtered
+    output = generate_latest(registry)
     if include_outbox:
         outbox = CollectorRegistry(auto_describe=False)
         outbox.register(OutboxCollector())
@@ -80,6 +106,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if not _allowed(request):
         return HttpResponse("metrics are not served to this address\n", status=403, content_type="text/plain")
     try:
-        return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
+        return HttpResponse(render(include_worker_figures=False), content_type=CONTENT_TYPE_LATEST)
     finally:
         close_old_connections()

@@ -57,7 +57,7 @@ _PATH_CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
 def principal_of(request: HttpRequest) -> str:
-    """``key:<name>`` or ``console:<username>``; never evaluates a lazy user (no query for a log line)."""
+    """``key:<name>``, ``basic:<username>`` or ``console:<username>``; never evaluates a lazy user (no query for a log line)."""
     from django.utils.functional import SimpleLazyObject, empty
 
     from access.principals import KeyUser
@@ -67,6 +67,9 @@ def principal_of(request: HttpRequest) -> str:
         user = None if user._wrapped is empty else user._wrapped
     if isinstance(user, KeyUser):
         return user.principal.label
+    principal = getattr(user, "_iam_principal", None)  # set by HTTP Basic authentication
+    if principal is not None and principal.kind == "basic":
+        return principal.label
     if user is not None and getattr(user, "is_authenticated", False):
         return f"console:{user.get_username()}"
     return ""

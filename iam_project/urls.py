@@ -10,6 +10,9 @@ handler500 = "iam_project.observability.server_error"
 admin.site.site_header = "iam-service console"
 admin.site.site_title = "iam-service"
 admin.site.index_title = "Tenants, policy subjects and attribute schemas"
+# The left-hand model list would take a quarter of a 1,400 px window from every changelist; the
+# breadcrumbs and the index lead to the same pages.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),

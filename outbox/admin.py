@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
+from iam_project.admin_support import age, short_id, tenant_slug_or_id, with_tenant_slug
 from outbox import services
 from outbox.models import OutboxEvent
 from outbox.selectors import outbox_stats
@@ -17,23 +18,30 @@ from outbox.selectors import outbox_stats
 class OutboxEventAdmin(admin.ModelAdmin):
     """Watch the outbox: counts, the oldest pending age, parked events and their errors."""
 
-    list_display = [
-        "sequence",
-        "event_type",
-        "status",
-        "aggregate_type",
-        "aggregate_id",
-        "aggregate_version",
-        "attempts",
-        "created_at",
-        "published_at",
-    ]
+    list_display = ["sequence", "event_type", "status", "attempts", "aggregate", "tenant", "age", "published_at"]
+    list_display_links = ["sequence", "event_type"]
     list_filter = ["status", "event_type", "aggregate_type"]
+    ordering = ["-sequence"]  # newest first
     search_fields = ["=event_id", "=aggregate_id", "=tenant_id"]
     actions = ["retry_failed", "requeue"]
     show_full_result_count = False
     readonly_fields = [f.name for f in OutboxEvent._meta.fields if f.name != "payload"] + ["payload_pretty"]
     exclude = ["payload"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEvent]:
+        return with_tenant_slug(super().get_queryset(request))
+
+    @admin.display(description="aggregate")
+    def aggregate(self, obj: OutboxEvent) -> str:
+        return format_html("{} {} v{}", obj.aggregate_type, short_id(obj.aggregate_id), obj.aggregate_version)
+
+    @admin.display(description="tenant")
+    def tenant(self, obj: OutboxEvent) -> str:
+        return tenant_slug_or_id(obj)
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, obj: OutboxEvent) -> str:
+        return format_html('<span title="{}">{}</span>', obj.created_at.isoformat(), age(obj.created_at))
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: OutboxEvent) -> str:

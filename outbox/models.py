@@ -55,4 +55,4 @@ class OutboxEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.sequence} {self.event_type} {self.aggregate_id} v{self.aggregate_version}"
+        return f"#{self.sequence} {self.event_type} {self.aggregate_type} {str(self.aggregate_id)[:8]} v{self.aggregate_version}"

@@ -42,3 +42,23 @@ def outbox_stats() -> OutboxStats:
         cursor.execute(STATS)
         pending, failed, published, oldest, last, age = cursor.fetchone()
     return OutboxStats(pending, failed, published, oldest, last, float(age or 0.0))
+
+
+PUBLISHED_PER_MINUTE = f"""
+    SELECT floor(extract(epoch FROM now() - published_at) / 60)::int, count(*)
+    FROM {OutboxEvent._meta.db_table}
+    WHERE status = 'published' AND published_at > now() - make_interval(mins => %s)
+    GROUP BY 1
+"""
+
+
+def published_per_minute(*, minutes: int = 60) -> list[int]:
+    """Events published in each of the last ``minutes`` minutes, oldest first (the last is the current
+    minute). Reads the partial index on ``published_at``; published rows are kept for retention."""
+    counts = [0] * minutes
+    with connection.cursor() as cursor:
+        cursor.execute(PUBLISHED_PER_MINUTE, [minutes])
+        for minutes_ago, count in cursor.fetchall():
+            if 0 <= minutes_ago < minutes:
+                counts[minutes - 1 - minutes_ago] = count
+    return counts

@@ -8,40 +8,31 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from access.principals import acting_as, console_principal
+from attributes.forms import PREFIX, AttributeFormMixin, with_attribute_fields
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
-from attributes.validation import validate_attributes
-from iam_project.admin_support import ServiceModelAdmin, add_field_errors
-from iam_project.errors import ValidationFailed
+from iam_project.admin_support import ATTRIBUTES_DESCRIPTION, ServiceModelAdmin
 from tenants import services
 from tenants.models import Tenant
 
 
-class TenantForm(forms.ModelForm):
-    attributes = forms.JSONField(
-        required=False, initial=dict, help_text='Attribute values as a JSON object, e.g. {"region": "eu"}.'
-    )
+class TenantForm(AttributeFormMixin, forms.ModelForm):
+    """The tenant's fields, then one typed field per tenant attribute definition (none on the add page:
+    a new tenant has no definitions yet)."""
 
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "status", "attributes"]
-
-    def clean_attributes(self) -> Any:
-        return self.cleaned_data.get("attributes") or {}
+        fields = ["slug", "name", "status"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if "attributes" in cleaned:
-            definitions = (
-                definitions_for(tenant_id=self.instance.pk, target=AttributeDefinition.Target.TENANT)
-                if not self.instance._state.adding
-                else []
-            )
-            try:
-                cleaned["attributes"] = validate_attributes(definitions, cleaned["attributes"])
-            except ValidationFailed as error:
-                add_field_errors(self, error)
+        attributes = self.clean_attribute_values()
+        if attributes is not None:
+            cleaned["attributes"] = attributes
         return cleaned
+
+
+TENANT_FIELDS = ("slug", "name", "status")
 
 
 @admin.register(Tenant)
@@ -54,15 +45,44 @@ class TenantAdmin(ServiceModelAdmin):
     list_filter = ["status", ("deleted_at", admin.EmptyFieldListFilter)]
     actions = ["restore"]
     search_fields = ["slug", "name", "=id"]
+    ordering = ["-created_at"]
     readonly_fields = ["id", "version", "created_at", "updated_at"]
-    fields = ["id", "slug", "name", "status", "attributes", "version", "created_at", "updated_at"]
+
+    def attribute_form(self, request: HttpRequest, obj: Tenant | None) -> type[forms.ModelForm]:
+        """``TenantForm`` with the typed fields of the tenant's own attribute definitions (once per request)."""
+        cached = getattr(request, "_iam_tenant_form", None)
+        key = obj.pk if obj is not None else None
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        definitions = (
+            definitions_for(tenant_id=obj.pk, target=AttributeDefinition.Target.TENANT) if obj is not None else []
+        )
+        form = with_attribute_fields(TenantForm, definitions, obj.attributes if obj is not None else {})
+        request._iam_tenant_form = (key, form)  # type: ignore[attr-defined]
+        return form
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        attributes = [name for name in self.attribute_form(request, obj).base_fields if name.startswith(PREFIX)]
+        fieldsets: list = [(None, {"fields": list(TENANT_FIELDS) if obj is None else ["id", *TENANT_FIELDS]})]
+        if attributes:
+            fieldsets.append(
+                ("Attributes", {"fields": attributes, "description": ATTRIBUTES_DESCRIPTION, "classes": ["attributes"]})
+            )
+        if obj is not None:
+            fieldsets.append(("Record", {"fields": ["version", "created_at", "updated_at"]}))
+        return fieldsets
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = self.attribute_form(request, obj)
+        return super().get_form(request, obj, change, **kwargs)
 
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> Tenant:
-        return services.tenant_create(**data)
+        fields = {name: data[name] for name in TENANT_FIELDS if name in data}
+        return services.tenant_create(attributes=data.get("attributes") or None, **fields)
 
     def service_update(self, request: HttpRequest, obj: Tenant, data: dict[str, Any]) -> Tenant:
-        attributes = data.pop("attributes", None)
-        return services.tenant_update(tenant=obj, attributes=attributes, **data)
+        fields = {name: data[name] for name in TENANT_FIELDS if name in data}
+        return services.tenant_update(tenant=obj, attributes=data.get("attributes"), **fields)
 
     def service_delete(self, request: HttpRequest, obj: Tenant) -> None:
         services.tenant_delete(tenant=obj)

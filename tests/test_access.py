@@ -418,13 +418,36 @@ def test_audit_records_who_what_and_redacts_pii(world, admin_client_logged_in) -
     )
     assert response.status_code == 200
     record = AuditRecord.objects.filter(object_id=user_id).order_by("-id").first()
-    assert record.actor_kind == "console" and record.actor == "tadmin" and record.action == "update"
+    # An API call with HTTP Basic is recorded as such, not as a console change.
+    assert record.actor_kind == "basic" and record.actor == "tadmin" and record.action == "update"
     assert record.changes["attributes.ssn"] == [None, "***"]
     assert record.changes["attributes.level"] == [1, 3]
     assert "123-45-6789" not in str(record.changes)
     assert record.event_id is not None and record.tenant_id == a.id
     created = AuditRecord.objects.get(object_repr="alice-of-a", action="create")
     assert created.actor_kind == "system"  # created by the fixture, outside any request
+
+
+def test_a_console_change_is_audited_as_console_and_a_basic_api_call_as_basic(
+    world, admin_client_logged_in, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    user_id = str(world["ua"].id)
+    page = admin_client_logged_in.get(f"/admin/users/user/{user_id}/change/")
+    form = {name: value for name, value in page.context["adminform"].form.initial.items() if value is not None}
+    response = admin_client_logged_in.post(
+        f"/admin/users/user/{user_id}/change/", {**form, "display_name": "Alice", "attr__level": "2"}
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    console = AuditRecord.objects.filter(object_id=user_id).order_by("-id").first()
+    assert (console.actor_kind, console.actor) == ("console", "root")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=world["principals"]["superuser"])
+    with caplog.at_level("INFO", logger="iam.request"):
+        response = client.patch(f"/api/v1/tenants/tenant-a/users/{user_id}/", {"display_name": "A"}, format="json")
+    assert response.status_code == 200
+    assert [r.principal for r in caplog.records if r.name == "iam.request"] == ["basic:root"]
+    basic = AuditRecord.objects.filter(object_id=user_id).order_by("-id").first()
+    assert basic.pk != console.pk and (basic.actor_kind, basic.actor) == ("basic", "root")
 
 
 def test_audit_log_is_read_only_in_the_console_even_for_superusers(admin_client_logged_in, world) -> None:  # type: ignore[no-untyped-def]

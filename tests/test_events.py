@@ -100,11 +100,11 @@ def test_console_door(admin_client_logged_in) -> None:  # type: ignore[no-untype
     )
     assert response.status_code == 302, response.context["adminform"].form.errors
     form = {"tenant": tenant.pk, "external_id": "a/b", "email": "", "display_name": "", "status": "active"}
-    response = client.post("/admin/users/user/add/", {**form, "attributes": '{"level": 2}'})
+    response = client.post("/admin/users/user/add/", {**form, "attr__level": "2"})
     assert response.status_code == 302, response.context["adminform"].form.errors
     user = User.objects.get(external_id="a/b")
     assert user.attributes == {"level": 2}
-    response = client.post(f"/admin/users/user/{user.pk}/change/", {**form, "attributes": '{"level": 3}'})
+    response = client.post(f"/admin/users/user/{user.pk}/change/", {**form, "attr__level": "3"})
     assert response.status_code == 302
     response = client.post(
         f"/admin/tenants/tenant/{tenant.pk}/change/",
@@ -126,8 +126,8 @@ def test_console_door(admin_client_logged_in) -> None:  # type: ignore[no-untype
         ("UserAttributesChanged", 2),
         ("TenantUpdated", 2),
         ("UserCreated", 1),
+        ("UserDeleted", 2),  # the list is newest first: "second" is deleted first
         ("UserDeleted", 3),
-        ("UserDeleted", 2),
         ("TenantDeleted", 3),
     ]
 

@@ -129,3 +129,21 @@ def test_the_client_address_behind_trusted_proxies(rf, settings) -> None:  # typ
     assert client_address(request) == "10.0.0.1"  # no trusted proxy: a client's header is not believed
     settings.TRUSTED_PROXY_COUNT = 1
     assert client_address(request) == "203.0.113.7"  # the address our one proxy saw, not the forged left part
+
+
+def test_web_metrics_leave_the_relay_figures_to_the_worker(client) -> None:  # type: ignore[no-untyped-def]
+    """Web's /metrics has no relay counters (they live in the worker, whose exposition keeps them):
+    a web 0 would never move and would hide ``absent(outbox_relay_last_success_timestamp_seconds)``."""
+    from iam_project import metrics  # noqa: F401 - the counters are registered in this process too
+    from iam_project.exposition import render
+
+    web = client.get("/metrics").content.decode()
+    worker = render().decode()
+    for name in (
+        "event_bus_errors_total",
+        "outbox_relay_published_total",
+        "outbox_relay_last_success_timestamp_seconds",
+    ):
+        assert f"# TYPE {name} " not in web and f"\n{name}" not in web, name
+        assert f"# TYPE {name} " in worker, name
+    assert "database_errors_total" in web and "outbox_pending_count" in web

@@ -240,7 +240,7 @@ def test_console_write_is_read_by_the_pip_at_once(
         "email": "",
         "display_name": "",
         "status": "active",
-        "attributes": '{"level": 7}',
+        "attr__level": "7",
     }
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client_logged_in.post(f"/admin/users/user/{user.pk}/change/", form)

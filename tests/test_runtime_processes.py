@@ -42,7 +42,7 @@ JSON = {"Content-Type": "application/json"}
 # iam_project.observability.route_of: "api/v1/tenants/{tenant}/"), never the raw path or a regex.
 LIST_ROUTE = "api/v1/tenants/"
 DETAIL_ROUTE = "api/v1/tenants/{tenant}/"
-PRINCIPAL = f"console:{USERNAME}"
+PRINCIPAL = f"basic:{USERNAME}"  # the API calls here use HTTP Basic: logged as such, not as the console
 FOREIGN_HOST = "10.1.2.3:8000"  # a pod IP as kubelets and Prometheus use it, not in ALLOWED_HOSTS
 SECRET = "s3cret-pass"
 

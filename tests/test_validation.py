@@ -118,26 +118,49 @@ def test_api_answers_400_naming_attribute_and_rule(api, tenant, name, case, poin
     assert OutboxEvent.objects.count() == events_before
 
 
-@pytest.mark.parametrize(("name", "case", "pointer", "rule"), BAD, ids=[b[0] for b in BAD])
-def test_console_form_shows_error_on_the_field(admin_client_logged_in, tenant, name, case, pointer, rule) -> None:  # type: ignore[no-untyped-def]
-    import json
+# What a person can type into the console's typed fields, as posted (name, field → text, pointer, rule).
+CONSOLE_BAD = [
+    ("letters for an integer", {"level": "three"}, "/attributes/level", "type"),
+    ("3.5 for an integer", {"level": "3.5"}, "/attributes/level", "type"),
+    ("integer above max", {"level": "9"}, "/attributes/level", "max"),
+    ("integer below min", {"level": "0"}, "/attributes/level", "min"),
+    ("letters for a number", {"ratio": "half"}, "/attributes/ratio", "type"),
+    ("unknown enum value", {"department": "hr"}, "/attributes/department", "enum"),
+    ("pattern miss", {"code": "abc"}, "/attributes/code", "pattern"),
+    ("over-long string", {"nickname": "toolong"}, "/attributes/nickname", "max_length"),
+    ("list item not allowed", {"groups": "a\nz"}, "/attributes/groups/1", "enum"),
+    ("list too long", {"groups": "a\nb\nc\nd"}, "/attributes/groups", "max_items"),
+    ("impossible date", {"hired": "2026-02-30"}, "/attributes/hired", "type"),
+    ("date in another format", {"hired": "31/01/2026"}, "/attributes/hired", "type"),
+    ("datetime that is not one", {"last_login": "yesterday"}, "/attributes/last_login", "type"),
+    ("missing required key", {"region": ""}, "/attributes/region", "required"),
+    ("value over the size limit", {"bio": "x" * 5000}, "/attributes/bio", "too_large"),
+]
 
+
+@pytest.mark.parametrize(("name", "case", "pointer", "rule"), CONSOLE_BAD, ids=[b[0] for b in CONSOLE_BAD])
+def test_console_form_shows_the_apis_error_on_the_typed_field(
+    admin_client_logged_in, api, tenant, name, case, pointer, rule
+) -> None:  # type: ignore[no-untyped-def]
+    fields = {f"attr__{key}": text for key, text in {"region": "eu", **case}.items()}
     response = admin_client_logged_in.post(
-        "/admin/users/user/add/",
-        {
-            "tenant": str(tenant.pk),
-            "external_id": "bad",
-            "email": "",
-            "display_name": "",
-            "status": "active",
-            "attributes": json.dumps(attributes_of(case)),
-        },
+        f"/admin/users/user/add/?tenant={tenant.pk}",
+        {"tenant": str(tenant.pk), "external_id": "bad", "email": "", "display_name": "", "status": "active", **fields},
     )
     assert response.status_code == 200  # the form again, not a redirect
-    field_errors = response.context["adminform"].form.errors.get("attributes", [])
-    assert any(pointer in message and f"[{rule}]" in message for message in field_errors), response.context[
-        "adminform"
-    ].form.errors
+    form = response.context["adminform"].form
+    key = pointer.split("/")[2]
+    messages = form.errors.get(f"attr__{key}", [])
+    # The API's own detail for the same value, on the field the value was typed into.
+    value = form.fields[f"attr__{key}"].to_python(fields[f"attr__{key}"])
+    body = api.post(
+        f"/api/v1/tenants/{tenant.slug}/users/",
+        {"external_id": "bad", "attributes": {k: v for k, v in {"region": "eu", key: value}.items() if v is not None}},
+        format="json",
+    ).json()
+    details = [f"{e['pointer']} [{e['rule']}] {e['detail']}" for e in body["errors"] if e["pointer"] == pointer]
+    assert details and set(details) <= set(messages), (details, form.errors)
+    assert any(f"{pointer} [{rule}]" in message for message in messages)
     assert not User.objects.filter(external_id="bad").exists()
 
 

@@ -1,47 +1,75 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from access.principals import acting_as, console_principal
+from attributes.forms import PREFIX, AttributeFormMixin, with_attribute_fields
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
-from attributes.validation import validate_attributes
-from iam_project.admin_support import ServiceModelAdmin, TenantScopedAdmin, add_field_errors
+from iam_project.admin_support import (
+    ATTRIBUTES_DESCRIPTION,
+    ServiceModelAdmin,
+    TenantScopedAdmin,
+    add_field_errors,
+    administered_tenant_ids,
+    short_id,
+)
 from iam_project.errors import ValidationFailed
+from tenants.models import Tenant
 from users import services
 from users.jobs import import_job_create
 from users.models import ImportJob, User
 from users.transfer import file_format
 
 
-class UserForm(forms.ModelForm):
-    attributes = forms.JSONField(
-        required=False, initial=dict, help_text='Attribute values as a JSON object, e.g. {"department": "eng"}.'
-    )
+class ChosenTenantWidget(forms.Widget):
+    """Step two of adding a user: the tenant chosen in step one, shown (no picker, no icons) and posted."""
+
+    def __init__(self, tenant: Tenant, change_url: str) -> None:
+        super().__init__()
+        self.tenant, self.change_url = tenant, change_url
+
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+        return format_html(
+            '<input type="hidden" name="{}" value="{}" id="id_{}"><strong id="chosen-tenant">{}</strong>'
+            ' &nbsp;<a href="{}">choose another tenant</a>',
+            name,
+            self.tenant.pk,
+            name,
+            self.tenant.slug,
+            self.change_url,
+        )
+
+
+class UserForm(AttributeFormMixin, forms.ModelForm):
+    """The user's fields, then one typed field per attribute definition of the user's tenant."""
+
+    chosen_tenant: Tenant | None = None
 
     class Meta:
         model = User
-        fields = ["tenant", "external_id", "email", "display_name", "status", "attributes"]
+        fields = ["tenant", "external_id", "email", "display_name", "status"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["external_id"].strip = False
-        if not self.instance._state.adding:
-            self.fields["tenant"].disabled = True
-
-    def clean_attributes(self) -> Any:
-        return self.cleaned_data.get("attributes") or {}
+        if "tenant" in self.fields and self.chosen_tenant is not None:
+            self.fields["tenant"].widget = ChosenTenantWidget(self.chosen_tenant, "?")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        tenant = cleaned.get("tenant")
+        tenant = cleaned.get("tenant") if self.instance._state.adding else self.instance.tenant
         errors = services.validate_external_id(cleaned.get("external_id", self.data.get("external_id", "")))
         if errors:
             add_field_errors(self, ValidationFailed(errors), default_field="external_id")
@@ -49,45 +77,131 @@ class UserForm(forms.ModelForm):
             clash = User.objects.filter(tenant=tenant, external_id=cleaned["external_id"]).exclude(pk=self.instance.pk)
             if clash.exists():
                 self.add_error("external_id", "A user with this external id already exists in this tenant.")
-        if tenant is not None and "attributes" in cleaned:
-            definitions = definitions_for(tenant_id=tenant.pk, target=AttributeDefinition.Target.USER)
-            try:
-                cleaned["attributes"] = validate_attributes(definitions, cleaned["attributes"])
-            except ValidationFailed as error:
-                add_field_errors(self, error)
+        if tenant is not None:
+            attributes = self.clean_attribute_values()
+            if attributes is not None:
+                cleaned["attributes"] = attributes
         return cleaned
+
+
+class ChooseTenantForm(forms.Form):
+    """Step one of adding a user: the tenant, picked with select2 over the admin's autocomplete view."""
+
+    def __init__(self, *, tenants: Any, admin_site: admin.AdminSite) -> None:
+        super().__init__()
+        self.fields["tenant"] = forms.ModelChoiceField(
+            queryset=tenants,
+            widget=AutocompleteSelect(User._meta.get_field("tenant"), admin_site),
+            help_text="The tenant of the new user.",
+        )
+
+
+USER_FIELDS = ("external_id", "email", "display_name", "status")
 
 
 @admin.register(User)
 class UserAdmin(ServiceModelAdmin):
+    """Adding a user takes two steps: choose the tenant, then the form with that tenant's attribute fields."""
+
     form = UserForm
     list_display = ["external_id", "tenant", "email", "display_name", "status", "version", "updated_at"]
     list_filter = ["status", "tenant"]
     list_select_related = ["tenant"]
     search_fields = ["external_id", "email", "display_name", "=id"]
-    autocomplete_fields = ["tenant"]
-    readonly_fields = ["id", "version", "created_at", "updated_at"]
-    fields = [
-        "id",
-        "tenant",
-        "external_id",
-        "email",
-        "display_name",
-        "status",
-        "attributes",
-        "version",
-        "created_at",
-        "updated_at",
-    ]
+    ordering = ["-created_at"]
     show_full_result_count = False
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        record = ["id", "version", "created_at", "updated_at"]
+        return record if obj is None else ["tenant", *record]  # a user never moves to another tenant
+
+    def chosen_tenant(self, request: HttpRequest) -> Tenant | None:
+        """The tenant an add form is for (``?tenant=`` in step two, the posted field on save), if visible."""
+        raw = (request.POST if request.method == "POST" else request.GET).get("tenant", "")
+        try:
+            tenant_id = uuid.UUID(str(raw))
+        except ValueError:
+            return None
+        tenant_ids = administered_tenant_ids(request)
+        if tenant_ids is not None and tenant_id not in tenant_ids:
+            return None
+        return Tenant.objects.filter(pk=tenant_id, deleted_at__isnull=True).first()
+
+    def attribute_form(self, request: HttpRequest, obj: User | None) -> type[forms.ModelForm]:
+        """``UserForm`` with the typed fields of the tenant's user attribute definitions (once per request)."""
+        tenant = obj.tenant if obj is not None else self.chosen_tenant(request)
+        cache_key = (obj.pk if obj is not None else None, tenant.pk if tenant is not None else None)
+        cached = getattr(request, "_iam_user_form", None)
+        if cached is not None and cached[0] == cache_key:
+            return cached[1]
+        definitions = (
+            definitions_for(tenant_id=tenant.pk, target=AttributeDefinition.Target.USER) if tenant is not None else []
+        )
+        form = with_attribute_fields(UserForm, definitions, obj.attributes if obj is not None else {})
+        form.chosen_tenant = tenant if obj is None else None  # type: ignore[attr-defined]
+        request._iam_user_form = (cache_key, form)  # type: ignore[attr-defined]
+        return form
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        form = self.attribute_form(request, obj)
+        attributes = [name for name in form.base_fields if name.startswith(PREFIX)]
+        main = ["tenant", *USER_FIELDS] if obj is None else ["id", "tenant", *USER_FIELDS]
+        fieldsets: list = [(None, {"fields": main})]
+        if attributes:
+            fieldsets.append(
+                ("Attributes", {"fields": attributes, "description": ATTRIBUTES_DESCRIPTION, "classes": ["attributes"]})
+            )
+        if obj is not None:
+            fieldsets.append(("Record", {"fields": ["version", "created_at", "updated_at"]}))
+        return fieldsets
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = self.attribute_form(request, obj)
+        return super().get_form(request, obj, change, **kwargs)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        if request.method == "POST" or self.chosen_tenant(request) is not None:
+            return super().add_view(request, form_url, extra_context)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return self.choose_tenant_view(request)
+
+    def choose_tenant_view(self, request: HttpRequest) -> HttpResponse:
+        """Step one of adding a user: pick the tenant (select2 over the admin's autocomplete view)."""
+        tenant_ids = administered_tenant_ids(request)
+        tenants = Tenant.objects.filter(deleted_at__isnull=True)
+        form = ChooseTenantForm(
+            tenants=tenants if tenant_ids is None else tenants.filter(pk__in=tenant_ids), admin_site=self.admin_site
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Add {self.opts.verbose_name}: choose the tenant",
+            "form": form,
+            "media": self.media + form.media,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/users/user/choose_tenant.html", context)
+
+    def response_add(self, request: HttpRequest, obj: User, post_url_continue: Any = None) -> HttpResponse:
+        return self._add_another_in_the_same_tenant(request, obj, super().response_add(request, obj, post_url_continue))
+
+    def response_change(self, request: HttpRequest, obj: User) -> HttpResponse:
+        return self._add_another_in_the_same_tenant(request, obj, super().response_change(request, obj))
+
+    def _add_another_in_the_same_tenant(self, request: HttpRequest, obj: User, response: HttpResponse) -> HttpResponse:
+        """ "Save and add another" goes to step two for the same tenant, not back to choosing one."""
+        if "_addanother" in request.POST and response.status_code == 302:
+            response["Location"] = f"{reverse('admin:users_user_add')}?tenant={obj.tenant_id}"
+        return response
+
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> User:
-        return services.user_create(**data)
+        fields = {name: data[name] for name in USER_FIELDS if name in data}
+        return services.user_create(tenant=data["tenant"], attributes=data.get("attributes", {}), **fields)
 
     def service_update(self, request: HttpRequest, obj: User, data: dict[str, Any]) -> User:
-        data.pop("tenant", None)
-        attributes = data.pop("attributes", None)
-        return services.user_update(user=obj, attributes=attributes, **data)
+        fields = {name: data[name] for name in USER_FIELDS if name in data}
+        return services.user_update(user=obj, attributes=data.get("attributes"), **fields)
 
     def service_delete(self, request: HttpRequest, obj: User) -> None:
         services.user_delete(user=obj)
@@ -113,15 +227,9 @@ class ImportJobAdmin(TenantScopedAdmin):
     """Upload a file, preview its counts with a dry run, run it, download the error report."""
 
     form = ImportUploadForm
-    list_display = [
-        "created_at",
-        "tenant",
-        "file_name",
-        "mode",
-        "dry_run",
-        "status",
-        "outcome",
-    ]
+    list_display = ["short", "created_at", "tenant", "file_name", "mode", "dry_run", "status", "outcome"]
+    list_display_links = ["short", "created_at"]
+    ordering = ["-created_at"]  # newest first
     list_filter = ["status", "dry_run", "tenant"]
     list_select_related = ["tenant"]
     autocomplete_fields = ["tenant"]
@@ -143,6 +251,10 @@ class ImportJobAdmin(TenantScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False if obj is not None else super().has_change_permission(request, obj)
+
+    @admin.display(description="id")
+    def short(self, obj: ImportJob) -> str:
+        return short_id(obj.pk)
 
     @admin.display(description="error report")
     def report_link(self, obj: ImportJob) -> str:

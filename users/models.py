@@ -80,7 +80,7 @@ class ImportJob(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"import {self.file_name or self.id} into {self.tenant_id} ({self.status})"
+        return f"import {self.file_name or self.id} into {self.tenant.slug} ({self.status})"
 
     @property
     def outcome(self) -> str:
