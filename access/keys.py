@@ -20,7 +20,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from access import scopes as S
@@ -122,17 +122,34 @@ def _principal(key: ApiKey) -> Principal:
     return Principal("key", key.name, S.expand(frozenset(key.scopes)), tenant_ids, str(key.pk))
 
 
+def _fetch(key_hash: str) -> ApiKey | None:
+    """``ApiKey.objects.filter(key_hash=…).first()`` without compiling the query on every request:
+    without a shared cache every API request reads its key (docs/performance.md)."""
+    global _FETCH
+    if _FETCH is None:
+        fields = ApiKey._meta.concrete_fields
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        _FETCH = (f"SELECT {columns} FROM {ApiKey._meta.db_table} WHERE key_hash = %s", [f.attname for f in fields])
+    with connection.cursor() as cursor:
+        cursor.execute(_FETCH[0], [key_hash])
+        row = cursor.fetchone()
+    return None if row is None else ApiKey.from_db(connection.alias, _FETCH[1], row)
+
+
+_FETCH: tuple[str, list[str]] | None = None
+
+
 def _load(key_hash: str) -> ApiKey | None:
     if not settings.SHARED_CACHE:
-        return ApiKey.objects.filter(key_hash=key_hash).first()
+        return _fetch(key_hash)
     try:
         current = generation()  # read before the database: a revocation after it replaces it
     except Exception:  # noqa: BLE001 - a cache outage: the database, and nothing held
-        return ApiKey.objects.filter(key_hash=key_hash).first()
+        return _fetch(key_hash)
     entry = _LOCAL.get(key_hash)
     if entry is not None and entry[2] == current and entry[3] >= time.monotonic():
         return entry[0]
-    key = ApiKey.objects.filter(key_hash=key_hash).first()
+    key = _fetch(key_hash)
     if key is not None and key.active:
         if len(_LOCAL) >= LOCAL_SIZE:
             _LOCAL.clear()

@@ -93,11 +93,12 @@ class LeanApiMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.routes = routes()
-        self.prefix = "/api/"
+        # The literal start of each pattern: any other path goes on at the cost of one startswith.
+        self.prefixes = tuple({re.match(r"\^([\w/.-]*)", route.pattern).group(1) for route in self.routes})  # type: ignore[union-attr]
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if not path.startswith(self.prefix):
+        if not path.startswith(self.prefixes):
             return self.get_response(request)
         for route in self.routes:
             found = route.compiled.match(path)

@@ -49,7 +49,15 @@ def route_of(request: HttpRequest) -> str:
 
 def route_template(route: str) -> str:
     """``api/v1/tenants/(?P<tenant>[^/]+)/$`` (a router's regex) → ``api/v1/tenants/{tenant}/``."""
-    return _PATH_CONVERTER.sub(r"{\1}", _NAMED_GROUP.sub(r"{\1}", route)).lstrip("^").rstrip("$")
+    template = _TEMPLATES.get(route)
+    if template is None:  # the URLconf's routes are a fixed set: each is rewritten once per process
+        template = _PATH_CONVERTER.sub(r"{\1}", _NAMED_GROUP.sub(r"{\1}", route)).lstrip("^").rstrip("$")
+        if len(_TEMPLATES) < 10_000:
+            _TEMPLATES[route] = template
+    return template
+
+
+_TEMPLATES: dict[str, str] = {}
 
 
 _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
@@ -96,7 +104,7 @@ class ObservabilityMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        request_id = request.META.get("HTTP_X_REQUEST_ID", "")[:64] or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         try:

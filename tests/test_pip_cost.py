@@ -145,7 +145,7 @@ def client(acme):  # type: ignore[no-untyped-def]
     return client
 
 
-ONE_ROUND_TRIP = {"mget": 1, "incrby": 1, "expire": 1}  # generation + tokens + entry, throttle counter
+ONE_ROUND_TRIP = {"mget": 1, "incr": 1, "expire": 1}  # generation + tokens + entry, throttle counter
 
 
 @pytest.mark.parametrize("by", ["slug", "id"])
