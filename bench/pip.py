@@ -565,6 +565,7 @@ class Bench:
                 "CELERY_BROKER_URL": broker,
                 "LOG_LEVEL": "WARNING",
                 "API_THROTTLE_RATE": self.args.throttle_rate,
+                "PIP_THROTTLE_RATE": self.args.throttle_rate,
                 "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", str(self.workdir)),
             }
         )
