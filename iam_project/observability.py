@@ -120,22 +120,23 @@ class ObservabilityMiddleware:
         level = logging.DEBUG if match is not None and match.url_name in QUIET_ROUTES else logging.INFO
         if response.status_code >= 500:
             level = logging.ERROR
-        logger.log(
-            level,
-            "%s %s %s",
-            request.method,
-            route,
-            response.status_code,
-            extra={
-                "request_id": request_id,
-                "method": request.method,
-                "route": route,
-                "status": response.status_code,
-                "duration_ms": round(duration * 1000, 2),
-                "tenant": (match.kwargs.get("tenant", "") if match else ""),
-                "principal": principal_of(request),
-            },
-        )
+        if logger.isEnabledFor(level):  # the line's fields are built only for a line that is written
+            logger.log(
+                level,
+                "%s %s %s",
+                request.method,
+                route,
+                response.status_code,
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "route": route,
+                    "status": response.status_code,
+                    "duration_ms": round(duration * 1000, 2),
+                    "tenant": (match.kwargs.get("tenant", "") if match else ""),
+                    "principal": principal_of(request),
+                },
+            )
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -44,7 +44,7 @@ def subject_token_key(tenant_id: UUID | str, external_id: str) -> str:
 
 
 def entry_key(tenant_id: UUID | str, external_id: str) -> str:
-    return f"pip:e:{tenant_id}:{_h(external_id)}"
+    return f"pip:e2:{tenant_id}:{_h(external_id)}"  # e2: entries are (tokens…, Resolved tuple)
 
 
 def slug_key(slug: str) -> str:
