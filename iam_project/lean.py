@@ -3,8 +3,9 @@
 A PIP lookup is a GET with a Bearer key that answers JSON. Through the full stack it pays for a
 session, CSRF, messages, the console's authentication, DRF's request wrapping, content negotiation
 and renderers, and one Redis round trip per concern (key, throttle, entry). Here, for the routes in
-``LEAN_ROUTES`` only, :class:`LeanApiMiddleware` (placed after the security and body-size
-middleware, before the session) answers the **common case** itself:
+``LEAN_ROUTES`` only, :class:`LeanApiMiddleware` (the outermost middleware, doing what the
+observability, security and body-size middleware do with their own code) answers the **common case**
+itself:
 
 * a route and method it serves, ``Authorization: Bearer <key>`` with a key this process holds (or
   reads once from PostgreSQL), holding the route's scope;
@@ -16,10 +17,10 @@ middleware, before the session) answers the **common case** itself:
 Everything else — no or a bad key, a missing scope, a method the route lacks, a body that is not
 JSON, a key revoked since this process read it — falls through to the full stack unchanged, so every
 refusal keeps its status, headers and problem body by construction (``tests/test_api_statuses.py``).
-What the door answers itself (200, 304, the handler's 400/404, 429) carries the headers the full
-stack adds (``Allow``, ``X-Frame-Options``, ``Content-Length``; the security headers come from the
-middleware around it), and the request's metrics and log line (``ObservabilityMiddleware``) see the
-same route template, principal and tenant. django-prometheus's ``django_http_*`` families (not used
+What the door answers itself (200, 304, the handler's 400/404, 429, a 503 while the database is
+down) carries the headers the full stack adds (``Allow``, ``X-Frame-Options``, ``Content-Length``,
+``SecurityMiddleware``'s, ``X-Request-ID``), and the request's metrics and log line have the same
+route template, principal and tenant. django-prometheus's ``django_http_*`` families (not used
 by the runbook or the dashboards) do not count these requests.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware.security import SecurityMiddleware
 from django.urls import ResolverMatch, resolve
 from django.utils.module_loading import import_string
 
@@ -42,6 +45,8 @@ from access.principals import KeyUser, Principal
 from access.throttling import PrincipalRateThrottle, verdict
 from iam_project.api.problems import PROBLEM_JSON, problem_body
 from iam_project.errors import DomainError
+from iam_project.middleware import refusal
+from iam_project.observability import DATABASE_DOWN, database_unavailable, observed, request_id_of, request_id_var
 from iam_project.redis_cache import round_trip
 
 logger = logging.getLogger(__name__)
@@ -93,22 +98,48 @@ class LeanApiMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.routes = routes()
+        self.security = SecurityMiddleware(get_response)
         # The literal start of each pattern: any other path goes on at the cost of one startswith.
         self.prefixes = tuple({re.match(r"\^([\w/.-]*)", route.pattern).group(1) for route in self.routes})  # type: ignore[union-attr]
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if not path.startswith(self.prefixes):
-            return self.get_response(request)
-        for route in self.routes:
-            found = route.compiled.match(path)
-            if found is not None:
-                if request.method in route.methods:
-                    response = self.serve(request, route, found.groupdict())
-                    if response is not None:
-                        return response
-                break
+        if path.startswith(self.prefixes):
+            for route in self.routes:
+                found = route.compiled.match(path)
+                if found is not None:
+                    if request.method in route.methods:
+                        response = self.door(request, route, found.groupdict())
+                        if response is not None:
+                            return response
+                    break
         return self.get_response(request)
+
+    def door(self, request: HttpRequest, route: LeanRoute, kwargs: dict[str, str]) -> HttpResponse | None:
+        """What the middleware in front of the session does for these requests, then :meth:`serve`.
+
+        The lean door is the outermost middleware: it does itself, with the same code, what
+        ``ObservabilityMiddleware`` (request id, metrics, log line), ``SecurityMiddleware`` (its
+        headers; an HTTPS redirect falls through) and ``BodySizeLimitMiddleware`` (a refusal falls
+        through) do. ``ProbesMiddleware``, ``ApiProblemMiddleware`` and WhiteNoise have nothing to do
+        for these paths; django-prometheus's middleware is the one left out.
+        """
+        if self.security.process_request(request) is not None or refusal(request) is not None:
+            return FALL_THROUGH
+        request_id = request_id_of(request)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.serve(request, route, kwargs)
+        except DATABASE_DOWN:
+            response = database_unavailable(request)
+        except Exception:  # noqa: BLE001 - a bug or a bad Host: the full stack answers (500, 400) and logs it
+            response = FALL_THROUGH
+        finally:
+            request_id_var.reset(token)
+        if response is None:
+            return FALL_THROUGH
+        return observed(request, self.security.process_response(request, response), request_id, started)
 
     def serve(self, request: HttpRequest, route: LeanRoute, kwargs: dict[str, str]) -> HttpResponse | None:
         authorization = request.META.get("HTTP_AUTHORIZATION", "")
@@ -117,7 +148,7 @@ class LeanApiMiddleware:
         raw = authorization[7:]
         if not raw or " " in raw:
             return FALL_THROUGH
-        request.get_host()  # CommonMiddleware's check: a Host outside ALLOWED_HOSTS is a 400
+        request.get_host()  # CommonMiddleware's check: a Host outside ALLOWED_HOSTS raises (the full stack's 400)
         shared = settings.SHARED_CACHE
         held = keys.held(raw) if shared else None
         if held is None:

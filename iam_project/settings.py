@@ -100,6 +100,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The PIP's hot paths answer here, with the observability and security headers of the middleware
+    # below and without session, CSRF, messages or DRF (iam_project/lean.py); every other request,
+    # and every refusal, goes on through the rest of the stack.
+    "iam_project.lean.LeanApiMiddleware",
     "iam_project.observability.ObservabilityMiddleware",
     "iam_project.observability.ProbesMiddleware",
     "iam_project.middleware.ApiProblemMiddleware",
@@ -107,9 +111,6 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "iam_project.middleware.BodySizeLimitMiddleware",
-    # The PIP's hot paths answer here, without session, CSRF, messages or DRF (iam_project/lean.py);
-    # every other request, and every refusal, goes on through the rest of the stack.
-    "iam_project.lean.LeanApiMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
