@@ -45,6 +45,8 @@ class Resolved(NamedTuple):
 
 
 def as_uuid(ref: str) -> uuid.UUID | None:
+    if len(ref) < 32:  # a slug: no UUID has fewer than 32 hex digits (and raising costs every lookup)
+        return None
     try:
         return uuid.UUID(ref)
     except ValueError:
