@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import ResolverMatch, resolve
@@ -133,7 +134,11 @@ class LeanApiMiddleware:
             response = self.serve(request, route, kwargs)
         except DATABASE_DOWN:
             response = database_unavailable(request)
-        except Exception:  # noqa: BLE001 - a bug or a bad Host: the full stack answers (500, 400) and logs it
+        except DisallowedHost:
+            response = FALL_THROUGH  # the full stack's 400 problem and log line
+        except Exception:
+            # A bug of the door: said loudly, and the full stack answers (its own 500 if it fails too).
+            logger.exception("the lean door failed; the full stack answers")
             response = FALL_THROUGH
         finally:
             request_id_var.reset(token)
