@@ -152,7 +152,10 @@ class Watchdog:
     def pgdata(self, directory: Path, remove: bool) -> None:
         self._send(f"pgdata {directory}")
         if remove:
-            self._send(f"remove {directory}")
+            self.remove(directory)
+
+    def remove(self, directory: Path) -> None:
+        self._send(f"remove {directory}")
 
     def done(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -531,6 +534,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.workdir = Path(tempfile.mkdtemp(prefix="iam-bench-pip-"))
+        WATCHDOG.remove(self.workdir)
         self.started: list = []
         self.results: dict = {
             "benchmark": "pip",
