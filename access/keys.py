@@ -2,9 +2,12 @@
 
 A fast hash is right for high-entropy keys (a password hasher on the request path would cost tens
 of milliseconds per request and buy nothing). A key's scopes and tenants are fixed at creation, so
-with a shared cache (``REDIS_URL``) the resolved key is cached for ``API_KEY_CACHE_SECONDS`` and
-dropped from the cache when the key is revoked, which makes revocation effective on the very next
-request. ``last_used_at`` is written at most once a minute per key.
+with a shared cache (``REDIS_URL``) each process holds the keys it has seen for at most
+``API_KEY_CACHE_SECONDS``, together with the **revocation generation** it read *before* reading the
+key from the database. Every revocation replaces the generation in the shared cache; a request reads
+it (in the same round trip as its throttle counter) and drops the process's keys when it changed, so
+revocation is effective on the very next request, in every process. Without a shared cache every
+request reads its key from PostgreSQL. ``last_used_at`` is written at most once a minute per key.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from access import scopes as S
@@ -34,8 +37,10 @@ def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _cache_key(key_hash: str) -> str:
-    return f"apikey:{key_hash}"
+GENERATION_KEY = "apikey:generation"
+# key hash → (key, its principal, the generation read before the key was, monotonic expiry)
+_LOCAL: dict[str, tuple[ApiKey, Principal, str, float]] = {}
+LOCAL_SIZE = 10_000
 
 
 def api_key_create(
@@ -75,16 +80,41 @@ def api_key_create(
 def api_key_revoke(*, key: ApiKey) -> None:
     if key.revoked_at is None:
         ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
-    transaction.on_commit(lambda: _forget(key.key_hash))
-    _forget(key.key_hash)
+    transaction.on_commit(_new_generation)
+    _new_generation()
 
 
-def _forget(key_hash: str) -> None:
+def _new_generation() -> None:
+    """Every process drops the keys it holds on its next request (and this one at once)."""
+    _LOCAL.clear()
     if settings.SHARED_CACHE:
         try:
-            cache.delete(_cache_key(key_hash))
-        except Exception:  # noqa: BLE001 - the cache entry expires by itself (API_KEY_CACHE_SECONDS)
+            cache.set(GENERATION_KEY, secrets.token_hex(8), None)
+        except Exception:  # noqa: BLE001 - processes drop their keys by themselves (API_KEY_CACHE_SECONDS)
             pass
+
+
+def generation() -> str:
+    """The current revocation generation (one round trip; created if the cache lost it)."""
+    found = cache.get(GENERATION_KEY)
+    if found is None:
+        found = secrets.token_hex(8)
+        if not cache.add(GENERATION_KEY, found, None):
+            found = cache.get(GENERATION_KEY) or found
+    return str(found)
+
+
+def held(raw: str) -> tuple[ApiKey, Principal, str] | None:
+    """The key, its principal and generation if this process holds it (no I/O); the caller must
+    compare the generation with the shared one before trusting it."""
+    entry = _LOCAL.get(hash_key(raw))
+    if entry is None or entry[3] < time.monotonic() or not entry[0].active:
+        return None
+    return entry[0], entry[1], entry[2]
+
+
+def drop_held() -> None:
+    _LOCAL.clear()
 
 
 def _principal(key: ApiKey) -> Principal:
@@ -92,27 +122,45 @@ def _principal(key: ApiKey) -> Principal:
     return Principal("key", key.name, S.expand(frozenset(key.scopes)), tenant_ids, str(key.pk))
 
 
+def _fetch(key_hash: str) -> ApiKey | None:
+    """``ApiKey.objects.filter(key_hash=…).first()`` without compiling the query on every request:
+    without a shared cache every API request reads its key (docs/performance.md)."""
+    global _FETCH
+    if _FETCH is None:
+        fields = ApiKey._meta.concrete_fields
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        _FETCH = (f"SELECT {columns} FROM {ApiKey._meta.db_table} WHERE key_hash = %s", [f.attname for f in fields])
+    with connection.cursor() as cursor:
+        cursor.execute(_FETCH[0], [key_hash])
+        row = cursor.fetchone()
+    return None if row is None else ApiKey.from_db(connection.alias, _FETCH[1], row)
+
+
+_FETCH: tuple[str, list[str]] | None = None
+
+
 def _load(key_hash: str) -> ApiKey | None:
-    if settings.SHARED_CACHE:
-        try:
-            cached = cache.get(_cache_key(key_hash))
-        except Exception:  # noqa: BLE001 - a cache outage falls back to the database
-            cached = None
-        if cached is not None:
-            return cached
-    key = ApiKey.objects.filter(key_hash=key_hash).first()
-    if key is not None and settings.SHARED_CACHE and key.active:
-        try:
-            cache.set(_cache_key(key_hash), key, settings.API_KEY_CACHE_SECONDS)
-        except Exception:  # noqa: BLE001
-            pass
+    if not settings.SHARED_CACHE:
+        return _fetch(key_hash)
+    try:
+        current = generation()  # read before the database: a revocation after it replaces it
+    except Exception:  # noqa: BLE001 - a cache outage: the database, and nothing held
+        return _fetch(key_hash)
+    entry = _LOCAL.get(key_hash)
+    if entry is not None and entry[2] == current and entry[3] >= time.monotonic():
+        return entry[0]
+    key = _fetch(key_hash)
+    if key is not None and key.active:
+        if len(_LOCAL) >= LOCAL_SIZE:
+            _LOCAL.clear()
+        _LOCAL[key_hash] = (key, _principal(key), current, time.monotonic() + settings.API_KEY_CACHE_SECONDS)
     return key
 
 
 _TOUCHED: dict[object, float] = {}  # key id → when this process last recorded a use (monotonic)
 
 
-def _touch(key: ApiKey) -> None:
+def record_use(key: ApiKey) -> None:
     now = timezone.now()
     if _TOUCHED.get(key.pk, -1e9) > time.monotonic() - LAST_USED_RESOLUTION.total_seconds():
         return  # this process recorded a use less than a minute ago: no round trip at all
@@ -137,5 +185,6 @@ def principal_for_key(raw: str) -> tuple[ApiKey, Principal] | None:
     key = _load(hash_key(raw))
     if key is None or not key.active:
         return None
-    _touch(key)
-    return key, _principal(key)
+    record_use(key)
+    entry = _LOCAL.get(key.key_hash)
+    return key, entry[1] if entry is not None and entry[0] is key else _principal(key)

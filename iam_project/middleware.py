@@ -23,17 +23,22 @@ class BodySizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith("/api/"):
-            if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
-                return plain_problem(400, "Bad request", "NUL characters are not allowed in the path or query")
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            limit = settings.IMPORT_MAX_BYTES if IMPORTS.match(request.path) else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            if length > limit:
-                return plain_problem(413, "Payload too large", f"the request body exceeds {limit} bytes")
-        return self.get_response(request)
+        return refusal(request) or self.get_response(request)
+
+
+def refusal(request: HttpRequest) -> HttpResponse | None:
+    """:class:`BodySizeLimitMiddleware`'s answer for a request it refuses, else None."""
+    if request.path.startswith("/api/"):
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return plain_problem(400, "Bad request", "NUL characters are not allowed in the path or query")
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.IMPORT_MAX_BYTES if IMPORTS.match(request.path) else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if length > limit:
+            return plain_problem(413, "Payload too large", f"the request body exceeds {limit} bytes")
+    return None
 
 
 class ApiProblemMiddleware:

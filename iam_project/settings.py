@@ -100,6 +100,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The PIP's hot paths answer here, with the observability and security headers of the middleware
+    # below and without session, CSRF, messages or DRF (iam_project/lean.py); every other request,
+    # and every refusal, goes on through the rest of the stack.
+    "iam_project.lean.LeanApiMiddleware",
     "iam_project.observability.ObservabilityMiddleware",
     "iam_project.observability.ProbesMiddleware",
     "iam_project.middleware.ApiProblemMiddleware",
@@ -187,7 +191,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["access.permissions.ScopePermission"],
     "DEFAULT_THROTTLE_CLASSES": ["access.throttling.PrincipalRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"principal": env.str("API_THROTTLE_RATE", default="6000/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "principal": env.str("API_THROTTLE_RATE", default="6000/min"),
+        "pip": env.str("PIP_THROTTLE_RATE", default="2000/s"),  # per key: machines asking many times a second
+    },
     "DEFAULT_PARSER_CLASSES": ["iam_project.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "iam_project.api.pagination.CursorPagination",
@@ -358,7 +365,7 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if _cache_url:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "iam_project.redis_cache.RedisCache",  # one redis-py client per process
             "LOCATION": _cache_url,
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
@@ -370,6 +377,7 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=60)
 PIP_CACHE_SECONDS = env.int("PIP_CACHE_SECONDS", default=300)
 PIP_CACHE_CONTROL = env.str("PIP_CACHE_CONTROL", default="private, max-age=0, must-revalidate")
 PIP_BATCH_MAX = env.int("PIP_BATCH_MAX", default=100)
+LEAN_ROUTES = ["resolver.api.lean.ROUTES"]  # iam_project/lean.py
 
 # --- audit ----------------------------------------------------------------------------------------
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)

@@ -44,7 +44,7 @@ def subject_token_key(tenant_id: UUID | str, external_id: str) -> str:
 
 
 def entry_key(tenant_id: UUID | str, external_id: str) -> str:
-    return f"pip:e:{tenant_id}:{_h(external_id)}"
+    return f"pip:e2:{tenant_id}:{_h(external_id)}"  # e2: entries are (tokens…, Resolved tuple)
 
 
 def slug_key(slug: str) -> str:
@@ -59,10 +59,18 @@ SLUG_MEMO_SECONDS = 60.0
 SLUG_MEMO_SIZE = 10_000
 
 
-def tenant_id_for_slug(slug: str) -> str | None:
+def memoised_tenant_id(slug: str) -> str | None:
+    """The tenant id this process memoised for ``slug`` (no I/O)."""
     memo = _SLUG_MEMO.get(slug)
     if memo is not None and memo[1] > time.monotonic():
         return memo[0]
+    return None
+
+
+def tenant_id_for_slug(slug: str) -> str | None:
+    memo = memoised_tenant_id(slug)
+    if memo is not None:
+        return memo
     try:
         found = cache.get(slug_key(slug))
     except Exception:  # noqa: BLE001
@@ -86,11 +94,24 @@ def _memo_slug(slug: str, tenant_id: str) -> None:
     _SLUG_MEMO[slug] = (tenant_id, time.monotonic() + SLUG_MEMO_SECONDS)
 
 
-def lookup(tenant_id: str, external_id: str, slug: str | None = None) -> tuple[Any, tuple[str, str] | None]:
-    """(entry or None, the tokens to store a fresh entry under — None if the cache is unavailable)."""
-    keys = [tenant_token_key(tenant_id), subject_token_key(tenant_id, external_id), entry_key(tenant_id, external_id)]
+def lookup_keys(tenant_id: str, external_id: str) -> list[str]:
+    """What :func:`lookup` reads: the tenant's token, the subject's token and the entry."""
+    return [tenant_token_key(tenant_id), subject_token_key(tenant_id, external_id), entry_key(tenant_id, external_id)]
+
+
+def lookup(
+    tenant_id: str, external_id: str, slug: str | None = None, prefetched: list[Any] | None = None
+) -> tuple[Any, tuple[str, str] | None]:
+    """(entry or None, the tokens to store a fresh entry under — None if the cache is unavailable).
+
+    ``prefetched``: the values of :func:`lookup_keys`, already read in the request's round trip.
+    """
+    keys = lookup_keys(tenant_id, external_id)
     try:
-        found = cache.get_many(keys)
+        if prefetched is not None:
+            found = {key: value for key, value in zip(keys, prefetched, strict=True) if value is not None}
+        else:
+            found = cache.get_many(keys)
         tenant_token, subject_token = found.get(keys[0]), found.get(keys[1])
         if tenant_token is None:
             tenant_token = _new_token()

@@ -1,0 +1,237 @@
+"""What one PIP request costs, pinned: Redis round trips and commands, SQL queries, per scenario.
+
+Against a real ``redis-server`` (started on a free port for this module) through the production
+cache backend, so that the cost of the hot path cannot creep back unnoticed (issue 13). Round trips
+are counted at redis-py's socket writes (a pipeline is one), commands by the server
+(``INFO commandstats``), queries by Django (``CaptureQueriesContext``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from access import keys
+from access.keys import api_key_create, api_key_revoke
+from iam_project.embedded import free_port
+from iam_project.redis_cache import Wire
+from resolver.cache import _SLUG_MEMO
+from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+    if binary is None:
+        pytest.skip("redis-server not found on PATH (Debian: apt-get install redis-server)")
+    port = free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+    ]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def with_redis(settings, redis_url):  # type: ignore[no-untyped-def]
+    """The production cache configuration (``REDIS_URL`` set), against the module's redis-server."""
+    from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "iam_project.redis_cache.RedisCache", "LOCATION": redis_url}}
+    settings.SHARED_CACHE = True
+    cache.clear()
+    _SLUG_MEMO.clear()
+    keys.drop_held()
+    yield redis.Redis.from_url(redis_url)
+    cache.clear()
+    _SLUG_MEMO.clear()
+    keys.drop_held()
+
+
+class Cost:
+    def __init__(self) -> None:
+        self.round_trips = 0
+        self.server_reads = 0
+        self.commands: Counter[str] = Counter()
+        self.queries: list[str] = []
+
+
+@pytest.fixture
+def cost(monkeypatch, request):  # type: ignore[no-untyped-def]
+    """``with cost() as c:`` counts the Redis round trips, Redis commands and SQL queries inside."""
+    from contextlib import contextmanager
+
+    server = request.getfixturevalue("with_redis") if "with_redis" in request.fixturenames else None
+
+    @contextmanager
+    def measure() -> Iterator[Cost]:
+        found = Cost()
+        original = redis.connection.Connection.send_packed_command
+        original_call = Wire.call
+
+        def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+            found.round_trips += 1
+            return original(self, command, check_health)
+
+        def counting_call(self, packed, count):  # type: ignore[no-untyped-def]
+            found.round_trips += 1
+            return original_call(self, packed, count)
+
+        if server is not None:
+            server.config_resetstat()
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+        monkeypatch.setattr(Wire, "call", counting_call)
+        try:
+            with CaptureQueriesContext(connection) as queries:
+                yield found
+        finally:
+            monkeypatch.setattr(redis.connection.Connection, "send_packed_command", original)
+            monkeypatch.setattr(Wire, "call", original_call)
+        found.queries = [q["sql"] for q in queries.captured_queries]
+        if server is not None:
+            # The server's own count of socket reads: a pipelined write arrives as one (the INFO
+            # command reading it is the last one).
+            found.server_reads = int(server.info("stats")["total_reads_processed"]) - 1
+            for name, stats in server.info("commandstats").items():
+                command = name.removeprefix("cmdstat_")
+                if command not in ("info", "config|resetstat", "config"):
+                    found.commands[command] = stats["calls"]
+
+    return measure
+
+
+@pytest.fixture
+def acme():  # type: ignore[no-untyped-def]
+    tenant = TenantFactory(slug="acme", name="Acme")
+    DefinitionFactory(tenant=tenant, key="n", type="integer")
+    for i in range(50):
+        UserFactory(tenant=tenant, external_id=f"u{i}", attributes={"n": i})
+    return tenant
+
+
+@pytest.fixture
+def client(acme):  # type: ignore[no-untyped-def]
+    _, raw = api_key_create(name="opa", scopes=["pip:read"], tenants=[acme])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+ONE_ROUND_TRIP = {"mget": 1, "incr": 1, "expire": 1}  # generation + tokens + entry, throttle counter
+
+
+@pytest.mark.parametrize("by", ["slug", "id"])
+def test_cached_lookup_is_one_round_trip_and_no_query(client, acme, with_redis, cost, by) -> None:  # type: ignore[no-untyped-def]
+    path = f"/api/v1/pip/tenants/{acme.slug if by == 'slug' else acme.id}/subjects/u1"
+    first = client.get(path)  # the key read once, the slug memoised, the entry stored
+    assert client.get(path).status_code == 200
+    with cost() as c:
+        response = client.get(path)
+    assert response.status_code == 200 and response.content == first.content
+    assert (c.round_trips, dict(c.commands), c.queries) == (1, ONE_ROUND_TRIP, [])
+    assert c.server_reads == 1
+    with cost() as c:
+        assert client.get(path, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+    assert (c.round_trips, dict(c.commands), c.queries) == (1, ONE_ROUND_TRIP, [])
+
+
+def test_cache_miss_is_one_query_and_two_round_trips(client, acme, with_redis, cost) -> None:  # type: ignore[no-untyped-def]
+    client.get("/api/v1/pip/tenants/acme/subjects/u1")
+    client.get("/api/v1/pip/tenants/acme/subjects/u2")  # tokens of the tenant exist
+    with_redis.delete(*with_redis.keys("*pip:e2:*"))
+    with cost() as c:
+        assert client.get("/api/v1/pip/tenants/acme/subjects/u2").status_code == 200
+    assert (c.round_trips, dict(c.commands), len(c.queries)) == (2, {**ONE_ROUND_TRIP, "set": 1}, 1)
+
+
+def test_batch_of_50_is_one_round_trip_and_one_query(client, acme, with_redis, cost) -> None:  # type: ignore[no-untyped-def]
+    body = {"subjects": [{"tenant": "acme", "external_id": f"u{i}"} for i in range(50)]}
+    client.post("/api/v1/pip/resolve", body, format="json")
+    with cost() as c:
+        response = client.post("/api/v1/pip/resolve", body, format="json")
+    assert response.status_code == 200 and all(r["found"] for r in response.json()["results"])
+    assert (c.round_trips, dict(c.commands), len(c.queries)) == (1, ONE_ROUND_TRIP, 1)
+
+
+def test_without_a_shared_cache_a_lookup_is_two_queries_and_a_batch_two(client, acme, cost) -> None:  # type: ignore[no-untyped-def]
+    client.get("/api/v1/pip/tenants/acme/subjects/u1")  # last_used_at is written once a minute, not here
+    with cost() as c:
+        assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
+    assert (c.round_trips, len(c.queries)) == (0, 2), c.queries  # the key, the subject
+    body = {"subjects": [{"tenant": "acme", "external_id": f"u{i}"} for i in range(50)]}
+    with cost() as c:
+        assert client.post("/api/v1/pip/resolve", body, format="json").status_code == 200
+    assert (c.round_trips, len(c.queries)) == (0, 2), c.queries
+
+
+def test_a_held_key_is_refused_on_the_next_request_after_revocation(
+    acme, with_redis, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    key, raw = api_key_create(name="soon-revoked", scopes=["pip:read"], tenants=[acme])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
+    assert keys.held(raw) is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(key=key)
+    # Another process still holds the key: only the shared generation tells it.
+    from access.keys import _LOCAL, _principal, hash_key
+
+    key.revoked_at = None
+    _LOCAL[hash_key(raw)] = (key, _principal(key), "a generation from before the revocation", time.monotonic() + 60)
+    response = client.get("/api/v1/pip/tenants/acme/subjects/u1")
+    assert response.status_code == 401 and response["WWW-Authenticate"] == 'Bearer realm="iam-service"'
+
+
+def test_the_pip_throttle_counts_one_per_request_in_a_fixed_window(client, acme, with_redis, settings) -> None:  # type: ignore[no-untyped-def]
+    from access.throttling import PrincipalRateThrottle
+
+    rates = {**PrincipalRateThrottle.THROTTLE_RATES, "pip": "3/h"}
+    PrincipalRateThrottle.THROTTLE_RATES, saved = rates, PrincipalRateThrottle.THROTTLE_RATES
+    try:
+        statuses = [client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code for _ in range(4)]
+        refused = client.get("/api/v1/pip/tenants/acme/subjects/u1")
+    finally:
+        PrincipalRateThrottle.THROTTLE_RATES = saved
+    assert statuses == [200, 200, 200, 429]
+    assert 0 < int(refused["Retry-After"]) <= 3600 and refused["Content-Type"] == "application/problem+json"
