@@ -32,12 +32,12 @@ class BadJSON(ValueError):
 
 def decode_json(text: str) -> Any:
     """``text`` as a JSON document, refusing what :mod:`json` accepts but we cannot handle or store."""
-    _check_depth(text)
+    check_depth(text)
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:  # JSONDecodeError, and the constants refused above
         raise BadJSON("/", "syntax", f"malformed JSON: {exc}") from None
-    except RecursionError:  # unreachable after _check_depth; kept so that no body can ever 500 here
+    except RecursionError:  # unreachable after check_depth; kept so that no body can ever 500 here
         raise BadJSON("/", "depth", f"nested deeper than {MAX_DEPTH} levels") from None
     if _ESCAPED_SURROGATE_OR_NUL.search(text):  # the only ways to spell NUL or a surrogate in JSON
         found = unstorable_text(data, "")
@@ -46,7 +46,8 @@ def decode_json(text: str) -> Any:
     return data
 
 
-def _check_depth(text: str) -> None:
+def check_depth(text: str) -> None:
+    """Raise :class:`BadJSON` (rule ``depth``) when ``text`` nests deeper than :data:`MAX_DEPTH`."""
     # Fast path: fewer opening brackets than the bound cannot nest deeper than it (brackets inside
     # strings are counted too, which only over-counts).
     if text.count("[") + text.count("{") <= MAX_DEPTH:

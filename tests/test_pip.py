@@ -397,3 +397,20 @@ def test_a_slug_reused_by_a_new_tenant_never_serves_the_old_tenants_entries(
     with django_capture_on_commit_callbacks(execute=True):
         user_services.user_update(user=reborn.users.get(), attributes={"level": 3})
     assert json.loads(client.get(url("acme", "alice")).content)["attributes"] == {"level": 3}
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        ('{"subjects": [{"tenant": "acme", "external_id": "x", "deep": ' + "[" * 40 + "]" * 40 + "}]}", "depth"),
+        ('{"subjects": [{"tenant": "acme", "external_id": "a\\u0000b"}]}', "nul"),
+        ('{"subjects": [{"tenant": "acme", "external_id": "\\udc00"}]}', "unicode"),
+    ],
+)
+def test_a_batch_with_input_the_decoder_refuses_is_400_with_its_rule_through_the_fast_path(
+    pip_client, body: str, rule: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The PIP's fast path hands what the one JSON decoder refuses to the full stack, which names the rule."""
+    response = pip_client.generic("POST", "/api/v1/pip/resolve", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["rule"] == rule, response.json()

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 
 from access import scopes as S
 from access.principals import Principal
-from attributes.validation import nul_pointer
+from iam_project.client_json import BadJSON, check_depth, unstorable_text
 from iam_project.lean import FALL_THROUGH, LeanRoute
 from resolver.api.views import prefetch_keys, subject_lookup, subjects_lookup, wants_authzen
 
@@ -50,11 +50,16 @@ def parse_batch(request: HttpRequest) -> bool:
     """Parse the body before anything is counted; False: let the full stack answer (415, 400)."""
     if request.content_type != "application/json":
         return False
+    # What iam_project.client_json.decode_json refuses falls through, to be refused there (400 with
+    # the pointer and rule): orjson already refuses lone surrogates and NaN; the depth bound and NUL
+    # are checked here.
     try:
-        data = orjson.loads(request.body)
-    except orjson.JSONDecodeError:
+        text = request.body.decode("utf-8")
+        check_depth(text)
+        data = orjson.loads(text)
+    except (UnicodeDecodeError, BadJSON, orjson.JSONDecodeError):
         return False
-    if nul_pointer(data, "") is not None:
+    if unstorable_text(data, "") is not None:
         return False
     request._lean_json = data  # type: ignore[attr-defined]
     return True
