@@ -16,7 +16,10 @@ JSON event format as the value, ``content-type: application/cloudevents+json``).
 A batch is produced at once (librdkafka pipelines it); the delivery reports, served by ``poll()``,
 give the acknowledged prefix. ``message.timeout.ms`` equals the publish timeout, so every message
 gets its final report (delivered, or failed) within it and the relay's transaction stays bounded.
-The producer is created per process (librdkafka's threads do not survive a fork).
+The producer is created per process (librdkafka's threads do not survive a fork). Its principal
+needs WRITE and DESCRIBE on the topic (CREATE too, for the relay to create it) and, on brokers older
+than Kafka 2.8, IDEMPOTENT_WRITE on the cluster; without them every publish fails with
+TOPIC_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED, a transport failure (docs/runbook.md).
 """
 
 from __future__ import annotations
@@ -177,7 +180,11 @@ class KafkaAdapter:
             return self._producer
 
     def _discard_producer(self) -> None:
-        """After a fatal error an idempotent producer cannot go on: the next batch builds a new one."""
+        """After a fatal error an idempotent producer cannot go on: the next batch builds a new one.
+
+        E.g. UNKNOWN_PRODUCER_ID or OUT_OF_ORDER_SEQUENCE_NUMBER when a broker lost the producer's state
+        (tests/test_relay.py's outage test on the memory-only test broker goes through this).
+        """
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None and self._pid == os.getpid():
