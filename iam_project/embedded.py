@@ -18,10 +18,11 @@ import sysconfig
 import time
 from pathlib import Path
 
-from iam_project.config import DATA_DIR, DEVELOPMENT, iam_env
+from iam_project.config import DATA_DIR, DEVELOPMENT, ConfigError, iam_env
 
 POSTGRES_URL_FILE = DATA_DIR / "postgres.url"
 NATS_URL_FILE = DATA_DIR / "nats.url"
+KAFKA_URL_FILE = DATA_DIR / "kafka.url"
 BROKER_DIR = DATA_DIR / "broker"
 DATABASE_NAME = "iam"
 
@@ -34,7 +35,10 @@ def ensure_embedded_services(argv: list[str] | None = None) -> None:
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = ensure_postgres()
     if not os.environ.get("EVENT_BUS_URL"):
-        os.environ["EVENT_BUS_URL"] = ensure_nats()
+        bus = os.environ.get("IAM_DEV_EVENT_BUS", "nats").strip().lower() or "nats"
+        if bus not in ("nats", "kafka"):
+            raise ConfigError("IAM_DEV_EVENT_BUS", "must be nats or kafka", bus)
+        os.environ["EVENT_BUS_URL"] = ensure_kafka() if bus == "kafka" else ensure_nats()
 
 
 def ensure_postgres(data_dir: Path = DATA_DIR / "postgres") -> str:
@@ -165,6 +169,23 @@ def ensure_nats(data_dir: Path = DATA_DIR / "nats") -> str:
     return url
 
 
+def ensure_kafka(data_dir: Path = DATA_DIR / "kafka") -> str:
+    """The development Kafka-compatible broker (``make run BUS=kafka``): Tansu, in memory, so its topic
+    is empty after ``make stop`` (the relay creates it again)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = data_dir / "pid"
+    if KAFKA_URL_FILE.exists() and pid_file.exists():
+        port = int(KAFKA_URL_FILE.read_text().rsplit(":", 1)[1])
+        if _alive(int(pid_file.read_text())) and port_open(port):
+            return KAFKA_URL_FILE.read_text()
+    port = free_port()
+    process = start_kafka(port, log_file=data_dir / "kafka.log")
+    pid_file.write_text(str(process.pid))
+    url = f"kafka://127.0.0.1:{port}"
+    KAFKA_URL_FILE.write_text(url)
+    return url
+
+
 def stop_nats(data_dir: Path = DATA_DIR / "nats") -> None:
     pid_file = data_dir / "pid"
     if pid_file.exists() and _alive(pid := int(pid_file.read_text())):
@@ -180,8 +201,11 @@ def _alive(pid: int) -> bool:
 
 
 def stop_embedded_services() -> None:
-    """Stop the development PostgreSQL and NATS (``make stop``)."""
+    """Stop the development PostgreSQL, NATS and Kafka-compatible broker (``make stop``)."""
     stop_nats()
+    kafka_pid = DATA_DIR / "kafka" / "pid"
+    if kafka_pid.exists() and _alive(pid := int(kafka_pid.read_text())):
+        os.kill(pid, signal.SIGTERM)
     pid_file = DATA_DIR / "postgres" / "postmaster.pid"
     if pid_file.exists():
         pid = int(pid_file.read_text().split()[0])

@@ -56,7 +56,7 @@ try:
 
     _event_bus_url = os.environ.get("EVENT_BUS_URL", "")
     if not _event_bus_url and (DEVELOPMENT_MODE or BUILDING_IMAGE):
-        _url_file = DATA_DIR / "nats.url"
+        _url_file = DATA_DIR / f"{os.environ.get('IAM_DEV_EVENT_BUS', 'nats')}.url"
         _event_bus_url = _url_file.read_text() if _url_file.exists() else "nats://127.0.0.1:4222"
     if not _event_bus_url:
         raise ConfigError("EVENT_BUS_URL", "is not set")
