@@ -104,8 +104,10 @@ def kafka_record(message: Message, mode: str) -> tuple[bytes, list[tuple[str, by
     content_type = envelope.pop("datacontenttype", "application/json")
     headers = [("content-type", content_type.encode())]
     for attribute, value in envelope.items():
-        # Binary mode: each context attribute is a ce_<name> header, its value as a string.
-        headers.append((f"ce_{attribute}", (value if isinstance(value, str) else json.dumps(value)).encode()))
+        # Binary mode: each context attribute is a ce_<name> header, its value as a string
+        # (aggregateversion, an Integer, as its decimal digits).
+        text = value if isinstance(value, str) else str(value) if type(value) is int else json.dumps(value)
+        headers.append((f"ce_{attribute}", text.encode()))
     return json.dumps(data, separators=(",", ":")).encode(), headers
 
 
@@ -164,6 +166,9 @@ class KafkaAdapter:
             **self._client_config(),
             "enable.idempotence": True,
             "acks": "all",
+            # Only ensure_stream() creates the topic, with KAFKA_TOPIC_PARTITIONS: never the broker's
+            # auto-creation (its default partition count) when a producer asks for a missing topic.
+            "allow.auto.create.topics": False,
             "linger.ms": self.topic.linger_ms,
             "message.max.bytes": self.topic.max_message_bytes,
             # Every message gets its final delivery report within the publish timeout.
@@ -295,10 +300,13 @@ class KafkaAdapter:
 
     def _after_error(self, error: BaseException) -> None:
         found = kafka_error(error)
-        if found is None:
+        if found is None:  # no delivery report in time: a transport failure too
+            self._topic_ready = False
             return
-        if found.code() in TOPIC_MISSING_CODES:
-            self._topic_ready = False  # deleted under us: create it again before the next batch
+        if found.code() in TOPIC_MISSING_CODES or not is_per_event(found):
+            # Deleted under us, or a broker that came back without it (librdkafka often reports a
+            # missing topic as _MSG_TIMED_OUT): look again, and create it, before the next batch.
+            self._topic_ready = False
         if found.fatal():
             self._discard_producer()
 

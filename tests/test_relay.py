@@ -242,6 +242,10 @@ def test_transport_outage_counts_no_attempt_and_recovers_without_restart(own_bus
     assert len({e["id"] for e in created}) == 20
     if own_bus.kind == "nats":
         assert len(created) == 20
+    else:  # the broker came back empty: the adapter created the topic again, as configured
+        from tests.kafka_topic import topic_partitions
+
+        assert topic_partitions(own_bus.server.bootstrap, settings.KAFKA_TOPIC) == settings.KAFKA_TOPIC_PARTITIONS
 
 
 def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus, tmp_path) -> None:  # type: ignore[no-untyped-def]
