@@ -317,7 +317,19 @@ class KafkaAdapter:
             producer.flush(5)
 
 
-_LIBRDKAFKA_LOGGER = logging.getLogger("iam.EventBusAdapter.librdkafka")
+class _LibrdkafkaLog:
+    """librdkafka's own log lines, at WARNING at most: while a broker is down librdkafka reports every
+    reconnect attempt as an error; the operator's signal is the relay's one ``failed to publish event``
+    line per run (and ``event_bus_errors_total``), as on NATS."""
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger("iam.EventBusAdapter.librdkafka")
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        self.logger.log(min(level, logging.WARNING), message, *args, extra={"component": "EventBusAdapter"})
+
+
+_LIBRDKAFKA_LOGGER = _LibrdkafkaLog()
 
 
 def _on_client_error(error: KafkaError) -> None:
