@@ -13,7 +13,8 @@ Events follow the CloudEvents Kafka protocol binding: binary content mode by def
 headers, ``content-type`` of the data, the data as the value), structured mode as a setting (the
 JSON event format as the value, ``content-type: application/cloudevents+json``).
 
-A batch is produced at once (librdkafka pipelines it); the delivery reports, served by ``poll()``,
+A batch is produced at once, on the adapter's thread (building the binding overlaps the relay's
+database work), and librdkafka pipelines it; the delivery reports, served by ``poll()``,
 give the acknowledged prefix. ``message.timeout.ms`` equals the publish timeout, so every message
 gets its final report (delivered, or failed) within it and the relay's transaction stays bounded.
 The producer is created per process (librdkafka's threads do not survive a fork). Its principal
@@ -31,6 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,9 +119,9 @@ class _Batch:
     def __init__(self, size: int) -> None:
         self.reports: list[KafkaError | bool | None] = [False] * size  # False: no report yet
         self.outstanding = 0
-        self.produced = 0
         self.stop: tuple[int, BaseException] | None = None
         self.failure: BaseException | None = None  # the producer failed while waiting for the reports
+        self.produced_future: Future = Future()
 
     def callback(self, index: int):  # type: ignore[no-untyped-def]
         def delivered(error: KafkaError | None, _message: Any) -> None:
@@ -148,6 +150,8 @@ class KafkaAdapter:
         self._producer: Producer | None = None
         self._topic_ready = False
         self._lock = threading.Lock()
+        self._thread: ThreadPoolExecutor | None = None
+        self._thread_pid = -1
 
     # --- clients ----------------------------------------------------------------------------------
     def _client_config(self) -> dict[str, Any]:
@@ -227,15 +231,27 @@ class KafkaAdapter:
         return self.publish_batch_result(self.publish_batch_start(messages))
 
     def publish_batch_start(self, messages: Sequence[Message]) -> _Batch:
-        """Produce a batch and return at once; librdkafka sends it while the caller works on."""
+        """Start producing a batch on the adapter's thread and return at once: building the records and
+        handing them to librdkafka overlaps the caller's database work (marking the previous batch)."""
         batch = _Batch(len(messages))
+        batch.produced_future = self._get_thread().submit(self._produce, batch, messages)
+        return batch
+
+    def _get_thread(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._thread_pid != os.getpid() or self._thread is None:
+                self._thread_pid = os.getpid()  # threads do not survive a fork either
+                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-produce")
+            return self._thread
+
+    def _produce(self, batch: _Batch, messages: Sequence[Message]) -> None:
         try:
             producer = self._get_producer()
             if not self._topic_ready:
                 self.ensure_stream()
         except Exception as exc:  # noqa: BLE001 - the batch fails as a whole; classified in the result
             batch.stop = (0, exc)
-            return batch
+            return
         for index, message in enumerate(messages):
             value, headers = kafka_record(message, self.topic.cloudevents_mode)
             try:
@@ -257,14 +273,16 @@ class KafkaAdapter:
                 batch.stop = (index, exc)
                 break
             batch.outstanding += 1
-            batch.produced = index + 1
-        producer.poll(0)
-        return batch
 
     def publish_batch_result(self, handle: _Batch) -> BatchResult:
         """Wait (bounded by the publish timeout) for a started batch's delivery reports."""
-        producer = self._producer
+        try:  # building and producing take no network round trip (ensure_stream's are bounded)
+            handle.produced_future.result(self.connect_timeout + self.publish_timeout * 2 + 2.0)
+        except Exception as exc:  # noqa: BLE001 - e.g. it did not finish in time: a transport failure
+            handle.stop = handle.stop or (0, exc)
+        # message.timeout.ms = the publish timeout: every produced message has its report by then.
         deadline = time.monotonic() + self.publish_timeout + 2.0
+        producer = self._producer
         while handle.outstanding > 0 and producer is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -313,6 +331,9 @@ class KafkaAdapter:
     def close(self) -> None:
         with self._lock:
             producer, self._producer = self._producer, None
+            thread, self._thread = self._thread, None
+        if thread is not None and self._thread_pid == os.getpid():
+            thread.shutdown(wait=True)
         if producer is not None and self._pid == os.getpid():
             producer.flush(5)
 
