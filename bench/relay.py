@@ -151,7 +151,12 @@ def start_infrastructure(tmp: Path, bus: str = "nats") -> tuple[object, subproce
     database_url = server.get_uri("bench")
     port = free_port()
     if bus == "kafka":
-        return server, start_kafka(port, log_file=tmp / "kafka.log"), database_url, f"kafka://127.0.0.1:{port}"
+        return (
+            server,
+            start_kafka(port, log_file=tmp / "kafka.log", die_with_parent=True),
+            database_url,
+            f"kafka://127.0.0.1:{port}",
+        )
     nats_process = start_nats(tmp / "nats", port, log_file=tmp / "nats.log")
     return server, nats_process, database_url, f"nats://127.0.0.1:{port}"
 

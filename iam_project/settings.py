@@ -61,6 +61,9 @@ try:
     if not _event_bus_url:
         raise ConfigError("EVENT_BUS_URL", "is not set")
     EVENT_BUS = event_bus_config(_event_bus_url)
+    _kafka_cloudevents_mode = os.environ.get("KAFKA_CLOUDEVENTS_MODE", "binary").strip().lower() or "binary"
+    if _kafka_cloudevents_mode not in ("binary", "structured"):
+        raise ConfigError("KAFKA_CLOUDEVENTS_MODE", "must be binary or structured", _kafka_cloudevents_mode)
 
     _broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL", "")
     if not _broker and (DEVELOPMENT_MODE or BUILDING_IMAGE):
@@ -237,9 +240,7 @@ NATS_STREAM_MAX_MSG_SIZE = env.int("NATS_STREAM_MAX_MSG_SIZE", default=-1)
 KAFKA_TOPIC = env.str("KAFKA_TOPIC", default="iam.events")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
 KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=-1)  # -1: the broker's default
-KAFKA_CLOUDEVENTS_MODE = env.str("KAFKA_CLOUDEVENTS_MODE", default="binary")
-if KAFKA_CLOUDEVENTS_MODE not in ("binary", "structured"):
-    raise ConfigError("KAFKA_CLOUDEVENTS_MODE", "must be binary or structured", KAFKA_CLOUDEVENTS_MODE)
+KAFKA_CLOUDEVENTS_MODE = _kafka_cloudevents_mode  # validated at the top, with the other start-up values
 KAFKA_PUBLISH_TIMEOUT_SECONDS = env.float("KAFKA_PUBLISH_TIMEOUT_SECONDS", default=5.0)
 KAFKA_CONNECT_TIMEOUT_SECONDS = env.float("KAFKA_CONNECT_TIMEOUT_SECONDS", default=2.0)
 KAFKA_MAX_MESSAGE_BYTES = env.int("KAFKA_MAX_MESSAGE_BYTES", default=1_000_000)

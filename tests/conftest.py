@@ -185,7 +185,7 @@ class KafkaServer:
         return f"kafka://{self.bootstrap}"
 
     def start(self) -> None:
-        self.process = start_kafka(self.port, log_file=self.log_dir / "kafka.log")
+        self.process = start_kafka(self.port, log_file=self.log_dir / "kafka.log", die_with_parent=True)
 
     def stop(self) -> None:
         if self.process is not None:

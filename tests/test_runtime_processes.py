@@ -508,6 +508,7 @@ BAD_CONFIGS = {
         "EVENT_BUS_URL",
         "kafka://user:s3cret-pass@broker:9092?security_protocol=SASL_SSL&sasl_mechanism=GSSAPI",
     ),
+    "kafka-cloudevents-mode": ("KAFKA_CLOUDEVENTS_MODE", "xml"),
 }
 ROLES = ("web", "worker", "beat")
 # The roles wait DB_STARTUP_WAIT_SECONDS for an unreachable database; the deadline only tells "exits by
