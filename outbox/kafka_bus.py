@@ -221,11 +221,6 @@ class KafkaAdapter:
             )
         self._topic_ready = True
 
-    def topic_partitions(self) -> int:
-        admin = AdminClient(self._client_config())
-        metadata = admin.list_topics(timeout=self.connect_timeout + self.publish_timeout)
-        return len(metadata.topics[self.topic.name].partitions)
-
     # --- publishing -------------------------------------------------------------------------------
     def publish_batch(self, messages: Sequence[Message]) -> BatchResult:
         return self.publish_batch_result(self.publish_batch_start(messages))
