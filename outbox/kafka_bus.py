@@ -62,6 +62,19 @@ PER_EVENT_CODES = frozenset(
     }
 )
 TOPIC_MISSING_CODES = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+# The producer's idempotence state is broken (a broker that lost it, a fenced epoch): librdkafka does not
+# always flag these delivery reports fatal(), but that producer cannot go on; a new one starts afresh.
+PRODUCER_STATE_CODES = frozenset(
+    {
+        KafkaError._FATAL,
+        KafkaError._FENCED,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    }
+)
 
 
 class KafkaDeliveryError(Exception):
@@ -320,7 +333,7 @@ class KafkaAdapter:
             # Deleted under us, or a broker that came back without it (librdkafka often reports a
             # missing topic as _MSG_TIMED_OUT): look again, and create it, before the next batch.
             self._topic_ready = False
-        if found.fatal():
+        if found.fatal() or found.code() in PRODUCER_STATE_CODES:
             self._discard_producer()
 
     def close(self) -> None:
