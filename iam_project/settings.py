@@ -56,11 +56,14 @@ try:
 
     _event_bus_url = os.environ.get("EVENT_BUS_URL", "")
     if not _event_bus_url and (DEVELOPMENT_MODE or BUILDING_IMAGE):
-        _url_file = DATA_DIR / "nats.url"
+        _url_file = DATA_DIR / f"{os.environ.get('IAM_DEV_EVENT_BUS', 'nats')}.url"
         _event_bus_url = _url_file.read_text() if _url_file.exists() else "nats://127.0.0.1:4222"
     if not _event_bus_url:
         raise ConfigError("EVENT_BUS_URL", "is not set")
     EVENT_BUS = event_bus_config(_event_bus_url)
+    _kafka_cloudevents_mode = os.environ.get("KAFKA_CLOUDEVENTS_MODE", "binary").strip().lower() or "binary"
+    if _kafka_cloudevents_mode not in ("binary", "structured"):
+        raise ConfigError("KAFKA_CLOUDEVENTS_MODE", "must be binary or structured", _kafka_cloudevents_mode)
 
     _broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL", "")
     if not _broker and (DEVELOPMENT_MODE or BUILDING_IMAGE):
@@ -240,6 +243,15 @@ NATS_DUPLICATE_WINDOW_SECONDS = env.int("NATS_DUPLICATE_WINDOW_SECONDS", default
 NATS_PUBLISH_TIMEOUT_SECONDS = env.float("NATS_PUBLISH_TIMEOUT_SECONDS", default=5.0)
 NATS_CONNECT_TIMEOUT_SECONDS = env.float("NATS_CONNECT_TIMEOUT_SECONDS", default=2.0)
 NATS_STREAM_MAX_MSG_SIZE = env.int("NATS_STREAM_MAX_MSG_SIZE", default=-1)
+# Kafka (EVENT_BUS_URL=kafka://…): one topic per deployment, keyed by aggregate id.
+KAFKA_TOPIC = env.str("KAFKA_TOPIC", default="iam.events")
+KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
+KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=-1)  # -1: the broker's default
+KAFKA_CLOUDEVENTS_MODE = _kafka_cloudevents_mode  # validated at the top, with the other start-up values
+KAFKA_PUBLISH_TIMEOUT_SECONDS = env.float("KAFKA_PUBLISH_TIMEOUT_SECONDS", default=5.0)
+KAFKA_CONNECT_TIMEOUT_SECONDS = env.float("KAFKA_CONNECT_TIMEOUT_SECONDS", default=2.0)
+KAFKA_MAX_MESSAGE_BYTES = env.int("KAFKA_MAX_MESSAGE_BYTES", default=1_000_000)
+KAFKA_LINGER_MS = env.int("KAFKA_LINGER_MS", default=5)
 OUTBOX_RELAY_INTERVAL = env.float("OUTBOX_RELAY_INTERVAL", default=1.0)
 OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)

@@ -1,4 +1,5 @@
-"""The EventBusAdapter interface and its NATS JetStream implementation (nats-py).
+"""The EventBusAdapter interface and its NATS JetStream implementation (nats-py); Kafka's is in
+``outbox/kafka_bus.py``, chosen by the scheme of ``EVENT_BUS_URL``.
 
 The adapter owns one asyncio loop on a daemon thread per process (created after a fork, never
 inherited), so the NATS connection keeps answering the server's pings between relay runs; callers
@@ -32,6 +33,7 @@ class Message:
     event_id: str
     subject: str
     payload: bytes
+    key: str = ""  # the aggregate id: Kafka's message key (one aggregate, one partition)
 
 
 @dataclass
@@ -311,11 +313,28 @@ _adapter: EventBusAdapter | None = None
 
 
 def get_adapter() -> EventBusAdapter:
-    """The process's adapter, built from settings (``EVENT_BUS_URL`` and the stream settings)."""
+    """The process's adapter, built from settings (``EVENT_BUS_URL`` and the stream or topic settings)."""
     global _adapter
     if _adapter is None:
         from django.conf import settings
 
+        if settings.EVENT_BUS.kind == "kafka":
+            from outbox.kafka_bus import KafkaAdapter, TopicSettings
+
+            _adapter = KafkaAdapter(
+                settings.EVENT_BUS,
+                TopicSettings(
+                    name=settings.KAFKA_TOPIC,
+                    partitions=settings.KAFKA_TOPIC_PARTITIONS,
+                    replication_factor=settings.KAFKA_TOPIC_REPLICATION_FACTOR,
+                    cloudevents_mode=settings.KAFKA_CLOUDEVENTS_MODE,
+                    max_message_bytes=settings.KAFKA_MAX_MESSAGE_BYTES,
+                    linger_ms=settings.KAFKA_LINGER_MS,
+                ),
+                publish_timeout=settings.KAFKA_PUBLISH_TIMEOUT_SECONDS,
+                connect_timeout=settings.KAFKA_CONNECT_TIMEOUT_SECONDS,
+            )
+            return _adapter
         _adapter = NatsJetStreamAdapter(
             settings.EVENT_BUS,
             StreamSettings(

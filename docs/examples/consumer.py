@@ -31,10 +31,6 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import nats
-import nats.errors
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
 TOMBSTONES = {"UserDeleted": True, "TenantDeleted": True, "TenantPurged": True, "AttributeDefinitionDeleted": True}
 
 
@@ -92,6 +88,10 @@ class Store:
 
 
 async def consume(args: argparse.Namespace) -> dict:
+    import nats  # here, not at the top: docs/examples/kafka_consumer.py imports Store without nats-py
+    import nats.errors
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
     store = Store(Path(args.state) if args.state else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,8 @@ from iam_project.roles import ROLES as ROLE_COMMANDS
 ROOT = Path(__file__).resolve().parents[2]
 K8S_BASE = ROOT / "deploy" / "k8s" / "base"
 K8S_OVERLAY = ROOT / "deploy" / "k8s" / "overlays" / "example"
+K8S_KAFKA_OVERLAY = ROOT / "deploy" / "k8s" / "overlays" / "kafka"
+COMPOSE_KAFKA_FILE = ROOT / "docker-compose.kafka.yml"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 WORKFLOW_FILE = ROOT / ".github" / "workflows" / "ci.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -412,11 +414,11 @@ def _kustomize_command() -> list[str] | None:
     return None
 
 
-def _rendered_overlay() -> list[dict]:
+def _rendered_overlay(overlay: Path = K8S_OVERLAY) -> list[dict]:
     command = _kustomize_command()
     if command is None:
         pytest.skip("neither kustomize nor kubectl is installed")
-    result = subprocess.run([*command, str(K8S_OVERLAY)], capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run([*command, str(overlay)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -457,6 +459,95 @@ def test_base_manifests_match_the_kubernetes_schema():
 
 def test_rendered_overlay_matches_the_kubernetes_schema():
     _schema_validate(_rendered_overlay())
+
+
+# --- the Kafka variant: overlay and compose override ----------------------------------------------
+KRAFT_ENV = {
+    "KAFKA_PROCESS_ROLES",
+    "KAFKA_NODE_ID",
+    "KAFKA_CONTROLLER_QUORUM_VOTERS",
+    "KAFKA_CONTROLLER_LISTENER_NAMES",
+}
+
+
+def _assert_kraft(env: dict[str, str], advertised_host: str) -> None:
+    assert set(env) >= KRAFT_ENV, KRAFT_ENV - set(env)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert not [name for name in env if "ZOOKEEPER" in name], "KRaft mode: no ZooKeeper"
+    node, voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split("@")
+    assert node == env["KAFKA_NODE_ID"]
+    assert f"{env['KAFKA_CONTROLLER_LISTENER_NAMES']}://:{voter.rsplit(':', 1)[1]}" in env["KAFKA_LISTENERS"]
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{advertised_host}:9092"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # the relay creates its topic
+
+
+def test_kafka_overlay_adds_a_kraft_broker_and_the_topic_settings():
+    overlay = yaml.safe_load((K8S_KAFKA_OVERLAY / "kustomization.yaml").read_text())
+    assert "../example" in overlay["resources"]
+    docs = _rendered_overlay(K8S_KAFKA_OVERLAY)
+    assert {d["metadata"].get("namespace") for d in docs} == {"citadel"}
+    assert not [d for d in docs if d["kind"] == "Secret"], "the example Secret must not be applied"
+    (kafka,) = [d for d in docs if d["kind"] == "StatefulSet"]
+    (container,) = _pod_spec(kafka)["containers"]
+    assert re.fullmatch(r"apache/kafka:\d+\.\d+\.\d+", container["image"]), container["image"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == kafka["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"  # stable pod names for the advertised listener
+    _assert_kraft(env, f"{kafka['metadata']['name']}-0.{service['metadata']['name']}")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[kafka["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]] == env["KAFKA_LOG_DIRS"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert config["data"]["KAFKA_TOPIC"] == "iam.events" and int(config["data"]["KAFKA_TOPIC_PARTITIONS"]) >= 1
+    # The service's own workloads are those of the example overlay, unchanged.
+    example = {(d["kind"], d["metadata"]["name"]): d for d in _rendered_overlay()}
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            assert doc == example[(doc["kind"], doc["metadata"]["name"])], doc["metadata"]["name"]
+    _schema_validate(docs)
+
+
+def _compose_kafka() -> dict:
+    return yaml.safe_load(COMPOSE_KAFKA_FILE.read_text())
+
+
+def test_compose_kafka_override_runs_the_roles_on_a_kraft_broker():
+    base, override = _compose()["services"], _compose_kafka()["services"]
+    kafka = override["kafka"]
+    assert re.fullmatch(r"apache/kafka:\d+\.\d+\.\d+", kafka["image"]), kafka["image"]
+    _assert_kraft(kafka["environment"], "kafka")
+    assert kafka["volumes"] == [f"kafka-data:{kafka['environment']['KAFKA_LOG_DIRS']}"]
+    assert "kafka-data" in _compose_kafka()["volumes"]
+    assert kafka["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
+    for role in APP_SERVICES:
+        environment = override[role]["environment"]
+        assert environment["EVENT_BUS_URL"] == "kafka://kafka:9092", role
+        assert environment["KAFKA_TOPIC"] and int(environment["KAFKA_TOPIC_PARTITIONS"]) >= 1, role
+        assert set(override[role]) <= {"environment", "depends_on"}, role  # image and command from the base
+        if role != "migrate":
+            assert override[role]["depends_on"] == {"kafka": {"condition": "service_healthy"}}, role
+            assert base[role]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_compose_kafka_variant_is_valid_for_docker_compose():
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker is not installed (no compose plugin)")
+    version = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False)
+    if version.returncode != 0:
+        pytest.skip("docker compose is not available (no compose plugin)")
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE_FILE), "-f", str(COMPOSE_KAFKA_FILE), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    merged = json.loads(result.stdout)["services"]
+    for role in APP_SERVICES:  # the override's variables merged into the shared environment
+        assert merged[role]["environment"]["EVENT_BUS_URL"] == "kafka://kafka:9092", role
+        assert merged[role]["environment"]["IAM_ROLE"] == role
 
 
 # --- docker compose --------------------------------------------------------------------------------

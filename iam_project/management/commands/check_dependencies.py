@@ -1,4 +1,4 @@
-"""``manage.py check_dependencies``: database, migrations, event bus and broker, as a table.
+"""``manage.py check_dependencies``: database, migrations, event bus (NATS or Kafka) and broker, as a table.
 
 The exit code says which failed, one bit each: 1 database, 2 migrations, 4 event bus, 8 broker.
 """
@@ -40,8 +40,11 @@ def check_migrations() -> str:
 def check_event_bus() -> str:
     from outbox.event_bus import get_adapter
 
-    get_adapter().ensure_stream()
-    return f"stream {settings.NATS_STREAM_NAME} ready at {redact_url(settings.EVENT_BUS.servers[0])}"
+    get_adapter().ensure_stream()  # NATS: the stream; Kafka: the topic (created if absent)
+    where = redact_url(settings.EVENT_BUS.servers[0])
+    if settings.EVENT_BUS.kind == "kafka":
+        return f"kafka topic {settings.KAFKA_TOPIC} ready at {where}"
+    return f"stream {settings.NATS_STREAM_NAME} ready at {where}"
 
 
 def check_broker() -> str:

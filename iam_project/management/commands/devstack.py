@@ -77,7 +77,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"\niam-service is up:  console http://127.0.0.1:{port}/admin/   API http://127.0.0.1:{port}/api/v1/"
                 f"   docs http://127.0.0.1:{port}/api/docs/\n"
-                f"event bus {settings.EVENT_BUS.servers[0]} (also in {DATA_DIR / 'nats.url'})"
+                f"event bus {settings.EVENT_BUS.servers[0]} (also in {DATA_DIR / f'{settings.EVENT_BUS.kind}.url'})"
                 f"   database {settings.DATABASES['default']['HOST']}\n"
                 "Ctrl-C stops web, worker and beat (PostgreSQL and NATS keep running: `make stop` stops them)."
             )
