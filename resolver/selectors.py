@@ -65,7 +65,9 @@ def render(row: tuple) -> Resolved:
     properties = uattrs[1:-1].strip()
     extra = f'"iam:id":"{uid}","iam:status":"{ustatus}","iam:version":{uver},"iam:tenant":{tenant}'
     authzen = f'{{"type":"user","id":{ext_json},"properties":{{{properties + "," if properties else ""}{extra}}}}}'
-    return Resolved(tid, slug, f'"{uver}.{tver}.{sver}"', native.encode(), authzen.encode())
+    # The subject's id is in the ETag: a subject deleted and created again under the same external id
+    # starts again at version 1, and must not revalidate (304) against the old subject's ETag.
+    return Resolved(tid, slug, f'"{uid}.{uver}.{tver}.{sver}"', native.encode(), authzen.encode())
 
 
 def subject_resolve(*, tenant_ref: str, external_id: str) -> Resolved | None:

@@ -414,3 +414,16 @@ def test_a_batch_with_input_the_decoder_refuses_is_400_with_its_rule_through_the
     response = pip_client.generic("POST", "/api/v1/pip/resolve", body, content_type="application/json")
     assert response.status_code == 400, response.content
     assert response.json()["errors"][0]["rule"] == rule, response.json()
+
+
+def test_a_subject_deleted_and_created_again_does_not_revalidate_against_the_old_etag(pip_client, acme) -> None:  # type: ignore[no-untyped-def]
+    """The new subject starts again at version 1: its ETag still differs, so a client holding the old
+    body gets the new one (200), never a 304 that would keep the deleted subject's attributes."""
+    old = user_services.user_create(tenant=acme, external_id="reborn", attributes={"level": 1})
+    first = pip_client.get(url("acme", "reborn"))
+    assert first.status_code == 200
+    user_services.user_delete(user=old)
+    user_services.user_create(tenant=acme, external_id="reborn", attributes={"level": 9})
+    again = pip_client.get(url("acme", "reborn"), HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 200, again.status_code
+    assert again.json()["attributes"] == {"level": 9} and again["ETag"] != first["ETag"]
