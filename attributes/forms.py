@@ -25,6 +25,10 @@ from iam_project.errors import FieldError, ValidationFailed
 
 Type = AttributeDefinition.Type
 PREFIX = "attr__"
+ATTRIBUTES_DESCRIPTION = (
+    "One field per attribute definition of the tenant, validated by the same rules as the API. "
+    "An empty field leaves the attribute unset."
+)
 POINTER = "/attributes"
 
 
@@ -308,3 +312,30 @@ def with_attribute_fields(
     fields = attribute_fields(definitions, stored)
     attrs: dict[str, Any] = {"attribute_definitions": list(definitions), **fields}
     return type(form_class.__name__, (form_class,), attrs)
+
+
+class AttributeFieldsetsAdmin:
+    """A ModelAdmin mixin for pages whose form comes from ``attribute_form(request, obj)`` (built by
+    :func:`with_attribute_fields`): the record's own fields, then one typed field per attribute
+    definition, then the record's version and timestamps. ``main_fields(obj)`` names the first group."""
+
+    def main_fields(self, obj: Any) -> list[str]:
+        raise NotImplementedError
+
+    def attribute_form(self, request: Any, obj: Any) -> type[forms.ModelForm]:
+        raise NotImplementedError
+
+    def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
+        attributes = [name for name in self.attribute_form(request, obj).base_fields if name.startswith(PREFIX)]
+        fieldsets: list = [(None, {"fields": self.main_fields(obj)})]
+        if attributes:
+            fieldsets.append(
+                ("Attributes", {"fields": attributes, "description": ATTRIBUTES_DESCRIPTION, "classes": ["attributes"]})
+            )
+        if obj is not None:
+            fieldsets.append(("Record", {"fields": ["version", "created_at", "updated_at"]}))
+        return fieldsets
+
+    def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = self.attribute_form(request, obj)
+        return super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]

@@ -19,11 +19,6 @@ from django.utils.html import format_html
 from access.principals import acting_as, console_principal
 from iam_project.errors import DomainError, ValidationFailed
 
-ATTRIBUTES_DESCRIPTION = (
-    "One field per attribute definition of the tenant, validated by the same rules as the API. "
-    "An empty field leaves the attribute unset."
-)
-
 
 def short_id(value: Any) -> str:
     """A UUID as a person reads it in a list: its first 8 hex digits (the full id in the tooltip)."""

@@ -8,10 +8,10 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from access.principals import acting_as, console_principal
-from attributes.forms import PREFIX, AttributeFormMixin, with_attribute_fields
+from attributes.forms import AttributeFieldsetsAdmin, AttributeFormMixin, with_attribute_fields
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
-from iam_project.admin_support import ATTRIBUTES_DESCRIPTION, ServiceModelAdmin
+from iam_project.admin_support import ServiceModelAdmin
 from tenants import services
 from tenants.models import Tenant
 
@@ -36,7 +36,7 @@ TENANT_FIELDS = ("slug", "name", "status")
 
 
 @admin.register(Tenant)
-class TenantAdmin(ServiceModelAdmin):
+class TenantAdmin(AttributeFieldsetsAdmin, ServiceModelAdmin):
     tenant_lookup = "pk"
     tenant_admin_can_add = False  # creating and deleting tenants is for superusers
     tenant_admin_can_delete = False
@@ -61,20 +61,8 @@ class TenantAdmin(ServiceModelAdmin):
         request._iam_tenant_form = (key, form)  # type: ignore[attr-defined]
         return form
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        attributes = [name for name in self.attribute_form(request, obj).base_fields if name.startswith(PREFIX)]
-        fieldsets: list = [(None, {"fields": list(TENANT_FIELDS) if obj is None else ["id", *TENANT_FIELDS]})]
-        if attributes:
-            fieldsets.append(
-                ("Attributes", {"fields": attributes, "description": ATTRIBUTES_DESCRIPTION, "classes": ["attributes"]})
-            )
-        if obj is not None:
-            fieldsets.append(("Record", {"fields": ["version", "created_at", "updated_at"]}))
-        return fieldsets
-
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        kwargs["form"] = self.attribute_form(request, obj)
-        return super().get_form(request, obj, change, **kwargs)
+    def main_fields(self, obj: Tenant | None) -> list[str]:
+        return list(TENANT_FIELDS) if obj is None else ["id", *TENANT_FIELDS]
 
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> Tenant:
         fields = {name: data[name] for name in TENANT_FIELDS if name in data}

@@ -14,11 +14,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from access.principals import acting_as, console_principal
-from attributes.forms import PREFIX, AttributeFormMixin, with_attribute_fields
+from attributes.forms import AttributeFieldsetsAdmin, AttributeFormMixin, with_attribute_fields
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from iam_project.admin_support import (
-    ATTRIBUTES_DESCRIPTION,
     ServiceModelAdmin,
     TenantScopedAdmin,
     add_field_errors,
@@ -100,7 +99,7 @@ USER_FIELDS = ("external_id", "email", "display_name", "status")
 
 
 @admin.register(User)
-class UserAdmin(ServiceModelAdmin):
+class UserAdmin(AttributeFieldsetsAdmin, ServiceModelAdmin):
     """Adding a user takes two steps: choose the tenant, then the form with that tenant's attribute fields."""
 
     form = UserForm
@@ -142,22 +141,8 @@ class UserAdmin(ServiceModelAdmin):
         request._iam_user_form = (cache_key, form)  # type: ignore[attr-defined]
         return form
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        form = self.attribute_form(request, obj)
-        attributes = [name for name in form.base_fields if name.startswith(PREFIX)]
-        main = ["tenant", *USER_FIELDS] if obj is None else ["id", "tenant", *USER_FIELDS]
-        fieldsets: list = [(None, {"fields": main})]
-        if attributes:
-            fieldsets.append(
-                ("Attributes", {"fields": attributes, "description": ATTRIBUTES_DESCRIPTION, "classes": ["attributes"]})
-            )
-        if obj is not None:
-            fieldsets.append(("Record", {"fields": ["version", "created_at", "updated_at"]}))
-        return fieldsets
-
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        kwargs["form"] = self.attribute_form(request, obj)
-        return super().get_form(request, obj, change, **kwargs)
+    def main_fields(self, obj: User | None) -> list[str]:
+        return ["tenant", *USER_FIELDS] if obj is None else ["id", "tenant", *USER_FIELDS]
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         if request.method == "POST" or self.chosen_tenant(request) is not None:
