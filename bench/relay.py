@@ -269,7 +269,7 @@ def kafka_baseline(
 
     from confluent_kafka import Producer
 
-    from outbox.event_bus import Message
+    from outbox.bus import Message
     from outbox.kafka_bus import KafkaAdapter, kafka_record
 
     KafkaAdapter(adapter.config, replace(adapter.topic, name=topic)).ensure_stream()

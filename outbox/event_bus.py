@@ -1,5 +1,6 @@
-"""The EventBusAdapter interface and its NATS JetStream implementation (nats-py); Kafka's is in
-``outbox/kafka_bus.py``, chosen by the scheme of ``EVENT_BUS_URL``.
+"""The NATS JetStream implementation of the EventBusAdapter (nats-py), and :func:`get_adapter`, which
+picks it or Kafka's (``outbox/kafka_bus.py``) by the scheme of ``EVENT_BUS_URL``. The interface the
+relay and both adapters share is in ``outbox/bus.py``.
 
 The adapter owns one asyncio loop on a daemon thread per process (created after a fork, never
 inherited), so the NATS connection keeps answering the server's pings between relay runs; callers
@@ -14,8 +15,8 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import nats
 import nats.errors
@@ -24,47 +25,9 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
 from iam_project.config import EventBusConfig
+from outbox.bus import CLOUDEVENTS_CONTENT_TYPE, BatchResult, EventBusAdapter, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")
-
-
-@dataclass(frozen=True)
-class Message:
-    event_id: str
-    subject: str
-    payload: bytes
-    key: str = ""  # the aggregate id: Kafka's message key (one aggregate, one partition)
-
-
-@dataclass
-class BatchResult:
-    """``acked``: how many messages, from the start, the bus acknowledged (duplicates included).
-
-    ``error`` is set when the batch stopped at message ``acked``; ``per_event`` tells whether the
-    error belongs to that message (too large, rejected) or to the transport (down, timeout).
-    """
-
-    acked: int
-    duplicates: int = 0
-    error: Exception | None = None
-    per_event: bool = False
-    acked_after_failure: list[int] = field(default_factory=list)
-
-
-class EventBusAdapter(Protocol):
-    def publish_batch(self, messages: Sequence[Message]) -> BatchResult: ...
-
-    def publish_batch_start(self, messages: Sequence[Message]) -> Any: ...
-
-    def publish_batch_result(self, handle: Any) -> BatchResult: ...
-
-    def ensure_stream(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-# CloudEvents NATS protocol binding, structured content mode: the body is the JSON event format.
-CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from iam_project.config import EventBusConfig
-from outbox.event_bus import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
+from outbox.bus import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")
 

@@ -27,7 +27,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from iam_project import metrics
-from outbox.event_bus import EventBusAdapter, Message, get_adapter
+from outbox.bus import EventBusAdapter, Message
+from outbox.event_bus import get_adapter
 from outbox.models import OutboxEvent
 
 logger = logging.getLogger("iam.OutboxWorker")

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from iam_project.config import ConfigError, event_bus_config
-from outbox.event_bus import Message
+from outbox.bus import Message
 from outbox.kafka_bus import KafkaAdapter, TopicSettings, is_per_event, kafka_record
 from outbox.models import OutboxEvent
 from tests.factories import TenantFactory, UserFactory
