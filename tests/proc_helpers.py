@@ -521,3 +521,52 @@ def json_lines(text: str) -> list[dict]:
 
 def fatal_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if '"level": "FATAL"' in line]
+
+
+# --- Redis (Debian's redis-server; scripts/system-deps.sh installs it where apt works) -------------
+def redis_server_binary() -> str:
+    """The redis-server binary; the test fails under CI=true when it is missing, and skips elsewhere."""
+    import pytest
+
+    binary = shutil.which("redis-server") or next(
+        (path for path in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(path, os.X_OK)), None
+    )
+    if binary is None:
+        reason = "redis-server is not installed (scripts/system-deps.sh installs Debian's where apt works)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " — required under CI=true")
+        pytest.skip(reason)
+    return binary
+
+
+class RedisServer:
+    """A redis-server of our own on 127.0.0.1 (nothing kept on disk), stoppable and restartable on its port."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.binary = redis_server_binary()
+        self.directory = directory
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--dir", str(self.directory), "--protected-mode", "no"]
+        with open(self.directory / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: port_open(self.port), timeout=10, interval=0.05, message=f"redis-server on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+            self.process = None

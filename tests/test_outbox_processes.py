@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,9 +35,10 @@ import nats
 import pytest
 from django.conf import settings
 
-from iam_project.embedded import free_port, port_open
+from iam_project.embedded import free_port
 from tests.conftest import NatsServer
 from tests.jetstream import stream_messages
+from tests.proc_helpers import RedisServer
 
 pytestmark = [pytest.mark.processes, pytest.mark.nats]
 
@@ -313,54 +313,6 @@ class Service:
                 process.wait(5)
 
 
-class RedisServer:
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        log = open(self.directory / "redis.log", "ab")
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--protected-mode",
-                "no",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        wait_for(lambda: port_open(self.port), 10, f"redis-server on port {self.port}", interval=0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-            self.process = None
-
-
 # --- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture
 def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
@@ -384,16 +336,7 @@ def service(transactional_db, tmp_path: Path) -> Iterator[Service]:  # type: ign
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
-    if binary is None:
-        reason = "redis-server not found on PATH (Debian: apt-get install redis-server)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " — required under CI=true")
-        pytest.skip(reason)
-    server = RedisServer(binary, tmp_path / "redis")
-    server.start()
+    server = RedisServer(tmp_path / "redis").start()
     try:
         yield server
     finally:

@@ -8,12 +8,9 @@ are counted at redis-py's socket writes (a pipeline is one), commands by the ser
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -23,53 +20,21 @@ from rest_framework.test import APIClient
 
 from access import keys
 from access.keys import api_key_create, api_key_revoke
-from iam_project.embedded import free_port
 from iam_project.redis_cache import Wire
 from resolver.cache import _SLUG_MEMO
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+from tests.proc_helpers import RedisServer
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
-    if binary is None:
-        pytest.skip("redis-server not found on PATH (Debian: apt-get install redis-server)")
-    port = free_port()
-    directory = tmp_path_factory.mktemp("redis")
-    args = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(directory),
-    ]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise
-            time.sleep(0.05)
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 @pytest.fixture

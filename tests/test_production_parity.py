@@ -72,13 +72,6 @@ def runtime_virtualenv() -> Path:
     return venv
 
 
-def redis_server_binary() -> str | None:
-    """Debian's redis-server (``scripts/system-deps.sh`` installs it where apt works)."""
-    return shutil.which("redis-server") or next(
-        (path for path in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(path, os.X_OK)), None
-    )
-
-
 @dataclass
 class Stack:
     venv: Path
@@ -102,33 +95,21 @@ def _tails(procs: dict[str, ph.Proc]) -> str:
 
 @pytest.fixture(scope="module")
 def stack(nats_server, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    redis = redis_server_binary()
-    if redis is None:
-        message = "redis-server is not installed (scripts/system-deps.sh installs Debian's where apt works)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    workdir = tmp_path_factory.mktemp("parity")
+    redis = ph.RedisServer(workdir / "redis")  # fails under CI=true when redis-server is missing, else skips
     venv = runtime_virtualenv()
     bin_dir = venv / "bin"
-    workdir = tmp_path_factory.mktemp("parity")
     postgres = ph.Postgres()
     procs: dict[str, ph.Proc] = {}
     try:
-        redis_port = free_port()
-        procs["redis"] = ph.Proc(
-            "redis",
-            [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            ph.base_env(),
-            workdir,
-        ).start()
+        redis.start()
         postgres.init().start()
-        ph.wait_until(lambda: port_open(redis_port), timeout=30, message="redis-server on its port")
         worker_metrics_port = free_port()
         env = ph.production_env(
             database_url=postgres.url,
             event_bus_url=nats_server.url,
-            broker_url=f"redis://127.0.0.1:{redis_port}/0",
-            REDIS_URL=f"redis://127.0.0.1:{redis_port}/1",
+            broker_url=redis.url,
+            REDIS_URL=f"redis://127.0.0.1:{redis.port}/1",
             NATS_STREAM_NAME=STREAM,
             WORKER_METRICS_PORT=str(worker_metrics_port),
             DB_STARTUP_WAIT_SECONDS="30",
@@ -187,6 +168,7 @@ def stack(nats_server, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-
         for proc in reversed(list(procs.values())):
             proc.stop(timeout=10)
         postgres.cleanup()
+        redis.stop()
 
 
 def _normalized(name: str) -> str:
