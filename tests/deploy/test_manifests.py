@@ -528,7 +528,8 @@ def test_compose_kafka_override_runs_the_roles_on_a_kraft_broker():
             assert base[role]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
 
-def test_compose_kafka_variant_is_valid_for_docker_compose():
+def docker_compose(*args: str) -> subprocess.CompletedProcess:
+    """``docker compose ARGS`` in the repository, skipped (with the reason) where there is no compose plugin."""
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("docker is not installed (no compose plugin)")
@@ -536,14 +537,14 @@ def test_compose_kafka_variant_is_valid_for_docker_compose():
     if version.returncode != 0:
         pytest.skip("docker compose is not available (no compose plugin)")
     result = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE_FILE), "-f", str(COMPOSE_KAFKA_FILE), "config", "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
+        [docker, "compose", *args], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_compose_kafka_variant_is_valid_for_docker_compose():
+    result = docker_compose("-f", str(COMPOSE_FILE), "-f", str(COMPOSE_KAFKA_FILE), "config", "--format", "json")
     merged = json.loads(result.stdout)["services"]
     for role in APP_SERVICES:  # the override's variables merged into the shared environment
         assert merged[role]["environment"]["EVENT_BUS_URL"] == "kafka://kafka:9092", role
@@ -614,21 +615,7 @@ def test_compose_app_services_share_one_image_environment_and_contract_commands(
 
 
 def test_compose_file_is_valid_for_docker_compose():
-    docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("docker is not installed (no compose plugin)")
-    version = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False)
-    if version.returncode != 0:
-        pytest.skip("docker compose is not available (no compose plugin)")
-    result = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
+    docker_compose("-f", str(COMPOSE_FILE), "config", "-q")
 
 
 # --- Dockerfile ------------------------------------------------------------------------------------
