@@ -18,6 +18,7 @@ from django.db import connection
 
 from iam_project.embedded import free_port, quiet_pgserver, start_kafka, start_nats
 from iam_project.guards import in_domain_write
+from tests.proc_helpers import terminate
 
 CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
 DOMAIN_TABLES = ("tenants_tenant", "users_user", "attributes_attributedefinition")
@@ -188,14 +189,8 @@ class KafkaServer:
         self.process = start_kafka(self.port, log_file=self.log_dir / "kafka.log", die_with_parent=True)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-            self.process = None
+        terminate(self.process)
+        self.process = None
 
 
 @pytest.fixture(scope="session")
