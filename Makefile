@@ -50,7 +50,7 @@ admin-password: venv ## Set a new password for the development console user admi
 
 .PHONY: stop
 stop: venv ## Stop the embedded PostgreSQL and NATS that `make run` left running
-	IAM_ENV=development $(PY) -c 'from iam_project.embedded import stop_embedded_services; stop_embedded_services()'
+	IAM_ENV=development $(PY) -c 'from devtools.embedded import stop_embedded_services; stop_embedded_services()'
 
 .PHONY: test
 test: venv system-deps lint ## Run lint, the migrations check and the whole test suite

@@ -7,7 +7,7 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iam_project.settings")
-    from iam_project.embedded import ensure_embedded_services
+    from devtools.embedded import ensure_embedded_services
 
     ensure_embedded_services(sys.argv)
     from django.core.management import execute_from_command_line

@@ -26,7 +26,7 @@ from django.utils import timezone
 from access import scopes as S
 from access.models import ApiKey
 from access.principals import Principal
-from iam_project.errors import FieldError, ValidationFailed
+from core.errors import FieldError, ValidationFailed
 from tenants.models import Tenant
 
 KEY_PREFIX = "iam"

@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from rest_framework import exceptions
 
-from iam_project import metrics
+from core import metrics
 
 logger = logging.getLogger("iam.auth")
 
@@ -90,7 +90,7 @@ def lockout_response(request: HttpRequest, original_response: HttpResponse | Non
     if request.path.startswith("/api/"):
         if original_response is not None and original_response.status_code == 429:
             return original_response  # the API's authenticator already answered (access.authentication)
-        from iam_project.api.problems import plain_problem
+        from core.api.problems import plain_problem
 
         response: HttpResponse = plain_problem(429, "Too many requests", LockedOut.default_detail)
     else:

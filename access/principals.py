@@ -8,9 +8,6 @@ given.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -92,21 +89,3 @@ def principal_of(user: Any) -> Principal | None:
         if cached is not None:
             user._iam_principal = cached
     return cached
-
-
-# --- who is acting, for the audit log ----------------------------------------------------------------
-SYSTEM = Principal("system", "system", frozenset(), None)
-_acting: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("acting_principal", default=None)
-
-
-@contextmanager
-def acting_as(principal: Principal | None) -> Iterator[None]:
-    token = _acting.set(principal)
-    try:
-        yield
-    finally:
-        _acting.reset(token)
-
-
-def current_actor() -> Principal:
-    return _acting.get() or SYSTEM

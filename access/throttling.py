@@ -1,7 +1,7 @@
 """Per-principal throttling (429 with Retry-After): a fixed-window counter per API key or console user.
 
 One atomic operation per request (``INCR`` + ``EXPIRE`` in one round trip, see
-:func:`iam_project.redis_cache.round_trip`) instead of DRF's list of request times read and written
+:func:`core.redis_cache.round_trip`) instead of DRF's list of request times read and written
 back whole. The rate depends on the view's ``throttle_scope``: ``pip`` (``PIP_THROTTLE_RATE``, a rate
 for machines) for the Policy Information Point, ``principal`` (``API_THROTTLE_RATE``) for the rest.
 A fixed window lets a client send up to twice the rate across a window boundary; that is the price
@@ -56,7 +56,7 @@ class PrincipalRateThrottle(SimpleRateThrottle):
     @classmethod
     def hit(cls, scope: str, principal: Principal) -> tuple[bool, float]:
         """Count one request; (allowed, seconds to wait if not)."""
-        from iam_project.redis_cache import round_trip
+        from core.redis_cache import round_trip
 
         key, limit, seconds, remaining = cls.counter(scope, principal)
         _, count = round_trip([], incr=(key, seconds + 1))

@@ -6,8 +6,7 @@ import uuid
 
 from django.db import models
 
-from iam_project.guards import DomainModel
-from tenants.models import Tenant
+from core.guards import DomainModel
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
@@ -28,7 +27,7 @@ class AttributeDefinition(DomainModel):
         STRING_LIST = "string_list", "List of strings"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="attribute_definitions")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="attribute_definitions")
     key = models.CharField(max_length=64)
     target = models.CharField(max_length=16, choices=Target.choices, default=Target.USER)
     type = models.CharField(max_length=16, choices=Type.choices)

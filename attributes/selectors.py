@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from attributes.models import AttributeDefinition
-from iam_project.errors import NotFound
+from core.errors import NotFound
 
 
 def definitions_for(*, tenant_id: UUID, target: str) -> list[AttributeDefinition]:
@@ -17,3 +17,8 @@ def definition_get(*, tenant_id: UUID, key: str) -> AttributeDefinition:
         return AttributeDefinition.objects.get(tenant_id=tenant_id, key=key)
     except AttributeDefinition.DoesNotExist:
         raise NotFound(f"no attribute definition {key!r} in this tenant") from None
+
+
+def pii_keys(tenant_id: UUID) -> set[str]:
+    """The tenant's attribute keys flagged as PII."""
+    return set(AttributeDefinition.objects.filter(tenant_id=tenant_id, pii=True).values_list("key", flat=True))

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Model, QuerySet
 
+from attributes import holders
 from attributes.models import KEY_PATTERN, AttributeDefinition
 from attributes.validation import UnsupportedPattern, compiled, validate_value
-from iam_project.changes import record_change
-from iam_project.db.locking import lock_for_write
-from iam_project.errors import Conflict, FieldError, ValidationFailed
-from iam_project.guards import domain_write
-from tenants.models import Tenant
+from core.db.locking import lock_for_write
+from core.errors import Conflict, FieldError, ValidationFailed
+from core.guards import domain_write
+from outbox.changes import record_change
 
 Type = AttributeDefinition.Type
 CONSTRAINT_FIELDS = ("required", "allowed_values", "pattern", "min_value", "max_value", "max_length", "max_items")
@@ -106,12 +107,8 @@ def definition_check(definition: AttributeDefinition) -> None:
         raise ValidationFailed(errors)
 
 
-def _subjects(definition: AttributeDefinition):  # type: ignore[no-untyped-def]
-    from users.models import User
-
-    if definition.target == AttributeDefinition.Target.USER:
-        return User.objects.filter(tenant_id=definition.tenant_id)
-    return Tenant.objects.filter(pk=definition.tenant_id)
+def _subjects(definition: AttributeDefinition) -> QuerySet[Any]:
+    return holders.subjects_of(definition.target, definition.tenant_id)
 
 
 def _conflicting_subjects(definition: AttributeDefinition) -> int:
@@ -125,13 +122,13 @@ def _conflicting_subjects(definition: AttributeDefinition) -> int:
     return missing + invalid
 
 
-def _schema_changed(tenant_id: Any) -> None:
+def _schema_changed(tenant_id: UUID) -> None:
     """Every definition change moves the tenant's schema version (part of the PIP's ETag)."""
-    Tenant.objects.filter(pk=tenant_id).update(schema_version=F("schema_version") + 1)
+    holders.schema_changed.send(sender=AttributeDefinition, tenant_id=tenant_id)
 
 
 def definition_create(
-    *, tenant: Tenant, key: str, type: str, target: str = "user", **fields: Any
+    *, tenant: Model, key: str, type: str, target: str = "user", **fields: Any
 ) -> AttributeDefinition:
     unknown = set(fields) - set(UPDATABLE_FIELDS)
     if unknown:
@@ -146,11 +143,11 @@ def definition_create(
                 definition.save(force_insert=True)
         except IntegrityError:
             raise Conflict(f"an attribute definition {key!r} already exists in this tenant") from None
-        _schema_changed(tenant.id)
+        _schema_changed(tenant.pk)
         record_change(
             object_repr=definition.key,
             event_type="AttributeDefinitionCreated",
-            tenant_id=tenant.id,
+            tenant_id=tenant.pk,
             aggregate_id=definition.id,
             aggregate_version=definition.version,
             data=definition_data(definition),

@@ -23,8 +23,8 @@ import re2
 from django.conf import settings
 
 from attributes.models import KEY_PATTERN, AttributeDefinition
-from iam_project.client_json import unstorable_text
-from iam_project.errors import FieldError, ValidationFailed
+from core.client_json import unstorable_text
+from core.errors import FieldError, ValidationFailed
 
 Type = AttributeDefinition.Type
 DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -9,18 +10,25 @@ from uuid import UUID
 from django.conf import settings
 from django.utils import timezone
 
-from access.principals import current_actor
 from audit.models import AuditRecord
+from core.actors import current_actor
 
 REDACTED = "***"
 SKIPPED_FIELDS = {"version", "changed", "id", "tenant_id"}
 
 
+PiiSource = Callable[[UUID], set[str]]
+_pii_sources: list[PiiSource] = []
+
+
+def redact_keys_from(source: PiiSource) -> None:
+    """Register ``source(tenant_id)`` → attribute keys whose values the audit log redacts (``attributes.apps``)."""
+    _pii_sources.append(source)
+
+
 def pii_keys(tenant_id: UUID) -> set[str]:
     """The tenant's attribute keys whose values the audit log redacts."""
-    from attributes.models import AttributeDefinition
-
-    return set(AttributeDefinition.objects.filter(tenant_id=tenant_id, pii=True).values_list("key", flat=True))
+    return set().union(*(source(tenant_id) for source in _pii_sources))
 
 
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None, pii: set[str]) -> dict[str, list[Any]]:

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from access import scopes as S
 from access.permissions import ScopedView
 from access.principals import Principal
-from iam_project.lean import LeanRoute
+from api.lean import LeanRoute
 from iam_project.urls import handler500
 from iam_project.urls import urlpatterns as app_urlpatterns
 

@@ -4,7 +4,7 @@
 
 Starts its own PostgreSQL (the pgserver wheel) in a temporary directory, migrates
 (``manage.py migrate`` as a subprocess), creates one tenant per run with ``--attributes`` attribute
-definitions (``iam_project.demo.generated_definitions``), writes a JSON Lines file of ``--users`` users
+definitions (``devtools.demo.generated_definitions``), writes a JSON Lines file of ``--users`` users
 with one value per definition (``generated_value``), then measures each run as a subprocess: wall
 time, peak RSS (``VmHWM`` polled, and ``ru_maxrss`` from ``wait4``), its CPU time, the PostgreSQL
 server's CPU time (postmaster and children, from /proc) and the CPU pressure of the machine (PSI):
@@ -275,7 +275,7 @@ def measured(command: list[str], env: dict[str, str], *, label: str, pg: Postgre
 
 # --- set-up -------------------------------------------------------------------------------------------
 def start_postgres(tmp: Path):  # type: ignore[no-untyped-def]
-    from iam_project.embedded import quiet_pgserver
+    from devtools.embedded import quiet_pgserver
 
     quiet_pgserver()
     import pgserver
@@ -286,7 +286,7 @@ def start_postgres(tmp: Path):  # type: ignore[no-untyped-def]
 
 
 def child_env(tmp: Path, database_url: str) -> dict[str, str]:
-    from iam_project.embedded import free_port
+    from devtools.embedded import free_port
 
     env = {
         k: v
@@ -323,7 +323,7 @@ import json, random, sys
 from django.conf import settings
 from tqdm import tqdm
 from attributes.services import definition_create
-from iam_project.demo import generated_definitions, generated_value
+from devtools.demo import generated_definitions, generated_value
 from tenants.services import tenant_create
 definitions = generated_definitions(ATTRIBUTES)
 out = {}

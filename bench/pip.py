@@ -190,7 +190,7 @@ class Postgres:
     """PostgreSQL from the pgserver wheel (unix socket), in a temporary or a reusable data directory."""
 
     def __init__(self, data_dir: Path | None) -> None:
-        from iam_project.embedded import quiet_pgserver
+        from devtools.embedded import quiet_pgserver
 
         quiet_pgserver()
         import pgserver

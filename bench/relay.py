@@ -141,7 +141,7 @@ def progress(total: int, description: str):  # type: ignore[no-untyped-def]
 
 def start_infrastructure(tmp: Path, bus: str = "nats") -> tuple[object, subprocess.Popen, str, str]:
     os.environ["IAM_DATA_DIR"] = str(tmp / "data")
-    from iam_project.embedded import free_port, quiet_pgserver, start_kafka, start_nats
+    from devtools.embedded import free_port, quiet_pgserver, start_kafka, start_nats
 
     quiet_pgserver()
     import pgserver

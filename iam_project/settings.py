@@ -12,8 +12,7 @@ from datetime import timedelta
 
 import environ
 
-from iam_project import startup
-from iam_project.config import (
+from core.config import (
     BASE_DIR,
     DATA_DIR,
     DEVELOPMENT,
@@ -24,6 +23,7 @@ from iam_project.config import (
     iam_env,
     redis_url,
 )
+from iam_project import startup
 
 env = environ.Env()
 
@@ -80,6 +80,7 @@ except ConfigError as error:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEVELOPMENT_MODE else [])
 
 INSTALLED_APPS = [
+    "console",  # before django.contrib.admin: its templates override the admin's
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -100,22 +101,25 @@ INSTALLED_APPS = [
     "access",
     "audit",
     "resolver",
+    "imports",
+    "api",
+    "devtools",
 ]
 
 MIDDLEWARE = [
     # The PIP's hot paths answer here, with the observability and security headers of the middleware
-    # below and without session, CSRF, messages or DRF (iam_project/lean.py); every other request,
+    # below and without session, CSRF, messages or DRF (api/lean.py); every other request,
     # and every refusal, goes on through the rest of the stack.
-    "iam_project.lean.LeanApiMiddleware",
-    "iam_project.observability.ObservabilityMiddleware",
-    "iam_project.observability.ProbesMiddleware",
-    "iam_project.middleware.ApiProblemMiddleware",
+    "api.lean.LeanApiMiddleware",
+    "core.observability.ObservabilityMiddleware",
+    "core.observability.ProbesMiddleware",
+    "core.middleware.ApiProblemMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "iam_project.middleware.BodySizeLimitMiddleware",
+    "core.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "iam_project.middleware.ApiCommonMiddleware",
+    "core.middleware.ApiCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -130,7 +134,7 @@ WSGI_APPLICATION = "iam_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "iam_project" / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -198,15 +202,15 @@ REST_FRAMEWORK = {
         "principal": env.str("API_THROTTLE_RATE", default="6000/min"),
         "pip": env.str("PIP_THROTTLE_RATE", default="2000/s"),  # per key: machines asking many times a second
     },
-    "DEFAULT_PARSER_CLASSES": ["iam_project.api.parsers.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PAGINATION_CLASS": "iam_project.api.pagination.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "EXCEPTION_HANDLER": "iam_project.api.problems.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "URL_FORMAT_OVERRIDE": None,  # ?format= is the PIP's response shape (native | authzen)
@@ -229,7 +233,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "iam_project.api.schema.add_problem_responses",
+        "core.api.schema.add_problem_responses",
     ],
 }
 
@@ -317,8 +321,8 @@ LOGGING = {
         },
     },
     "filters": {
-        "request_id": {"()": "iam_project.observability.RequestIdFilter"},
-        "routine_ticks": {"()": "iam_project.observability.RoutineTickFilter"},
+        "request_id": {"()": "core.observability.RequestIdFilter"},
+        "routine_ticks": {"()": "core.observability.RoutineTickFilter"},
     },
     "handlers": {
         "stdout": {
@@ -377,7 +381,7 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if _cache_url:
     CACHES = {
         "default": {
-            "BACKEND": "iam_project.redis_cache.RedisCache",  # one redis-py client per process
+            "BACKEND": "core.redis_cache.RedisCache",  # one redis-py client per process
             "LOCATION": _cache_url,
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
@@ -389,7 +393,7 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=60)
 PIP_CACHE_SECONDS = env.int("PIP_CACHE_SECONDS", default=300)
 PIP_CACHE_CONTROL = env.str("PIP_CACHE_CONTROL", default="private, max-age=0, must-revalidate")
 PIP_BATCH_MAX = env.int("PIP_BATCH_MAX", default=100)
-LEAN_ROUTES = ["resolver.api.lean.ROUTES"]  # iam_project/lean.py
+LEAN_ROUTES = ["api.resolver.lean.ROUTES"]  # api/lean.py
 
 # --- audit ----------------------------------------------------------------------------------------
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)

@@ -39,7 +39,7 @@ def wait_for_database(timeout: float | None = None) -> None:
     from django.conf import settings
     from django.db import connection
 
-    from iam_project.config import ConfigError
+    from core.config import ConfigError
 
     if timeout is None:
         timeout = settings.DB_STARTUP_WAIT_SECONDS

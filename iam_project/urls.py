@@ -2,10 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from iam_project import probes
+from core import probes
 from iam_project.exposition import metrics_view
 
-handler500 = "iam_project.observability.server_error"
+handler500 = "core.observability.server_error"
 
 admin.site.site_header = "iam-service console"
 admin.site.site_title = "iam-service"
@@ -18,7 +18,7 @@ urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("iam_project.api.urls")),
+    path("api/v1/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path(

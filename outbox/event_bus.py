@@ -24,7 +24,7 @@ import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
-from iam_project.config import EventBusConfig
+from core.config import EventBusConfig
 from outbox.bus import CLOUDEVENTS_CONTENT_TYPE, BatchResult, EventBusAdapter, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")

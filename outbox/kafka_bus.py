@@ -39,7 +39,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from iam_project.config import EventBusConfig
+from core.config import EventBusConfig
 from outbox.bus import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")

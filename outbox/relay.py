@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from iam_project import metrics
+from core import metrics
 from outbox.bus import EventBusAdapter, Message
 from outbox.event_bus import get_adapter
 from outbox.models import OutboxEvent

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from iam_project.db.copy import copy_insert
+from core.db.copy import copy_insert
 from outbox.events import EVENT_TYPES, envelope, subject_for
 from outbox.models import OutboxEvent
 
@@ -104,24 +104,6 @@ def poke_relay() -> None:
         relay_outbox_task.apply_async(expires=max(settings.OUTBOX_RELAY_INTERVAL * 5, 5), retry=False)
     except Exception as exc:  # noqa: BLE001 - a broker outage must never fail a committed write
         logger.warning("could not poke the outbox relay; beat will relay", extra={"error": str(exc)})
-
-
-def outbox_purge_published(*, older_than_hours: int | None = None, batch_size: int = 5000) -> int:
-    """Delete published rows past the retention period, in bounded batches."""
-    from datetime import timedelta
-
-    hours = settings.OUTBOX_RETENTION_HOURS if older_than_hours is None else older_than_hours
-    cutoff = timezone.now() - timedelta(hours=hours)
-    deleted = 0
-    while True:
-        ids = list(
-            OutboxEvent.objects.filter(status=OutboxEvent.Status.PUBLISHED, published_at__lt=cutoff).values_list(
-                "sequence", flat=True
-            )[:batch_size]
-        )
-        if not ids:
-            return deleted
-        deleted += OutboxEvent.objects.filter(sequence__in=ids).delete()[0]
 
 
 def outbox_retry(*, sequences: list[int]) -> int:

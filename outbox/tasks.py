@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from outbox import selectors, services
+from outbox import retention, selectors
 
 
 @shared_task(name="outbox.relay", ignore_result=True, acks_late=False)
@@ -16,7 +16,7 @@ def relay_outbox_task() -> dict:
 
 @shared_task(name="outbox.purge_published", ignore_result=True)
 def purge_published_task() -> int:
-    return services.outbox_purge_published()
+    return retention.outbox_purge_published()
 
 
 @shared_task(name="outbox.refresh_gauges", ignore_result=True)

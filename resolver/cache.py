@@ -5,7 +5,7 @@ tenant's (bumped by any change of the tenant or its attribute schema) and the su
 any change of that user). A reader fetches the two tokens and the entry in one round trip and uses
 the entry only if both tokens still match; tokens are read *before* the database, so an entry built
 from a state older than a committed change carries a token that change has already replaced.
-Tokens are bumped in ``transaction.on_commit`` by every write path (``iam_project.changes``), so
+Tokens are bumped in ``transaction.on_commit`` by every write path (``outbox.changes``), so
 once a write request has returned no reader is served the state before it.
 
 With no shared cache configured (``REDIS_URL`` unset) nothing is cached: a per-process cache could
@@ -23,6 +23,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +163,17 @@ def invalidate_subjects(tenant_id: UUID | str, external_ids: list[str]) -> None:
         )
     except Exception as exc:  # noqa: BLE001
         logger.error("PIP cache invalidation failed", extra={"error": str(exc), "tenant_id": str(tenant_id)})
+
+
+def invalidate_on_commit(
+    aggregate_type: str, tenant_id: UUID, data: dict[str, Any], before: dict[str, Any] | None
+) -> None:
+    """Drop what the cache holds about a change once it commits (registered with ``outbox.changes.on_change``)."""
+    if not enabled():
+        return
+    if aggregate_type == "user":
+        external_ids = sorted({data.get("external_id"), (before or {}).get("external_id")} - {None})
+        transaction.on_commit(lambda: invalidate_subjects(tenant_id, external_ids))
+    else:
+        slugs = sorted({data.get("slug"), (before or {}).get("slug")} - {None}) if aggregate_type == "tenant" else []
+        transaction.on_commit(lambda: invalidate_tenant(tenant_id, slugs))

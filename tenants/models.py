@@ -7,7 +7,7 @@ import uuid
 from django.core.validators import RegexValidator
 from django.db import models
 
-from iam_project.guards import DomainModel
+from core.guards import DomainModel
 
 SLUG_PATTERN = r"^(?!-)[a-z0-9-]{1,63}(?<!-)$"
 UUID_SHAPE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -52,7 +52,7 @@ class Tenant(DomainModel):
 class TenantRevision(models.Model):
     """A per-tenant change counter: +1 in the transaction of every recorded change of the tenant.
 
-    Incremented only by ``iam_project.changes.record_changes`` (the one write funnel), under the row's
+    Incremented only by ``outbox.changes.record_changes`` (the one write funnel), under the row's
     lock, so its value orders the tenant's changes by commit, unlike ``updated_at`` (the app's clock
     before commit). The OPA bundle's revision (its ETag) is derived from it. No foreign key: the
     change that purges a tenant is recorded after the tenant row is gone.

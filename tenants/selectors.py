@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from iam_project.errors import NotFound
+from core.errors import NotFound
 from tenants.models import Tenant
 
 

@@ -12,10 +12,10 @@ from django.utils import timezone
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
-from iam_project.changes import record_change
-from iam_project.db.locking import lock_for_write
-from iam_project.errors import Conflict, FieldError, NotFound, ValidationFailed
-from iam_project.guards import domain_write
+from core.db.locking import lock_for_write
+from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from core.guards import domain_write
+from outbox.changes import record_change
 from tenants.models import Tenant, TenantRevision
 
 UPDATABLE_FIELDS = ("slug", "name", "status")
@@ -173,9 +173,6 @@ def tenant_purge(*, tenant: Tenant, force: bool = False) -> int:
     Refused before the retention period is over unless ``force``. One ``TenantPurged`` event stands
     for everything removed (consumers drop the tenant); each removed user is in the audit record.
     """
-    from attributes.models import AttributeDefinition
-    from users.models import User
-
     with transaction.atomic(), domain_write():
         locked = lock_for_write(tenant)
         if locked.deleted_at is None:
@@ -184,7 +181,7 @@ def tenant_purge(*, tenant: Tenant, force: bool = False) -> int:
         if not force and timezone.now() < due:
             raise Conflict(f"tenant {locked.slug!r} can be restored until {due.isoformat()}; purge refused")
         data = tenant_data(locked)
-        users = User.objects.filter(tenant=locked).delete()[0]
+        users = locked.users.all().delete()[0]  # the users app sits above this one: its rows through the relation
         AttributeDefinition.objects.filter(tenant=locked).delete()
         version = locked.version + 1
         locked.delete()

@@ -16,8 +16,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from iam_project.embedded import free_port, quiet_pgserver, start_kafka, start_nats
-from iam_project.guards import in_domain_write
+from core.guards import in_domain_write
+from devtools.embedded import free_port, quiet_pgserver, start_kafka, start_nats
 from tests.proc_helpers import terminate
 
 CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
@@ -150,7 +150,7 @@ def nats_server() -> Iterator[NatsServer]:
 @pytest.fixture
 def event_bus(nats_server: NatsServer, settings, request):  # type: ignore[no-untyped-def]
     """Point the relay at the test NATS server, with a stream of its own for this test."""
-    from iam_project.config import event_bus_config
+    from core.config import event_bus_config
     from outbox import event_bus as bus
 
     if nats_server.process is None:
@@ -206,7 +206,7 @@ def kafka_server() -> Iterator[KafkaServer]:
 
 
 def use_kafka(settings, server: KafkaServer, topic: str) -> None:  # type: ignore[no-untyped-def]
-    from iam_project.config import event_bus_config
+    from core.config import event_bus_config
     from outbox import event_bus as bus
 
     settings.EVENT_BUS = event_bus_config(server.url)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from iam_project.embedded import free_port, port_open
+from devtools.embedded import free_port, port_open
 from iam_project.roles import role_command
 
 REPO = Path(__file__).resolve().parent.parent

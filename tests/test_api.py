@@ -127,8 +127,8 @@ def test_body_over_the_limit_is_413(api, settings) -> None:  # type: ignore[no-u
 def test_body_over_the_limit_without_content_length_is_413(api, settings) -> None:  # type: ignore[no-untyped-def]
     from io import BytesIO
 
-    from iam_project.api.parsers import LimitedJSONParser
-    from iam_project.errors import PayloadTooLarge
+    from core.api.parsers import LimitedJSONParser
+    from core.errors import PayloadTooLarge
 
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
     with pytest.raises(PayloadTooLarge):

@@ -23,7 +23,7 @@ def boom(request: HttpRequest) -> HttpResponse:
 
 # This module doubles as a URLconf (pytest.mark.urls) with a view that fails, to see the 500s.
 urlpatterns = [route("api/v1/boom", boom), route("console-boom", boom), *site_urlpatterns]
-handler500 = "iam_project.observability.server_error"
+handler500 = "core.observability.server_error"
 
 
 def problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]

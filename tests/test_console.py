@@ -12,7 +12,7 @@ import re
 import pytest
 
 from audit.models import AuditRecord
-from iam_project.guards import domain_write
+from core.guards import domain_write
 from outbox.models import OutboxEvent
 from tests.conftest import TENANT_ADMIN_PASSWORD
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory

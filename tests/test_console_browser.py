@@ -169,9 +169,10 @@ def typed_world(world):  # type: ignore[no-untyped-def]
     """Tenant A with a definition of every type; alice has some values; an import has run."""
     import json
 
+    from imports.jobs import import_job_create
+    from imports.runner import import_job_run
     from tests.factories import DefinitionFactory
     from users import services
-    from users.jobs import import_job_create, import_job_run
 
     for definition in TYPED:
         DefinitionFactory(tenant=world["a"], **definition)
@@ -277,7 +278,7 @@ def test_console_pages_fit_the_window_with_their_key_figures_in_view(  # type: i
 def test_typed_fields_work_in_the_browser(page, live_server, typed_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    from iam_project.guards import domain_write
+    from core.guards import domain_write
 
     ua = typed_world["ua"]
     url = f"{live_server.url}/admin/users/user/{ua.pk}/change/"

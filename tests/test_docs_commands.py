@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from iam_project.embedded import free_port
+from devtools.embedded import free_port
 from tests import proc_helpers as ph
 
 pytestmark = pytest.mark.processes
@@ -92,7 +92,7 @@ def run_devstack(workdir: Path, **extra: str) -> Iterator[DevStack]:
     finally:
         proc.stop(timeout=30)
         stopped = subprocess.run(
-            [ph.PYTHON, "-c", "from iam_project.embedded import stop_embedded_services; stop_embedded_services()"],
+            [ph.PYTHON, "-c", "from devtools.embedded import stop_embedded_services; stop_embedded_services()"],
             env=env,
             cwd=ph.REPO,
             capture_output=True,

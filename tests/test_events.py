@@ -8,7 +8,7 @@ import re
 import pytest
 from django.db import connection, transaction
 
-from iam_project.guards import DomainWriteOutsideService
+from core.guards import DomainWriteOutsideService
 from outbox.events import EVENT_TYPES, check_registry
 from outbox.models import OutboxEvent
 from outbox.services import OutboxOutsideTransaction, event_record

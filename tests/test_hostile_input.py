@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from iam_project.client_json import MAX_DEPTH
+from core.client_json import MAX_DEPTH
 from outbox.models import OutboxEvent
 from tests.conftest import ADMIN_PASSWORD, basic
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
@@ -297,7 +297,7 @@ def test_ten_threads_patching_and_deleting_the_same_objects_never_5xx(acme) -> N
 @pytest.mark.django_db
 def test_a_tenant_deleted_while_a_change_was_on_its_way_is_404_not_changed(acme) -> None:  # type: ignore[no-untyped-def]
     """A PATCH that read the tenant before a DELETE committed locks it after: it finds it deleted."""
-    from iam_project.errors import NotFound
+    from core.errors import NotFound
     from tenants.models import Tenant
     from tenants.services import tenant_delete, tenant_update
 

@@ -11,7 +11,7 @@ import json
 import pytest
 from django.conf import settings
 
-from iam_project.config import ConfigError, event_bus_config
+from core.config import ConfigError, event_bus_config
 from outbox.bus import Message
 from outbox.kafka_bus import KafkaAdapter, TopicSettings, is_per_event, kafka_record
 from outbox.models import OutboxEvent

@@ -134,7 +134,7 @@ def test_the_client_address_behind_trusted_proxies(rf, settings) -> None:  # typ
 def test_web_metrics_leave_the_relay_figures_to_the_worker(client) -> None:  # type: ignore[no-untyped-def]
     """Web's /metrics has no relay counters (they live in the worker, whose exposition keeps them):
     a web 0 would never move and would hide ``absent(outbox_relay_last_success_timestamp_seconds)``."""
-    from iam_project import metrics  # noqa: F401 - the counters are registered in this process too
+    from core import metrics  # noqa: F401 - the counters are registered in this process too
     from iam_project.exposition import render
 
     web = client.get("/metrics").content.decode()

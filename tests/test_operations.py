@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from iam_project.guards import domain_write
+from core.guards import domain_write
 from outbox.models import OutboxEvent
 from tenants.models import Tenant
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
@@ -209,7 +209,7 @@ def test_import_error_report_escapes_formula_cells(acme, tmp_path) -> None:  # t
     "value", ["=1+1", "+1", "-1", "@x", "\tx", "\rx", "'", "''", "'=x", "''=x", "plain", "", "a=b", "'plain"]
 )
 def test_csv_cell_escaping_is_reversible_and_leaves_no_formula(value) -> None:  # type: ignore[no-untyped-def]
-    from iam_project.csv_cells import cell_escape, cell_unescape
+    from core.csv_cells import cell_escape, cell_unescape
 
     escaped = cell_escape(value)
 
@@ -227,7 +227,7 @@ def test_every_csv_writer_of_the_service_escapes_its_cells() -> None:
         and path.name != "csv_cells.py"
         and ("csv.writer(" in (text := path.read_text()) or "csv.DictWriter(" in text)
     ]
-    assert offenders == [], "write CSV through iam_project.csv_cells.csv_writer"
+    assert offenders == [], "write CSV through core.csv_cells.csv_writer"
 
 
 def test_import_into_an_unknown_tenant_is_a_clear_error(acme, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -35,7 +35,7 @@ import nats
 import pytest
 from django.conf import settings
 
-from iam_project.embedded import free_port
+from devtools.embedded import free_port
 from tests.conftest import NatsServer
 from tests.jetstream import stream_messages
 from tests.proc_helpers import RedisServer

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from access import keys
 from access.keys import api_key_create, api_key_revoke
-from iam_project.redis_cache import Wire
+from core.redis_cache import Wire
 from resolver.cache import _SLUG_MEMO
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
 from tests.proc_helpers import RedisServer
@@ -42,7 +42,7 @@ def with_redis(settings, redis_url):  # type: ignore[no-untyped-def]
     """The production cache configuration (``REDIS_URL`` set), against the module's redis-server."""
     from django.core.cache import cache
 
-    settings.CACHES = {"default": {"BACKEND": "iam_project.redis_cache.RedisCache", "LOCATION": redis_url}}
+    settings.CACHES = {"default": {"BACKEND": "core.redis_cache.RedisCache", "LOCATION": redis_url}}
     settings.SHARED_CACHE = True
     cache.clear()
     _SLUG_MEMO.clear()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from iam_project.embedded import free_port, port_open
+from devtools.embedded import free_port, port_open
 from iam_project.roles import role_command
 from tests import proc_helpers as ph
 from tests.jetstream import stream_messages

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from outbox import retention as outbox_retention
 from outbox import services as outbox_services
 from outbox.models import OutboxEvent
 from outbox.relay import OutboxWorker, backoff_seconds
@@ -162,7 +163,7 @@ def test_poison_event_is_retried_with_backoff_then_parked_holding_back_only_its_
     assert OutboxEvent.objects.get(aggregate_id=healthy.id).status == "published"
     assert OutboxEvent.objects.get(aggregate_id=poison.id, event_type="UserUpdated").status == "pending"
 
-    from iam_project.guards import domain_write  # noqa: F401 - outbox rows are not domain rows
+    from core.guards import domain_write  # noqa: F401 - outbox rows are not domain rows
 
     OutboxEvent.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     second = OutboxWorker().run()
@@ -189,7 +190,7 @@ def test_backoff_is_exponential_and_capped() -> None:
 @pytest.fixture(params=["nats", "kafka"])
 def own_bus(request, tmp_path, settings):  # type: ignore[no-untyped-def]
     """A server of this test alone (NATS, or the Kafka-compatible broker), which it may stop and start."""
-    from iam_project.config import event_bus_config
+    from core.config import event_bus_config
     from outbox import event_bus as bus
 
     if request.param == "nats":
@@ -312,5 +313,5 @@ def test_purge_deletes_published_rows_past_retention_only(event_bus) -> None:  #
     old = OutboxEvent.objects.order_by("sequence").first()
     OutboxEvent.objects.filter(pk=old.pk).update(published_at=timezone.now() - timedelta(hours=200))
     TenantFactory(slug="pending-one")
-    assert outbox_services.outbox_purge_published(older_than_hours=168) == 1
+    assert outbox_retention.outbox_purge_published(older_than_hours=168) == 1
     assert OutboxEvent.objects.count() == 2 and OutboxEvent.objects.filter(status="pending").count() == 1

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from iam_project.embedded import free_port
+from devtools.embedded import free_port
 from tests import proc_helpers as ph
 
 pytestmark = pytest.mark.processes
@@ -39,7 +39,7 @@ AUTH = {"Authorization": ph.basic_auth(USERNAME, PASSWORD)}
 JSON = {"Content-Type": "application/json"}
 
 # The route label is the URL template (RUNBOOK "http_requests_total": method, route template, status;
-# iam_project.observability.route_of: "api/v1/tenants/{tenant}/"), never the raw path or a regex.
+# core.observability.route_of: "api/v1/tenants/{tenant}/"), never the raw path or a regex.
 LIST_ROUTE = "api/v1/tenants/"
 DETAIL_ROUTE = "api/v1/tenants/{tenant}/"
 PRINCIPAL = f"basic:{USERNAME}"  # the API calls here use HTTP Basic: logged as such, not as the console

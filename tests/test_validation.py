@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iam_project.errors import ValidationFailed
+from core.errors import ValidationFailed
 from outbox.models import OutboxEvent
 from tests.factories import DefinitionFactory, TenantFactory
 from users import services

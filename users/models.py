@@ -7,7 +7,7 @@ import uuid
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
-from iam_project.guards import DomainModel
+from core.guards import DomainModel
 from tenants.models import Tenant
 
 

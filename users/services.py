@@ -13,11 +13,11 @@ from django.utils import timezone
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
-from iam_project.changes import Change, record_change, record_changes
-from iam_project.db.copy import copy_insert
-from iam_project.db.locking import lock_for_write
-from iam_project.errors import Conflict, FieldError, ValidationFailed
-from iam_project.guards import domain_write
+from core.db.copy import copy_insert
+from core.db.locking import lock_for_write
+from core.errors import Conflict, FieldError, ValidationFailed
+from core.guards import domain_write
+from outbox.changes import Change, record_change, record_changes
 from tenants.models import Tenant
 from users.models import User
 

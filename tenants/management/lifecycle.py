@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from iam_project.errors import DomainError
+from core.errors import DomainError
 from tenants.models import Tenant
 from tenants.selectors import tenant_get
 

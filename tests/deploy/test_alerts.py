@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ALERTS_FILE = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ALERTS_TEST_FILE = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
-APP_SOURCE_DIRS = ("iam_project", "tenants", "users", "attributes", "outbox")
+# Every top-level Python package of the service (what the image ships), not tests or benchmarks.
+APP_SOURCE_DIRS = tuple(
+    sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in ("tests", "bench", "docs"))
+)
 
 CONTRACT_ALERTS = {
     "IamServiceHighLatency",

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from access import scopes as S
 from access.keys import api_key_create
-from iam_project.errors import ValidationFailed
+from core.errors import ValidationFailed
 from tenants.models import Tenant
 
 

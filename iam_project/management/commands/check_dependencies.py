@@ -11,7 +11,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from iam_project.config import redact_url
+from core.config import redact_url
 
 DATABASE, MIGRATIONS, EVENT_BUS, BROKER = 1, 2, 4, 8
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from iam_project.errors import DomainError
+from core.errors import DomainError
 from tenants.services import tenant_create
 
 

@@ -1,0 +1,221 @@
+"""The lean door: the machine-facing hot paths (the PIP lookups) without the framework they don't need.
+
+A PIP lookup is a GET with a Bearer key that answers JSON. Through the full stack it pays for a
+session, CSRF, messages, the console's authentication, DRF's request wrapping, content negotiation
+and renderers, and one Redis round trip per concern (key, throttle, entry). Here, for the routes in
+``LEAN_ROUTES`` only, :class:`LeanApiMiddleware` (the outermost middleware, doing what the
+observability, security and body-size middleware do with their own code) answers the **common case**
+itself:
+
+* a route and method it serves, ``Authorization: Bearer <key>`` with a key this process holds (or
+  reads once from PostgreSQL), holding the route's scope;
+* then **one** round trip to the shared cache: the revocation generation (is the held key still
+  valid?), the throttle counter (``INCR`` + ``EXPIRE``) and whatever the route prefetches (the PIP
+  entry and its tokens) — :func:`core.redis_cache.round_trip`;
+* then the route's handler, the same function the DRF view calls.
+
+Everything else — no or a bad key, a missing scope, a method the route lacks, a body that is not
+JSON, a key revoked since this process read it — falls through to the full stack unchanged, so every
+refusal keeps its status, headers and problem body by construction (``tests/test_api_statuses.py``).
+What the door answers itself (200, 304, the handler's 400/404, 429, a 503 while the database is
+down) carries the headers the full stack adds (``Allow``, ``X-Frame-Options``, ``Content-Length``,
+``SecurityMiddleware``'s, ``X-Request-ID``), and the request's metrics and log line have the same
+route template, principal and tenant. django-prometheus's ``django_http_*`` families (not used
+by the runbook or the dashboards) do not count these requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse
+from django.middleware.security import SecurityMiddleware
+from django.urls import ResolverMatch, resolve
+from django.utils.module_loading import import_string
+
+from access import keys
+from access.principals import KeyUser, Principal
+from access.throttling import PrincipalRateThrottle, verdict
+from core.api.problems import PROBLEM_JSON, problem_body
+from core.errors import DomainError
+from core.middleware import refusal
+from core.observability import DATABASE_DOWN, database_unavailable, observed, request_id_of, request_id_var
+from core.redis_cache import round_trip
+
+logger = logging.getLogger(__name__)
+
+FALL_THROUGH = None  # a handler's answer meaning "let the full stack answer this request"
+
+
+@dataclass
+class LeanRoute:
+    """``pattern`` (on ``path_info``) → ``handler(request, principal, kwargs, prefetched)``.
+
+    ``sample`` is a path the URLconf resolves to the same view: the route template, URL name and
+    view of the metrics and log line are taken from Django's own resolver, once.
+    """
+
+    pattern: str
+    methods: frozenset[str]
+    scope: str
+    sample: str
+    handler: Callable[[HttpRequest, Principal, dict[str, str], list[Any]], HttpResponse | None]
+    prefetch: Callable[[HttpRequest, dict[str, str]], list[str]] = lambda request, kwargs: []
+    accepts: Callable[[HttpRequest], bool] = lambda request: True  # False: the full stack answers
+    throttle_scope: str = "pip"
+    compiled: re.Pattern = field(init=False)
+    match: ResolverMatch | None = field(init=False, default=None)
+    allow: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.compiled = re.compile(self.pattern)
+
+    def resolved(self) -> ResolverMatch:
+        if self.match is None:
+            self.match = resolve(self.sample)
+            view = self.match.func.view_class()  # type: ignore[attr-defined]
+            if hasattr(view, "get") and not hasattr(view, "head"):
+                view.head = view.get  # as View.setup() does
+            self.allow = ", ".join(view.allowed_methods)  # what DRF's responses carry
+        return self.match
+
+
+def routes() -> list[LeanRoute]:
+    found: list[LeanRoute] = []
+    for dotted in settings.LEAN_ROUTES:
+        found.extend(import_string(dotted))
+    return found
+
+
+class LeanApiMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.routes = routes()
+        self.security = SecurityMiddleware(get_response)
+        # The literal start of each pattern: any other path goes on at the cost of one startswith.
+        self.prefixes = tuple({re.match(r"\^([\w/.-]*)", route.pattern).group(1) for route in self.routes})  # type: ignore[union-attr]
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if path.startswith(self.prefixes):
+            for route in self.routes:
+                found = route.compiled.match(path)
+                if found is not None:
+                    if request.method in route.methods:
+                        response = self.door(request, route, found.groupdict())
+                        if response is not None:
+                            return response
+                    break
+        return self.get_response(request)
+
+    def door(self, request: HttpRequest, route: LeanRoute, kwargs: dict[str, str]) -> HttpResponse | None:
+        """What the middleware in front of the session does for these requests, then :meth:`serve`.
+
+        The lean door is the outermost middleware: it does itself, with the same code, what
+        ``ObservabilityMiddleware`` (request id, metrics, log line), ``SecurityMiddleware`` (its
+        headers; an HTTPS redirect falls through) and ``BodySizeLimitMiddleware`` (a refusal falls
+        through) do. ``ProbesMiddleware``, ``ApiProblemMiddleware`` and WhiteNoise have nothing to do
+        for these paths; django-prometheus's middleware is the one left out.
+        """
+        if self.security.process_request(request) is not None or refusal(request) is not None:
+            return FALL_THROUGH
+        request_id = request_id_of(request)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.serve(request, route, kwargs)
+        except DATABASE_DOWN:
+            response = database_unavailable(request)
+        except DisallowedHost:
+            response = FALL_THROUGH  # the full stack's 400 problem and log line
+        except Exception:
+            # A bug of the door: said loudly, and the full stack answers (its own 500 if it fails too).
+            logger.exception("the lean door failed; the full stack answers")
+            response = FALL_THROUGH
+        finally:
+            request_id_var.reset(token)
+        if response is None:
+            return FALL_THROUGH
+        return observed(request, self.security.process_response(request, response), request_id, started)
+
+    def serve(self, request: HttpRequest, route: LeanRoute, kwargs: dict[str, str]) -> HttpResponse | None:
+        authorization = request.META.get("HTTP_AUTHORIZATION", "")
+        if not authorization.startswith("Bearer "):
+            return FALL_THROUGH
+        raw = authorization[7:]
+        if not raw or " " in raw:
+            return FALL_THROUGH
+        request.get_host()  # CommonMiddleware's check: a Host outside ALLOWED_HOSTS raises (the full stack's 400)
+        shared = settings.SHARED_CACHE
+        held = keys.held(raw) if shared else None
+        if held is None:
+            found = keys.principal_for_key(raw)  # the database (and the generation, with a shared cache)
+            if found is None:
+                return FALL_THROUGH  # 401, logged and counted by the full stack
+            key, principal = found
+            generation = None
+        else:
+            key, principal, generation = held
+            keys.record_use(key)
+        if not principal.has(route.scope) or not route.accepts(request):
+            return FALL_THROUGH  # 403, or a request the route leaves to the full stack
+        prefetch = route.prefetch(request, kwargs)
+        counter, limit, seconds, remaining = PrincipalRateThrottle.counter(route.throttle_scope, principal)
+        get = [keys.GENERATION_KEY, *prefetch] if generation is not None else prefetch
+        try:
+            values, count = round_trip(get, incr=(counter, seconds + 1))
+        except Exception as exc:  # noqa: BLE001 - a cache outage: fail open, nothing prefetched
+            if generation is not None:
+                return FALL_THROUGH  # the held key cannot be checked: the full stack reads the database
+            logger.warning("shared cache unavailable", extra={"error": str(exc)})
+            values, count = [None] * len(get), None
+        if generation is not None:
+            if values[0] != generation:
+                keys.drop_held()  # a key was revoked (or the cache lost the generation): read it again
+                return FALL_THROUGH
+            values = values[1:]
+        allowed, wait = verdict(count, limit, remaining)
+        request.user = KeyUser(key, principal)  # type: ignore[assignment] - the log line's principal
+        request.resolver_match = _match(route, kwargs)
+        if not allowed:
+            response = problem(429, "Too many requests", throttled_detail(wait))
+            response["Retry-After"] = str(int(wait))
+        else:
+            try:
+                response = route.handler(request, principal, kwargs, values)
+            except DomainError as exc:
+                response = problem(exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
+            if response is None:
+                return FALL_THROUGH
+        response["Allow"] = route.allow
+        if "X-Frame-Options" not in response:
+            response["X-Frame-Options"] = settings.X_FRAME_OPTIONS
+        if "Content-Length" not in response and not response.streaming:
+            response["Content-Length"] = str(len(response.content))
+        return response
+
+
+def _match(route: LeanRoute, kwargs: dict[str, str]) -> ResolverMatch:
+    match = route.resolved()
+    return ResolverMatch(match.func, (), kwargs, match.url_name, route=match.route)
+
+
+def problem(status: int, title: str, detail: str, errors: list | None = None) -> HttpResponse:
+    body = problem_body(status, title, detail)
+    if errors:
+        body["errors"] = [error.as_dict() for error in errors]
+    return HttpResponse(orjson.dumps(body), status=status, content_type=PROBLEM_JSON)
+
+
+def throttled_detail(wait: float) -> str:
+    from rest_framework.exceptions import Throttled
+
+    return str(Throttled(wait).detail)

@@ -1,0 +1,83 @@
+"""The PIP's routes in the lean door (``api.lean``): the single lookup and the batch.
+
+Same paths, scopes and handlers as the DRF views of ``api.resolver.views``; only the framework
+around them differs. A batch whose body is not a JSON object this parser accepts falls through to
+the full stack (DRF's 415 or 400), before anything is counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.http import HttpRequest, HttpResponse
+
+from access import scopes as S
+from access.principals import Principal
+from api.lean import FALL_THROUGH, LeanRoute
+from api.resolver.views import prefetch_keys, subject_lookup, subjects_lookup, wants_authzen
+from core.client_json import BadJSON, check_depth, unstorable_text
+
+SUBJECT = r"^/api/v1/pip/tenants/(?P<tenant>[^/]+)/subjects/(?P<external_id>.+)$"
+
+
+def lookup(request: HttpRequest, principal: Principal, kwargs: dict[str, str], prefetched: list[Any]) -> HttpResponse:
+    return subject_lookup(
+        principal=principal,
+        tenant=kwargs["tenant"],
+        external_id=kwargs["external_id"],
+        authzen=wants_authzen(request.GET.get("format", "native")),
+        if_none_match=request.META.get("HTTP_IF_NONE_MATCH"),
+        prefetched=prefetched or None,
+    )
+
+
+def lookup_prefetch(request: HttpRequest, kwargs: dict[str, str]) -> list[str]:
+    return prefetch_keys(kwargs["tenant"], kwargs["external_id"])
+
+
+def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], prefetched: list[Any]) -> HttpResponse:
+    return subjects_lookup(
+        principal=principal, data=request._lean_json, authzen=wants_authzen(request.GET.get("format", "native"))
+    )  # type: ignore[attr-defined]
+
+
+def batch_prefetch(request: HttpRequest, kwargs: dict[str, str]) -> list[str]:
+    return []
+
+
+def parse_batch(request: HttpRequest) -> bool:
+    """Parse the body before anything is counted; False: let the full stack answer (415, 400)."""
+    if request.content_type != "application/json":
+        return False
+    # What core.client_json.decode_json refuses falls through, to be refused there (400 with
+    # the pointer and rule): orjson already refuses lone surrogates and NaN; the depth bound and NUL
+    # are checked here.
+    try:
+        text = request.body.decode("utf-8")
+        check_depth(text)
+        data = orjson.loads(text)
+    except (UnicodeDecodeError, BadJSON, orjson.JSONDecodeError):
+        return False
+    if unstorable_text(data, "") is not None:
+        return False
+    request._lean_json = data  # type: ignore[attr-defined]
+    return True
+
+
+ROUTES = [
+    LeanRoute(
+        SUBJECT, frozenset({"GET", "HEAD"}), S.PIP_READ, "/api/v1/pip/tenants/t/subjects/s", lookup, lookup_prefetch
+    ),
+    LeanRoute(
+        r"^/api/v1/pip/resolve$",
+        frozenset({"POST"}),
+        S.PIP_READ,
+        "/api/v1/pip/resolve",
+        batch,
+        batch_prefetch,
+        accepts=parse_batch,
+    ),
+]
+
+__all__ = ["FALL_THROUGH", "ROUTES"]

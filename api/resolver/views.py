@@ -1,0 +1,232 @@
+"""The Policy Information Point API: single and batch subject lookups, and OPA bundles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseNotModified
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from access import scopes as S
+from access.permissions import ScopedView
+from access.principals import Principal
+from core.errors import FieldError, NotFound, ValidationFailed
+from resolver import cache as pip_cache
+from resolver.selectors import Resolved, as_uuid, subject_resolve, subjects_resolve
+
+FORMAT_PARAM = OpenApiParameter(
+    "format", str, OpenApiParameter.QUERY, enum=["native", "authzen"], description="authzen: an AuthZEN subject."
+)
+TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
+EXTERNAL_ID_PARAM = OpenApiParameter(
+    "external_id", str, OpenApiParameter.PATH, description="The subject's external id, percent-encoded ('/' allowed)."
+)
+SUBJECT_SCHEMA = {"type": "object", "additionalProperties": True}
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """``If-None-Match`` (weak comparison, lists and ``*`` included) against our ETag."""
+    if not header:
+        return False
+    candidates = [candidate.strip().removeprefix("W/") for candidate in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+def wants_authzen(value: str) -> bool:
+    """``?format=``: native (the default) or authzen; anything else is a 400."""
+    if value not in ("native", "authzen"):
+        raise ValidationFailed([FieldError("/format", "enum", "one of native, authzen")])
+    return value == "authzen"
+
+
+class SubjectLookupView(ScopedView, APIView):
+    """``GET /api/v1/pip/tenants/{tenant}/subjects/{external_id}``: a subject and its tenant."""
+
+    scopes = {"get": S.PIP_READ}
+    throttle_scope = "pip"
+
+    @extend_schema(
+        parameters=[TENANT_PARAM, EXTERNAL_ID_PARAM, FORMAT_PARAM],
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT), 304: None},
+        operation_id="pip_subject_lookup",
+    )
+    def get(self, request: Request, tenant: str, external_id: str) -> HttpResponse:
+        return subject_lookup(
+            principal=self.principal,
+            tenant=tenant,
+            external_id=external_id,
+            authzen=wants_authzen(request.query_params.get("format", "native")),
+            if_none_match=request.headers.get("If-None-Match"),
+        )
+
+
+def subject_lookup(
+    *,
+    principal: Principal,
+    tenant: str,
+    external_id: str,
+    authzen: bool,
+    if_none_match: str | None,
+    prefetched: list[Any] | None = None,
+) -> HttpResponse:
+    """The single lookup's answer (200 or 304), for the DRF view and the lean door alike.
+
+    ``prefetched``: the values of ``pip_cache.lookup_keys`` for the tenant id this process memoised,
+    read in the request's one round trip (``api.resolver.lean``).
+    """
+    tenant_id = as_uuid(tenant)
+    if tenant_id is not None and not principal.reaches(tenant_id):
+        raise NotFound("no such subject")
+    resolved = _resolve(tenant, tenant_id, external_id, prefetched)
+    if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):  # type: ignore[arg-type]
+        raise NotFound("no such subject")
+    headers = {"ETag": resolved.etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": "Authorization"}
+    if etag_matches(if_none_match, resolved.etag):
+        return HttpResponseNotModified(headers=headers)
+    body = resolved.authzen if authzen else resolved.native
+    return HttpResponse(body, content_type="application/json", headers=headers)
+
+
+def prefetch_keys(tenant: str, external_id: str) -> list[str]:
+    """The cache keys a lookup reads, when this process knows the tenant's id without I/O."""
+    if not pip_cache.enabled():
+        return []
+    tenant_id = as_uuid(tenant)
+    key_tenant = str(tenant_id) if tenant_id is not None else pip_cache.memoised_tenant_id(tenant)
+    return [] if key_tenant is None else pip_cache.lookup_keys(key_tenant, external_id)
+
+
+def _resolve(tenant: str, tenant_id: Any, external_id: str, prefetched: list[Any] | None) -> Resolved | None:
+    if not pip_cache.enabled():
+        return subject_resolve(tenant_ref=tenant, external_id=external_id)
+    key_tenant = str(tenant_id) if tenant_id is not None else pip_cache.tenant_id_for_slug(tenant)
+    tokens = None
+    if key_tenant is not None:
+        if prefetched and tenant_id is None and pip_cache.memoised_tenant_id(tenant) != key_tenant:
+            prefetched = None  # read under another tenant id than the one now memoised
+        cached, tokens = pip_cache.lookup(
+            key_tenant, external_id, slug=None if tenant_id is not None else tenant, prefetched=prefetched or None
+        )
+        if cached is not None:
+            return cached
+    resolved = subject_resolve(tenant_ref=tenant, external_id=external_id)
+    if resolved is not None:
+        if tenant_id is None and resolved.tenant_id != key_tenant:
+            # The slug was unknown, or mapped to another (since deleted) tenant: learn it, cache nothing
+            # under a tenant id whose tokens the subject's writes would not touch.
+            pip_cache.remember_slug(resolved.tenant_slug, resolved.tenant_id)
+        elif tokens is not None:
+            pip_cache.store(key_tenant, external_id, tokens, resolved)
+    return resolved
+
+
+class BatchItem(serializers.Serializer):
+    tenant = serializers.CharField(max_length=100)
+    external_id = serializers.CharField(max_length=255, trim_whitespace=False)
+
+
+class BatchRequest(serializers.Serializer):  # the schema of the body; the view checks it in _items
+    subjects = serializers.ListField(child=BatchItem(), min_length=1, max_length=settings.PIP_BATCH_MAX)
+
+
+class SubjectBatchView(ScopedView, APIView):
+    """``POST /api/v1/pip/resolve``: up to ``PIP_BATCH_MAX`` subjects in one request, one query."""
+
+    scopes = {"post": S.PIP_READ}
+    throttle_scope = "pip"
+
+    @extend_schema(
+        parameters=[FORMAT_PARAM],
+        request=BatchRequest,
+        responses={
+            200: inline_serializer(
+                "PipBatchResponse",
+                {"results": serializers.ListField(child=serializers.DictField())},
+            )
+        },
+        operation_id="pip_resolve_batch",
+    )
+    def post(self, request: Request) -> HttpResponse:
+        return subjects_lookup(
+            principal=self.principal,
+            data=request.data,
+            authzen=wants_authzen(request.query_params.get("format", "native")),
+        )
+
+
+def subjects_lookup(*, principal: Principal, data: Any, authzen: bool) -> HttpResponse:
+    """The batch's answer, for the DRF view and the lean door alike: one query, bodies spliced as bytes."""
+    items = batch_items(data)
+    resolved = subjects_resolve(items=items)
+    parts = []
+    for index, (tenant, external_id) in enumerate(items):
+        found = resolved.get(index)
+        if found is not None and principal.reaches(as_uuid(found.tenant_id)):  # type: ignore[arg-type]
+            body = found.authzen if authzen else found.native
+            parts.append(b'{"index":%d,"found":true,"etag":%s,"subject":%s}' % (index, orjson.dumps(found.etag), body))
+        else:
+            parts.append(
+                b'{"index":%d,"found":false,"tenant":%s,"external_id":%s,"error":"not_found"}'
+                % (index, orjson.dumps(tenant), orjson.dumps(external_id))
+            )
+    return HttpResponse(b'{"results":[' + b",".join(parts) + b"]}", content_type="application/json")
+
+
+def batch_items(data: Any) -> list[tuple[str, str]]:
+    if not isinstance(data, dict) or set(data) != {"subjects"}:
+        raise ValidationFailed([FieldError("/subjects", "required", 'the body is {"subjects": [...]}')])
+    subjects = data["subjects"]
+    if not isinstance(subjects, list) or not subjects:
+        raise ValidationFailed([FieldError("/subjects", "type", "a non-empty list")])
+    limit = settings.PIP_BATCH_MAX
+    if len(subjects) > limit:
+        raise ValidationFailed([FieldError("/subjects", "max_items", f"at most {limit} subjects per request")])
+    errors, items = [], []
+    for index, item in enumerate(subjects):
+        if not isinstance(item, dict) or set(item) != {"tenant", "external_id"}:
+            errors.append(FieldError(f"/subjects/{index}", "shape", 'each item is {"tenant": …, "external_id": …}'))
+            continue
+        tenant, external_id = item["tenant"], item["external_id"]
+        if not isinstance(tenant, str) or not 1 <= len(tenant) <= 100:
+            errors.append(FieldError(f"/subjects/{index}/tenant", "type", "a tenant id or slug"))
+        if not isinstance(external_id, str) or not 1 <= len(external_id) <= 255:
+            errors.append(FieldError(f"/subjects/{index}/external_id", "type", "1-255 characters"))
+        items.append((tenant, external_id))
+    if errors:
+        raise ValidationFailed(errors)
+    return items
+
+
+class BundleView(ScopedView, APIView):
+    """``GET /api/v1/pip/tenants/{tenant}/bundle.tar.gz``: an OPA bundle of the tenant's subjects."""
+
+    scopes = {"get": S.PIP_READ}
+    throttle_scope = "pip"
+
+    @extend_schema(
+        parameters=[TENANT_PARAM],
+        responses={(200, "application/gzip"): OpenApiTypes.BINARY, 304: None},
+        operation_id="pip_opa_bundle",
+    )
+    def get(self, request: Request, tenant: str) -> HttpResponse:
+        from django.http import FileResponse
+
+        from resolver.bundle import bundle_build, bundle_revision
+        from tenants.selectors import tenant_get
+
+        found = tenant_get(ref=tenant, queryset=self.principal.tenants())
+        revision = bundle_revision(str(found.id))
+        etag = f'"{revision}"'
+        headers = {"ETag": etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": "Authorization"}
+        if etag_matches(request.headers.get("If-None-Match"), etag):
+            return HttpResponseNotModified(headers=headers)
+        bundle = bundle_build(str(found.id), revision)
+        response = FileResponse(bundle.file, content_type="application/gzip", headers=headers)
+        response["Content-Length"] = str(bundle.size)
+        return response

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from access import scopes as S
+from api.base import ScopedViewSet, expected_version, tenants_visible_to, with_etag
+from api.tenants.serializers import TenantInputSerializer, TenantOutputSerializer
+from tenants import services
+from tenants.selectors import tenant_get
+
+LIFECYCLE_FIELDS = ("status", "slug")
+TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
+
+
+@extend_schema_view(
+    list=extend_schema(responses=TenantOutputSerializer(many=True)),
+    create=extend_schema(request=TenantInputSerializer, responses={201: TenantOutputSerializer}),
+    retrieve=extend_schema(parameters=[TENANT_PARAM], responses=TenantOutputSerializer),
+    update=extend_schema(parameters=[TENANT_PARAM], request=TenantInputSerializer, responses=TenantOutputSerializer),
+    partial_update=extend_schema(
+        parameters=[TENANT_PARAM], request=TenantInputSerializer, responses=TenantOutputSerializer
+    ),
+    destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
+)
+class TenantViewSet(ScopedViewSet):
+    # update/partial_update need directory:write for the name and the attribute values; a change of
+    # the tenant's lifecycle or address (``LIFECYCLE_FIELDS``) also needs tenants:write.
+    scopes = {
+        "list": S.DIRECTORY_READ,
+        "retrieve": S.DIRECTORY_READ,
+        "create": S.TENANTS_WRITE,
+        "update": S.DIRECTORY_WRITE,
+        "partial_update": S.DIRECTORY_WRITE,
+        "destroy": S.TENANTS_WRITE,
+    }
+    lookup_url_kwarg = "tenant"
+    lookup_value_regex = "[^/]+"
+    serializer_class = TenantOutputSerializer
+    ordering_fields = ["slug", "created_at", "updated_at"]
+    filterset_fields = ["status", "slug"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return tenants_visible_to(self.request)
+
+    def _tenant(self):  # type: ignore[no-untyped-def]
+        return tenant_get(ref=self.kwargs["tenant"], queryset=self.get_queryset())
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(TenantOutputSerializer(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        data = TenantInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant = services.tenant_create(**data.validated_data)
+        return with_etag(Response(TenantOutputSerializer(tenant).data, status=status.HTTP_201_CREATED), tenant.version)
+
+    def retrieve(self, request: Request, tenant: str) -> Response:
+        obj = self._tenant()
+        return with_etag(Response(TenantOutputSerializer(obj).data), obj.version)
+
+    def update(self, request: Request, tenant: str) -> Response:
+        return self._write(request, partial=False)
+
+    def partial_update(self, request: Request, tenant: str) -> Response:
+        return self._write(request, partial=True)
+
+    def _write(self, request: Request, *, partial: bool) -> Response:
+        obj = self._tenant()
+        data = TenantInputSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        attributes = fields.pop("attributes", None if partial else {})
+        if not partial:
+            fields = {"status": "active", **fields}
+        self._check_lifecycle_scope(obj, fields)
+        obj = services.tenant_update(
+            tenant=obj,
+            expected_version=expected_version(request),
+            attributes=attributes,
+            merge_attributes=partial,
+            **fields,
+        )
+        return with_etag(Response(TenantOutputSerializer(obj).data), obj.version)
+
+    def _check_lifecycle_scope(self, obj, fields: dict) -> None:  # type: ignore[no-untyped-def]
+        """Suspending, resuming or renaming the slug of a tenant needs tenants:write (not directory:write)."""
+        changed = [name for name in LIFECYCLE_FIELDS if name in fields and fields[name] != getattr(obj, name)]
+        if changed and not self.principal.has(S.TENANTS_WRITE):
+            raise PermissionDenied(f"changing {' and '.join(changed)} of a tenant needs the scope {S.TENANTS_WRITE!r}")
+
+    def destroy(self, request: Request, tenant: str) -> Response:
+        services.tenant_delete(tenant=self._tenant(), expected_version=expected_version(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

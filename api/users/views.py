@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from access import scopes as S
+from api.base import TenantScopedViewSet, expected_version, with_etag
+from api.users.serializers import UserInputSerializer, UserOutputSerializer
+from users import services
+from users.filters import AttributeFilterBackend, UserFilter
+from users.models import User
+from users.selectors import user_get, users_of
+
+TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
+USER_PARAM = OpenApiParameter("user_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The user's id.")
+ONE = [TENANT_PARAM, USER_PARAM]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[TENANT_PARAM],
+        responses=UserOutputSerializer(many=True),
+        # Not a documented parameter: OpenAPI 3.0 cannot name a family of parameters ("attr.<key>").
+        description="Filter by attribute values with `attr.<key>=<value>` query parameters, "
+        "e.g. `?attr.department=eng`; an unknown key or a value of the wrong type is a 400.",
+    ),
+    create=extend_schema(parameters=[TENANT_PARAM], request=UserInputSerializer, responses={201: UserOutputSerializer}),
+    retrieve=extend_schema(parameters=ONE, responses=UserOutputSerializer),
+    update=extend_schema(parameters=ONE, request=UserInputSerializer, responses=UserOutputSerializer),
+    partial_update=extend_schema(parameters=ONE, request=UserInputSerializer, responses=UserOutputSerializer),
+    destroy=extend_schema(parameters=ONE, responses={204: None}),
+)
+class UserViewSet(TenantScopedViewSet):
+    scopes = {
+        "list": S.DIRECTORY_READ,
+        "retrieve": S.DIRECTORY_READ,
+        "create": S.DIRECTORY_WRITE,
+        "update": S.DIRECTORY_WRITE,
+        "partial_update": S.DIRECTORY_WRITE,
+        "destroy": S.DIRECTORY_WRITE,
+    }
+    lookup_url_kwarg = "user_id"
+    serializer_class = UserOutputSerializer
+    filter_backends = [DjangoFilterBackend, AttributeFilterBackend, OrderingFilter]
+    filterset_class = UserFilter
+    ordering_fields = ["created_at", "updated_at", "external_id"]
+
+    queryset = User.objects.none()  # for the schema generator; requests use get_queryset
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "swagger_fake_view", False):
+            return User.objects.none()
+        return users_of(tenant=self.tenant)
+
+    def list(self, request: Request, tenant: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(UserOutputSerializer(page, many=True).data)
+
+    def create(self, request: Request, tenant: str) -> Response:
+        data = UserInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_create(tenant=self.tenant, **data.validated_data)
+        return with_etag(Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED), user.version)
+
+    def retrieve(self, request: Request, tenant: str, user_id: str) -> Response:
+        user = user_get(tenant=self.tenant, user_id=user_id)
+        return with_etag(Response(UserOutputSerializer(user).data), user.version)
+
+    def update(self, request: Request, tenant: str, user_id: str) -> Response:
+        return self._write(request, user_id, partial=False)
+
+    def partial_update(self, request: Request, tenant: str, user_id: str) -> Response:
+        return self._write(request, user_id, partial=True)
+
+    def _write(self, request: Request, user_id: str, *, partial: bool) -> Response:
+        user = user_get(tenant=self.tenant, user_id=user_id)
+        data = UserInputSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        attributes = fields.pop("attributes", None if partial else {})
+        if not partial:
+            fields = {"email": "", "display_name": "", "status": "active", **fields}
+        user = services.user_update(
+            user=user,
+            expected_version=expected_version(request),
+            attributes=attributes,
+            merge_attributes=partial,
+            **fields,
+        )
+        return with_etag(Response(UserOutputSerializer(user).data), user.version)
+
+    def destroy(self, request: Request, tenant: str, user_id: str) -> Response:
+        user = user_get(tenant=self.tenant, user_id=user_id)
+        services.user_delete(user=user, expected_version=expected_version(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html
+
+from console.support import age, short_id, tenant_slug_or_id, with_tenant_slug
+from outbox import services
+from outbox.models import OutboxEvent
+from outbox.selectors import outbox_stats
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    """Watch the outbox: counts, the oldest pending age, parked events and their errors."""
+
+    list_display = ["sequence", "event_type", "status", "attempts", "aggregate", "tenant", "age", "published_at"]
+    list_display_links = ["sequence", "event_type"]
+    list_filter = ["status", "event_type", "aggregate_type"]
+    ordering = ["-sequence"]  # newest first
+    search_fields = ["=event_id", "=aggregate_id", "=tenant_id"]
+    actions = ["retry_failed", "requeue"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in OutboxEvent._meta.fields if f.name != "payload"] + ["payload_pretty"]
+    exclude = ["payload"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEvent]:
+        return with_tenant_slug(super().get_queryset(request))
+
+    @admin.display(description="aggregate")
+    def aggregate(self, obj: OutboxEvent) -> str:
+        return format_html("{} {} v{}", obj.aggregate_type, short_id(obj.aggregate_id), obj.aggregate_version)
+
+    @admin.display(description="tenant")
+    def tenant(self, obj: OutboxEvent) -> str:
+        return tenant_slug_or_id(obj)
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, obj: OutboxEvent) -> str:
+        return format_html('<span title="{}">{}</span>', obj.created_at.isoformat(), age(obj.created_at))
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: OutboxEvent) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "outbox_stats": outbox_stats()}
+        return super().changelist_view(request, extra_context)
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        # Actions need only the view permission here: they do not edit events, they requeue them.
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("requeue", None)
+        return actions
+
+    @admin.action(description="Retry selected failed (parked) events")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        count = services.outbox_retry(sequences=list(queryset.values_list("sequence", flat=True)))
+        self.message_user(request, f"{count} parked events will be retried.", messages.SUCCESS)
+
+    @admin.action(description="Publish selected events again (same ids)")
+    def requeue(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        count = services.outbox_requeue(sequences=list(queryset.values_list("sequence", flat=True)))
+        self.message_user(request, f"{count} events queued for publishing again.", messages.SUCCESS)

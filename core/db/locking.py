@@ -1,0 +1,31 @@
+"""The first step of every write service that changes or deletes one row: lock it, check its version.
+
+A view reads the object before the service runs, outside the service's transaction; by the time the
+service locks the row a concurrent DELETE may have removed it. :func:`lock_for_write` answers that
+with :class:`NotFound` (404, the object is gone) instead of letting ``DoesNotExist`` become a 500,
+and a stale ``If-Match`` with :class:`PreconditionFailed` (412).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from django.db import connection
+from django.db.models import Model
+
+from core.errors import NotFound, PreconditionFailed
+
+M = TypeVar("M", bound=Model)
+
+
+def lock_for_write(obj: M, *, expected_version: int | None = None) -> M:
+    """A fresh copy of ``obj`` read with ``SELECT … FOR UPDATE``; call inside the write's transaction."""
+    assert connection.in_atomic_block, "lock_for_write runs inside the service's transaction"
+    model = type(obj)
+    try:
+        locked = model._default_manager.select_for_update().get(pk=obj.pk)
+    except model.DoesNotExist:
+        raise NotFound(f"this {model._meta.verbose_name} no longer exists") from None
+    if expected_version is not None and locked.version != expected_version:  # type: ignore[attr-defined]
+        raise PreconditionFailed(locked.version)  # type: ignore[attr-defined]
+    return locked

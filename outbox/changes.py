@@ -1,0 +1,127 @@
+"""Recording a domain change: its outbox event, its audit record and the tenant's revision, in the
+change's transaction.
+
+The one call every service makes after changing a row (``record_change``), so that no door can
+write the event without the audit record or the other way round. It also counts the change in the
+tenant's ``TenantRevision`` (the OPA bundle's ETag), under that row's lock, so the counter orders
+a tenant's changes by commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.db import connection
+from django.utils import timezone
+
+from audit.models import AuditRecord
+from audit.services import audit_build, pii_keys
+from core.db.copy import copy_insert
+from outbox.events import EVENT_TYPES
+from outbox.services import event_build, events_record
+
+ACTIONS = {"Created": "create", "Deleted": "delete"}
+REVISION_BUMP = """
+    INSERT INTO tenants_tenantrevision (tenant_id, value) SELECT id, 1 FROM unnest(%s::uuid[]) AS id
+    ON CONFLICT (tenant_id) DO UPDATE SET value = tenants_tenantrevision.value + 1
+"""
+
+
+def record_change(
+    *,
+    event_type: str,
+    tenant_id: UUID,
+    aggregate_id: UUID,
+    aggregate_version: int,
+    data: dict[str, Any],
+    before: dict[str, Any] | None = None,
+    object_repr: str = "",
+) -> None:
+    """Write the event (``data`` = the new state) and the audit record (``before`` → ``data``)."""
+    record_changes([Change(event_type, tenant_id, aggregate_id, aggregate_version, data, before, object_repr)])
+
+
+ChangeListener = Callable[[str, UUID, dict[str, Any], dict[str, Any] | None], None]
+_listeners: list[ChangeListener] = []
+
+
+def on_change(listener: ChangeListener) -> ChangeListener:
+    """Register ``listener(aggregate_type, tenant_id, data, before)``, called in the change's transaction.
+
+    The read side registers here (``resolver.apps``) to learn of changes: the write path does not
+    import it. A listener that acts on the commit schedules that with ``transaction.on_commit``.
+    """
+    _listeners.append(listener)
+    return listener
+
+
+def _bump_revisions(tenant_ids: list[UUID]) -> None:
+    """+1 on each tenant's change counter, held locked until the transaction ends.
+
+    A second writer of the same tenant waits here for the first one's commit, so the committed
+    values follow commit order (what a wall clock taken before commit cannot do). Tenants in sorted
+    order: two multi-tenant writes cannot deadlock on the counters.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(REVISION_BUMP, [tenant_ids])
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a bulk write: the same fields as :func:`record_change` takes."""
+
+    event_type: str
+    tenant_id: UUID
+    aggregate_id: UUID
+    aggregate_version: int
+    data: dict[str, Any]
+    before: dict[str, Any] | None = None
+    object_repr: str = ""
+
+
+def record_changes(changes: list[Change]) -> None:
+    """One event and one audit record per change: single INSERTs for one change, COPY for many."""
+    if not changes:
+        return
+    pii_by_tenant: dict[UUID, set[str]] = {}
+    events, audits = [], []
+    for change in changes:
+        row = event_build(
+            event_type=change.event_type,
+            tenant_id=change.tenant_id,
+            aggregate_id=change.aggregate_id,
+            aggregate_version=change.aggregate_version,
+            data=change.data,
+        )
+        events.append(row)
+        carries_attributes = (change.before or {}).get("attributes") or change.data.get("attributes")
+        if carries_attributes and change.tenant_id not in pii_by_tenant:
+            pii_by_tenant[change.tenant_id] = pii_keys(change.tenant_id)
+        action = next((a for suffix, a in ACTIONS.items() if change.event_type.endswith(suffix)), "update")
+        audits.append(
+            audit_build(
+                action=action,
+                object_type=EVENT_TYPES[change.event_type].aggregate_type,
+                object_id=change.aggregate_id,
+                tenant_id=change.tenant_id,
+                before=change.before,
+                after=None if action == "delete" else change.data,
+                pii=pii_by_tenant.get(change.tenant_id, set()),
+                object_repr=change.object_repr,
+                event_id=row.event_id,
+            )
+        )
+        for listener in _listeners:
+            listener(EVENT_TYPES[change.event_type].aggregate_type, change.tenant_id, change.data, change.before)
+    events_record(events)
+    _bump_revisions(sorted({change.tenant_id for change in changes}, key=str))
+    if len(audits) == 1:
+        audits[0].save(force_insert=True)
+        return
+    now = timezone.now()
+    for audit in audits:
+        audit.at = now
+    copy_insert(AuditRecord, audits)
