@@ -269,8 +269,8 @@ def kafka_baseline(
 
     from confluent_kafka import Producer
 
-    from outbox.bus import Message
-    from outbox.kafka_bus import KafkaAdapter, kafka_record
+    from eventbus.base import Message
+    from eventbus.kafka import KafkaAdapter, kafka_record
 
     KafkaAdapter(adapter.config, replace(adapter.topic, name=topic)).ensure_stream()
     mode = adapter.topic.cloudevents_mode
@@ -417,7 +417,7 @@ def latency_run(
     if nats_url.startswith("kafka://"):  # a fresh topic per mode: the subscriber reads it from the start
         from dataclasses import replace
 
-        from outbox.event_bus import get_adapter
+        from eventbus import get_adapter
 
         adapter = get_adapter()  # the warm producer of (b): no connection set-up inside the measurement
         stream = f"{stream}_latency_{mode}"
@@ -581,7 +581,7 @@ def main() -> None:
         setup_django(database_url, nats_url, relay_stream, relay_prefix)
         from django.conf import settings
 
-        from outbox.event_bus import get_adapter
+        from eventbus import get_adapter
         from tenants.services import tenant_create
 
         tenant = tenant_create(slug="bench", name="Bench")
@@ -597,7 +597,7 @@ def main() -> None:
             (str(uuid.uuid4()), "benchbase" + subject[len(relay_prefix) :], payload) for _, subject, payload, _ in rows
         ]
         # The same event loop the relay's adapter uses (uvloop), so the ratio compares the code, not the loop.
-        from outbox.event_bus import new_event_loop
+        from eventbus.jetstream import new_event_loop
 
         encoding_baseline_rate = None
         if args.bus == "kafka":
@@ -682,7 +682,7 @@ def main() -> None:
     finally:
         import logging
 
-        from outbox.event_bus import reset_adapter
+        from eventbus.jetstream import reset_adapter
 
         logging.getLogger("iam.EventBusAdapter").setLevel(logging.ERROR)  # closing is not a disconnection
         try:

@@ -27,8 +27,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core import metrics
-from outbox.bus import EventBusAdapter, Message
-from outbox.event_bus import get_adapter
+from eventbus import get_adapter
+from eventbus.base import EventBusAdapter, Message
 from outbox.models import OutboxEvent
 
 logger = logging.getLogger("iam.OutboxWorker")

@@ -45,7 +45,7 @@ class Bus:
 
     def limit_message_size(self, size: int) -> None:
         """Make events over ``size`` bytes poison (the stream's limit; the producer's on Kafka)."""
-        from outbox import event_bus as bus
+        import eventbus as bus
 
         if self.kind == "nats":
             self.overrides.NATS_STREAM_MAX_MSG_SIZE = size

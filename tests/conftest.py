@@ -150,8 +150,8 @@ def nats_server() -> Iterator[NatsServer]:
 @pytest.fixture
 def event_bus(nats_server: NatsServer, settings, request):  # type: ignore[no-untyped-def]
     """Point the relay at the test NATS server, with a stream of its own for this test."""
+    import eventbus as bus
     from core.config import event_bus_config
-    from outbox import event_bus as bus
 
     if nats_server.process is None:
         nats_server.start()
@@ -206,8 +206,8 @@ def kafka_server() -> Iterator[KafkaServer]:
 
 
 def use_kafka(settings, server: KafkaServer, topic: str) -> None:  # type: ignore[no-untyped-def]
+    import eventbus as bus
     from core.config import event_bus_config
-    from outbox import event_bus as bus
 
     settings.EVENT_BUS = event_bus_config(server.url)
     settings.KAFKA_TOPIC = topic
@@ -219,7 +219,7 @@ def use_kafka(settings, server: KafkaServer, topic: str) -> None:  # type: ignor
 @pytest.fixture
 def kafka_bus(kafka_server: KafkaServer, settings, request):  # type: ignore[no-untyped-def]
     """Point the relay at the test Kafka broker, with a topic of its own for this test."""
-    from outbox import event_bus as bus
+    import eventbus as bus
 
     if kafka_server.process is None:
         kafka_server.start()

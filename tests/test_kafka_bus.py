@@ -12,8 +12,8 @@ import pytest
 from django.conf import settings
 
 from core.config import ConfigError, event_bus_config
-from outbox.bus import Message
-from outbox.kafka_bus import KafkaAdapter, TopicSettings, is_per_event, kafka_record
+from eventbus.base import Message
+from eventbus.kafka import KafkaAdapter, TopicSettings, is_per_event, kafka_record
 from outbox.models import OutboxEvent
 from tests.factories import TenantFactory, UserFactory
 from tests.kafka_topic import topic_messages, topic_partitions
@@ -162,7 +162,7 @@ def test_events_are_keyed_by_aggregate_in_binary_mode_one_partition_per_aggregat
 
 @pytestmark_db
 def test_structured_mode_setting(kafka_bus, settings) -> None:  # type: ignore[no-untyped-def]
-    from outbox import event_bus as bus
+    import eventbus as bus
 
     settings.KAFKA_CLOUDEVENTS_MODE = "structured"
     bus.reset_adapter()

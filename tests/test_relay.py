@@ -190,8 +190,8 @@ def test_backoff_is_exponential_and_capped() -> None:
 @pytest.fixture(params=["nats", "kafka"])
 def own_bus(request, tmp_path, settings):  # type: ignore[no-untyped-def]
     """A server of this test alone (NATS, or the Kafka-compatible broker), which it may stop and start."""
+    import eventbus as bus
     from core.config import event_bus_config
-    from outbox import event_bus as bus
 
     if request.param == "nats":
         server = NatsServer(tmp_path / "nats")

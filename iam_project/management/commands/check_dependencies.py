@@ -38,7 +38,7 @@ def check_migrations() -> str:
 
 
 def check_event_bus() -> str:
-    from outbox.event_bus import get_adapter
+    from eventbus import get_adapter
 
     get_adapter().ensure_stream()  # NATS: the stream; Kafka: the topic (created if absent)
     where = redact_url(settings.EVENT_BUS.servers[0])

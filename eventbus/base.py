@@ -1,7 +1,7 @@
 """What the relay and every event-bus adapter share: the message, the batch result, the interface.
 
-The adapters (``outbox/event_bus.py`` for NATS JetStream, ``outbox/kafka_bus.py`` for Kafka) import
-this module and nothing of each other's; ``outbox.event_bus.get_adapter`` picks one by the scheme of
+The adapters (``eventbus/jetstream.py`` for NATS JetStream, ``eventbus/kafka.py`` for Kafka) import
+this module and nothing of each other's; ``eventbus.get_adapter`` picks one by the scheme of
 ``EVENT_BUS_URL``.
 """
 

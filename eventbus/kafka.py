@@ -40,7 +40,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from core.config import EventBusConfig
-from outbox.bus import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
+from eventbus.base import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")
 

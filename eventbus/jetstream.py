@@ -1,6 +1,6 @@
 """The NATS JetStream implementation of the EventBusAdapter (nats-py), and :func:`get_adapter`, which
-picks it or Kafka's (``outbox/kafka_bus.py``) by the scheme of ``EVENT_BUS_URL``. The interface the
-relay and both adapters share is in ``outbox/bus.py``.
+picks it or Kafka's (``eventbus/kafka.py``) by the scheme of ``EVENT_BUS_URL``. The interface the
+relay and both adapters share is in ``eventbus/base.py``.
 
 The adapter owns one asyncio loop on a daemon thread per process (created after a fork, never
 inherited), so the NATS connection keeps answering the server's pings between relay runs; callers
@@ -25,7 +25,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
 from core.config import EventBusConfig
-from outbox.bus import CLOUDEVENTS_CONTENT_TYPE, BatchResult, EventBusAdapter, Message
+from eventbus.base import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")
 
@@ -270,52 +270,3 @@ async def _disconnected() -> None:
 
 async def _reconnected() -> None:
     logger.info("reconnected to the event bus", extra={"component": "EventBusAdapter"})
-
-
-_adapter: EventBusAdapter | None = None
-
-
-def get_adapter() -> EventBusAdapter:
-    """The process's adapter, built from settings (``EVENT_BUS_URL`` and the stream or topic settings)."""
-    global _adapter
-    if _adapter is None:
-        from django.conf import settings
-
-        if settings.EVENT_BUS.kind == "kafka":
-            from outbox.kafka_bus import KafkaAdapter, TopicSettings
-
-            _adapter = KafkaAdapter(
-                settings.EVENT_BUS,
-                TopicSettings(
-                    name=settings.KAFKA_TOPIC,
-                    partitions=settings.KAFKA_TOPIC_PARTITIONS,
-                    replication_factor=settings.KAFKA_TOPIC_REPLICATION_FACTOR,
-                    cloudevents_mode=settings.KAFKA_CLOUDEVENTS_MODE,
-                    max_message_bytes=settings.KAFKA_MAX_MESSAGE_BYTES,
-                    linger_ms=settings.KAFKA_LINGER_MS,
-                ),
-                publish_timeout=settings.KAFKA_PUBLISH_TIMEOUT_SECONDS,
-                connect_timeout=settings.KAFKA_CONNECT_TIMEOUT_SECONDS,
-            )
-            return _adapter
-        _adapter = NatsJetStreamAdapter(
-            settings.EVENT_BUS,
-            StreamSettings(
-                name=settings.NATS_STREAM_NAME,
-                subjects=[f"{settings.NATS_SUBJECT_PREFIX}.>"],
-                replicas=settings.NATS_STREAM_REPLICAS,
-                max_age_seconds=settings.NATS_STREAM_MAX_AGE_SECONDS,
-                duplicate_window_seconds=settings.NATS_DUPLICATE_WINDOW_SECONDS,
-                max_msg_size=settings.NATS_STREAM_MAX_MSG_SIZE,
-            ),
-            publish_timeout=settings.NATS_PUBLISH_TIMEOUT_SECONDS,
-            connect_timeout=settings.NATS_CONNECT_TIMEOUT_SECONDS,
-        )
-    return _adapter
-
-
-def reset_adapter() -> None:
-    global _adapter
-    if _adapter is not None:
-        _adapter.close()
-    _adapter = None
