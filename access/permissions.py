@@ -1,6 +1,6 @@
 """The one fail-closed permission of the API: authenticated, then the method, then the view's scope.
 
-The order of refusals is DESIGN.md's: no or bad credentials → 401; a method the resource does not
+The order of refusals: no or bad credentials → 401; a method the resource does not
 have → 405 with ``Allow`` (DRF would otherwise find no scope for it and answer 403, since permissions
 run in ``initial()`` before the method is dispatched); a scope the principal lacks → 403.
 

@@ -1,4 +1,4 @@
-"""The runbook's metrics, defined once. Names are a contract (RUNBOOK.md, deploy/prometheus/)."""
+"""The runbook's metrics, defined once. Names are a contract (docs/runbook.md, deploy/prometheus/)."""
 
 from __future__ import annotations
 
