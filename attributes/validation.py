@@ -59,22 +59,21 @@ def compiled(pattern: str):  # type: ignore[no-untyped-def]
         raise UnsupportedPattern(reason) from None
 
 
+# JSON's names for Python's types; bool before int (a bool is an int).
+_JSON_TYPE_NAMES = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "list"),
+    (dict, "object"),
+)
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return next((name for kind, name in _JSON_TYPE_NAMES if isinstance(value, kind)), type(value).__name__)
 
 
 def validate_value(definition: AttributeDefinition, value: Any, pointer: str) -> tuple[Any, list[FieldError]]:
