@@ -20,7 +20,8 @@ from django.db import connection, reset_queries, transaction
 from core.client_json import BadJSON, decode_json
 from core.csv_cells import cell_unescape, csv_writer
 from tenants.models import Tenant
-from users.services import ROW_FIELDS, UpsertReport, users_upsert
+from users.services import UpsertReport, users_upsert
+from users.validation import USER_FIELDS
 
 BATCH_ROWS = 1000
 CSV_COLUMNS = ["external_id", "email", "display_name", "status", "attributes"]
@@ -94,7 +95,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 raise FileFormatError(1, "empty file: a header row is needed")
             if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
                 raise FileFormatError(1, "wrong delimiter: columns must be separated by commas")
-            unknown = sorted(set(header) - ROW_FIELDS)
+            unknown = sorted(set(header) - set(USER_FIELDS))
             if unknown:
                 raise FileFormatError(1, f"unknown columns: {', '.join(unknown)} (allowed: {', '.join(CSV_COLUMNS)})")
             if "external_id" not in header:

@@ -31,6 +31,7 @@ from imports.transfer import file_format
 from tenants.models import Tenant
 from users import services
 from users.models import ImportJob, User
+from users.validation import validate_external_id
 
 
 class ChosenTenantWidget(forms.Widget):
@@ -70,7 +71,7 @@ class UserForm(AttributeFormMixin, forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         tenant = cleaned.get("tenant") if self.instance._state.adding else self.instance.tenant
-        errors = services.validate_external_id(cleaned.get("external_id", self.data.get("external_id", "")))
+        errors = validate_external_id(cleaned.get("external_id", self.data.get("external_id", "")))
         if errors:
             add_field_errors(self, ValidationFailed(errors), default_field="external_id")
         if tenant is not None and "external_id" in cleaned:
