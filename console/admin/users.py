@@ -16,22 +16,25 @@ from django.utils.html import format_html
 from access.principals import console_principal
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
-from console.attribute_fields import AttributeFieldsetsAdmin, AttributeFormMixin, with_attribute_fields
+from console.attribute_fields import (
+    AttributeFieldsetsAdmin,
+    AttributeFormMixin,
+    attribute_values,
+    with_attribute_fields,
+)
 from console.support import (
+    ServiceFormMixin,
     ServiceModelAdmin,
     TenantScopedAdmin,
-    add_field_errors,
     administered_tenant_ids,
     short_id,
 )
 from core.actors import acting_as
-from core.errors import ValidationFailed
 from imports.jobs import import_job_create
 from imports.transfer import file_format
 from tenants.models import Tenant
 from users import services
 from users.models import ImportJob, User
-from users.validation import validate_external_id
 
 
 class ChosenTenantWidget(forms.Widget):
@@ -53,7 +56,7 @@ class ChosenTenantWidget(forms.Widget):
         )
 
 
-class UserForm(AttributeFormMixin, forms.ModelForm):
+class UserForm(AttributeFormMixin, ServiceFormMixin, forms.ModelForm):
     """The user's fields, then one typed field per attribute definition of the user's tenant."""
 
     chosen_tenant: Tenant | None = None
@@ -70,18 +73,7 @@ class UserForm(AttributeFormMixin, forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        tenant = cleaned.get("tenant") if self.instance._state.adding else self.instance.tenant
-        errors = validate_external_id(cleaned.get("external_id", self.data.get("external_id", "")))
-        if errors:
-            add_field_errors(self, ValidationFailed(errors), default_field="external_id")
-        if tenant is not None and "external_id" in cleaned:
-            clash = User.objects.filter(tenant=tenant, external_id=cleaned["external_id"]).exclude(pk=self.instance.pk)
-            if clash.exists():
-                self.add_error("external_id", "A user with this external id already exists in this tenant.")
-        if tenant is not None:
-            attributes = self.clean_attribute_values()
-            if attributes is not None:
-                cleaned["attributes"] = attributes
+        cleaned["attributes"] = attribute_values(self)  # checked by the service, with the other fields
         return cleaned
 
 
