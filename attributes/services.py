@@ -191,6 +191,19 @@ def definition_update(
     return locked
 
 
+REPLACE_DEFAULTS = {
+    "target": "user", "required": False, "allowed_values": None, "pattern": "", "min_value": None,
+    "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False,
+}  # fmt: skip
+
+
+def definition_replace(
+    *, definition: AttributeDefinition, expected_version: int | None = None, **fields: Any
+) -> AttributeDefinition:
+    """PUT: the definition becomes what is given; an absent field takes its default (``REPLACE_DEFAULTS``)."""
+    return definition_update(definition=definition, expected_version=expected_version, **{**REPLACE_DEFAULTS, **fields})
+
+
 def definition_delete(*, definition: AttributeDefinition, expected_version: int | None = None) -> None:
     with transaction.atomic(), domain_write():
         locked = lock_for_write(definition, expected_version=expected_version)

@@ -123,6 +123,22 @@ def tenant_update(
     return locked
 
 
+REPLACE_DEFAULTS = {"status": Tenant.Status.ACTIVE}
+
+
+def tenant_replace(
+    *, tenant: Tenant, expected_version: int | None = None, attributes: dict | None = None, **fields: Any
+) -> Tenant:
+    """PUT: the tenant becomes what is given; an absent field takes its default (``REPLACE_DEFAULTS``),
+    absent attributes are removed."""
+    return tenant_update(
+        tenant=tenant,
+        expected_version=expected_version,
+        attributes=attributes if attributes is not None else {},
+        **{**REPLACE_DEFAULTS, **fields},
+    )
+
+
 def _lifecycle(tenant: Tenant, event_type: str, expected_version: int | None, change) -> Tenant:  # type: ignore[no-untyped-def]
     with transaction.atomic(), domain_write():
         locked = lock_for_write(tenant, expected_version=expected_version)

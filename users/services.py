@@ -121,6 +121,21 @@ def user_update(
     return locked
 
 
+REPLACE_DEFAULTS = {"email": "", "display_name": "", "status": User.Status.ACTIVE}
+
+
+def user_replace(
+    *, user: User, expected_version: int | None = None, attributes: dict | None = None, **fields: Any
+) -> User:
+    """PUT: the user becomes what is given; an absent field takes its default, absent attributes are removed."""
+    return user_update(
+        user=user,
+        expected_version=expected_version,
+        attributes=attributes if attributes is not None else {},
+        **{**REPLACE_DEFAULTS, **fields},
+    )
+
+
 def user_delete(*, user: User, expected_version: int | None = None) -> None:
     with transaction.atomic(), domain_write():
         locked = lock_for_write(user, expected_version=expected_version)
