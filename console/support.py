@@ -142,6 +142,20 @@ class TenantScopedAdmin(admin.ModelAdmin):
         raise Http404("no such object")
 
 
+class ReadOnlyAdminMixin:
+    """A ModelAdmin mixin: rows are shown, never added, changed or deleted here (superusers included);
+    they are written by the services only. Put it before the admin base class."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ServiceFormMixin:
     """A model form whose last check is the write itself, through the service :class:`ServiceModelAdmin`
     hands it as ``service``: each rule runs once, in the service, instead of again in the form (Django's
