@@ -433,3 +433,42 @@ def test_console_error_report_download(acme, admin_client_logged_in, django_capt
     job = ImportJob.objects.get()
     response = admin_client_logged_in.get(f"/admin/users/importjob/{job.pk}/report/")
     assert response.status_code == 200 and "unknown_field" in response.content.decode()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_stream_is_read_once_and_a_late_malformed_line_rolls_back_every_batch(acme, fmt, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from imports import transfer
+
+    monkeypatch.setattr(transfer, "BATCH_ROWS", 1)  # the good rows go through users_upsert before the bad line
+    good = [f"u{n}" for n in range(3)]
+    if fmt == "jsonl":
+        content = "".join(f'{{"external_id": "{name}"}}\n' for name in good)
+        bad = '{"external_id": "late", "attri'
+    else:
+        content, bad = "external_id\n" + "".join(f"{name}\n" for name in good), "a,too,many\n"
+    stream = io.BytesIO((content + bad).encode())
+    start, users = last_sequence(), User.objects.count()
+    with pytest.raises(transfer.FileFormatError):
+        transfer.users_import(tenant=acme, stream=stream, fmt=fmt, mode="partial")
+    assert User.objects.count() == users and events_after(start) == []
+    assert not stream.closed  # the caller's stream: the reader leaves it open
+
+    result = transfer.users_import(tenant=acme, stream=io.BytesIO(content.encode()), fmt=fmt)
+    assert (result.rows, result.report.created, result.written) == (3, 3, True)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"declared": "csv", "name": "users.jsonl"}, "csv"),
+        ({"media_type": "application/x-ndjson; charset=utf-8", "name": "users.csv"}, "jsonl"),
+        ({"name": "USERS.CSV"}, "csv"),
+        ({"name": "users.ndjson"}, "jsonl"),
+        ({"name": "users.txt"}, None),
+        ({"name": "users.txt", "fallback": "jsonl"}, "jsonl"),
+    ],
+)
+def test_one_file_format_detector(arguments, expected) -> None:  # type: ignore[no-untyped-def]
+    from imports.formats import file_format
+
+    assert file_format(**arguments) == expected

@@ -30,8 +30,8 @@ from console.support import (
     short_id,
 )
 from core.actors import acting_as
+from imports.formats import file_format
 from imports.jobs import import_job_create
-from imports.transfer import file_format
 from tenants.models import Tenant
 from users import services
 from users.models import ImportJob, User
@@ -251,7 +251,7 @@ class ImportJobAdmin(TenantScopedAdmin):
                 tenant=form.cleaned_data["tenant"],
                 content=upload.read(),
                 file_name=name,
-                fmt=file_format(name=name, media_type=upload.content_type or "") or "jsonl",
+                fmt=file_format(name=name, media_type=upload.content_type or "", fallback="jsonl"),  # type: ignore[arg-type]
                 mode=form.cleaned_data["mode"],
                 dry_run=form.cleaned_data["dry_run"],
             )
