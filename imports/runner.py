@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from access.principals import Principal
 from core.actors import acting_as
+from imports.models import ImportJob
 from imports.transfer import FileFormatError, users_import, write_error_report
-from users.models import ImportJob
 
 
 def import_job_run(*, job_id: str) -> ImportJob:

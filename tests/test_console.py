@@ -260,7 +260,7 @@ def test_the_tenant_add_page_has_no_attribute_fields(admin_client_logged_in) -> 
 
 
 def test_title_of_an_import_names_the_tenant_slug(acme) -> None:  # type: ignore[no-untyped-def]
-    from users.models import ImportJob
+    from imports.models import ImportJob
 
     job = ImportJob(tenant=acme, file_name="users.csv", status="succeeded")
     assert str(job) == "import users.csv into acme (succeeded)"
