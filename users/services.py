@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch
 from core.db.copy import copy_insert
-from core.db.locking import lock_for_write
-from core.errors import Conflict, FieldError, ValidationFailed
+from core.db.locking import locked_for_write, save_or_conflict
+from core.errors import FieldError, ValidationFailed
 from core.guards import domain_write
 from outbox.changes import Change, record_change, record_changes
 from tenants.models import Tenant
@@ -54,11 +54,9 @@ def user_create(
     clean = user_clean({**values, "attributes": attributes or {}}, definitions=_user_definitions(tenant.id))
     user = User(tenant=tenant, **clean)
     with transaction.atomic(), domain_write():
-        try:
-            with transaction.atomic():
-                user.save(force_insert=True)
-        except IntegrityError:
-            raise Conflict(f"a user with external_id {external_id!r} already exists in this tenant") from None
+        save_or_conflict(
+            user, f"a user with external_id {external_id!r} already exists in this tenant", force_insert=True
+        )
         record_change(
             event_type="UserCreated",
             tenant_id=tenant.id,
@@ -82,8 +80,7 @@ def user_update(
     unknown = set(fields) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(user, expected_version=expected_version)
+    with locked_for_write(user, expected_version=expected_version) as locked:
         before = user_data(locked)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
         for name in changed:
@@ -104,11 +101,7 @@ def user_update(
         if not changed:
             return locked
         locked.version += 1
-        try:
-            with transaction.atomic():
-                locked.save()
-        except IntegrityError:
-            raise Conflict(f"a user with external_id {locked.external_id!r} already exists in this tenant") from None
+        save_or_conflict(locked, f"a user with external_id {locked.external_id!r} already exists in this tenant")
         record_change(
             event_type="UserAttributesChanged" if changed == ["attributes"] else "UserUpdated",
             tenant_id=locked.tenant_id,
@@ -137,8 +130,7 @@ def user_replace(
 
 
 def user_delete(*, user: User, expected_version: int | None = None) -> None:
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(user, expected_version=expected_version)
+    with locked_for_write(user, expected_version=expected_version) as locked:
         data = user_data(locked)
         version = locked.version + 1
         user_id, tenant_id = locked.id, locked.tenant_id
