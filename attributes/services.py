@@ -11,13 +11,13 @@ import re
 from typing import Any
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Model, QuerySet
 
 from attributes import holders
 from attributes.models import KEY_PATTERN, AttributeDefinition
 from attributes.validation import UnsupportedPattern, compiled, validate_value
-from core.db.locking import lock_for_write
+from core.db.locking import locked_for_write, save_or_conflict
 from core.errors import Conflict, FieldError, ValidationFailed
 from core.guards import domain_write
 from outbox.changes import record_change
@@ -138,11 +138,9 @@ def definition_create(
     with transaction.atomic(), domain_write():
         if definition.required and (count := _conflicting_subjects(definition)):
             raise Conflict(f"{count} existing {target}s have no value for the new required attribute {key!r}")
-        try:
-            with transaction.atomic():
-                definition.save(force_insert=True)
-        except IntegrityError:
-            raise Conflict(f"an attribute definition {key!r} already exists in this tenant") from None
+        save_or_conflict(
+            definition, f"an attribute definition {key!r} already exists in this tenant", force_insert=True
+        )
         _schema_changed(tenant.pk)
         record_change(
             object_repr=definition.key,
@@ -165,8 +163,7 @@ def definition_update(
             [FieldError(f"/{name}", "read_only", "cannot be changed; create a new definition") for name in immutable]
             + [FieldError(f"/{name}", "unknown", "unknown field") for name in sorted(unknown)]
         )
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(definition, expected_version=expected_version)
+    with locked_for_write(definition, expected_version=expected_version) as locked:
         changed = [name for name in UPDATABLE_FIELDS if name in fields and getattr(locked, name) != fields[name]]
         if not changed:
             return locked
@@ -191,9 +188,21 @@ def definition_update(
     return locked
 
 
+REPLACE_DEFAULTS = {
+    "target": "user", "required": False, "allowed_values": None, "pattern": "", "min_value": None,
+    "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False,
+}  # fmt: skip
+
+
+def definition_replace(
+    *, definition: AttributeDefinition, expected_version: int | None = None, **fields: Any
+) -> AttributeDefinition:
+    """PUT: the definition becomes what is given; an absent field takes its default (``REPLACE_DEFAULTS``)."""
+    return definition_update(definition=definition, expected_version=expected_version, **{**REPLACE_DEFAULTS, **fields})
+
+
 def definition_delete(*, definition: AttributeDefinition, expected_version: int | None = None) -> None:
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(definition, expected_version=expected_version)
+    with locked_for_write(definition, expected_version=expected_version) as locked:
         in_use = _subjects(locked).filter(attributes__has_key=locked.key).count()
         if in_use:
             raise Conflict(f"attribute {locked.key!r} is set on {in_use} {locked.target}s; remove the values first")

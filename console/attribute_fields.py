@@ -21,6 +21,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 
 from attributes.models import AttributeDefinition
 from attributes.validation import DATETIME_SHAPE, validate_attributes
+from console.support import add_field_errors
 from core.errors import FieldError, ValidationFailed
 
 Type = AttributeDefinition.Type
@@ -296,13 +297,13 @@ class AttributeFormMixin:
                 except ValidationFailed as error:
                     show_attribute_errors(self, error.errors, bound=False)  # type: ignore[arg-type]
 
-    def clean_attribute_values(self) -> dict[str, Any] | None:
-        """The validated attribute map, or ``None`` after putting the errors on their fields."""
-        try:
-            return validate_attributes(self.attribute_definitions, attribute_values(self))  # type: ignore[arg-type]
-        except ValidationFailed as error:
-            show_attribute_errors(self, error.errors)  # type: ignore[arg-type]
-            return None
+    def show_service_errors(self, error: ValidationFailed) -> None:
+        """The service's refusal: each attribute's rules on its typed field, the others by ``add_field_errors``."""
+        own = [item for item in error.errors if item.pointer == POINTER or item.pointer.startswith(f"{POINTER}/")]
+        show_attribute_errors(self, own)  # type: ignore[arg-type]
+        others = [item for item in error.errors if item not in own]
+        if others:
+            add_field_errors(self, ValidationFailed(others))  # type: ignore[arg-type]
 
 
 def with_attribute_fields(

@@ -6,6 +6,7 @@ same service functions as the API, so it is validated the same way and writes it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -141,8 +142,53 @@ class TenantScopedAdmin(admin.ModelAdmin):
         raise Http404("no such object")
 
 
+class ReadOnlyAdminMixin:
+    """A ModelAdmin mixin: rows are shown, never added, changed or deleted here (superusers included);
+    they are written by the services only. Put it before the admin base class."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ServiceFormMixin:
+    """A model form whose last check is the write itself, through the service :class:`ServiceModelAdmin`
+    hands it as ``service``: each rule runs once, in the service, instead of again in the form (Django's
+    ``instance.full_clean`` and uniqueness queries are skipped). The service's ``ValidationFailed`` lands
+    on the form's fields, any other refusal (a duplicate's ``Conflict``) on the form. The write runs in
+    the transaction the admin opens around the view, so nothing stays written if the page fails later."""
+
+    service: Callable[[dict[str, Any]], Any] | None = None
+    saved: Any = None
+
+    def _post_clean(self) -> None:
+        if self.service is None:
+            super()._post_clean()  # type: ignore[misc]
+            return
+        if self.errors:  # type: ignore[attr-defined]
+            return
+        try:
+            self.saved = self.service(dict(self.cleaned_data))  # type: ignore[attr-defined]
+        except ValidationFailed as error:
+            self.show_service_errors(error)
+        except DomainError as error:
+            self.add_error(None, f"{error.title}: {error.detail}")  # type: ignore[attr-defined]
+
+    def show_service_errors(self, error: ValidationFailed) -> None:
+        add_field_errors(self, error)  # type: ignore[arg-type]
+
+
 class ServiceModelAdmin(TenantScopedAdmin):
-    """A ModelAdmin whose writes call services; subclasses implement the three hooks."""
+    """A ModelAdmin whose writes call services; subclasses implement the three hooks.
+
+    The form calls ``service_create``/``service_update`` as its last check (:class:`ServiceFormMixin`),
+    so the service's errors show on the form's fields; ``save_model`` takes what the form saved.
+    """
 
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -153,9 +199,17 @@ class ServiceModelAdmin(TenantScopedAdmin):
     def service_delete(self, request: HttpRequest, obj: Any) -> None:
         raise NotImplementedError
 
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+
+        def service(data: dict[str, Any]) -> Any:
+            return self.service_update(request, obj, data) if obj is not None else self.service_create(request, data)
+
+        bases = (form,) if issubclass(form, ServiceFormMixin) else (ServiceFormMixin, form)
+        return type(form.__name__, bases, {"service": staticmethod(service)})
+
     def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
-        data = dict(form.cleaned_data)
-        saved = self.service_update(request, obj, data) if change else self.service_create(request, data)
+        saved = form.saved  # type: ignore[attr-defined]  # written by the form's last check
         obj.pk = saved.pk
         obj.__dict__.update({k: v for k, v in saved.__dict__.items() if not k.startswith("_")})
 
@@ -177,7 +231,7 @@ class ServiceModelAdmin(TenantScopedAdmin):
         try:
             with acting_as(console_principal(request.user)):
                 return super().changeform_view(request, *args, **kwargs)
-        except DomainError as error:  # a race the form's checks could not see (e.g. a duplicate)
+        except DomainError as error:  # a refusal from outside the form (e.g. an action)
             return self._refuse(request, error)
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db import transaction
 
 from core.actors import current_actor
+from imports.models import ImportJob
 from imports.tasks import run_import_job_task
 from tenants.models import Tenant
-from users.models import ImportJob
 
 
 def import_job_create(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import tempfile
-from pathlib import Path
 
 from django.utils import timezone
 
 from access.principals import Principal
 from core.actors import acting_as
-from imports.transfer import FileFormatError, check_file, users_import, write_error_report
-from users.models import ImportJob
+from imports.models import ImportJob
+from imports.transfer import FileFormatError, users_import, write_error_report
 
 
 def import_job_run(*, job_id: str) -> ImportJob:
@@ -23,28 +21,26 @@ def import_job_run(*, job_id: str) -> ImportJob:
     if not updated:
         return job  # already taken by another worker, or finished
     kind, _, name = job.created_by.partition(":")
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / f"upload.{job.format}"
-        path.write_bytes(bytes(job.content))
-        try:
-            check_file(path, job.format)
-            with acting_as(Principal(kind or "system", name or "import", frozenset(), None)):
-                result = users_import(tenant=job.tenant, path=path, fmt=job.format, mode=job.mode, dry_run=job.dry_run)
-        except FileFormatError as error:
-            job.status, job.error = ImportJob.Status.FAILED, f"{error} — nothing was imported"
-        else:
-            report = result.report
-            job.rows, job.created, job.updated = result.rows, report.created, report.updated
-            job.unchanged, job.invalid, job.written = report.unchanged, report.invalid, result.written
-            if report.errors:
-                buffer = io.StringIO()
-                write_error_report(buffer, report)
-                job.report = buffer.getvalue()
-            if result.written or job.dry_run:
-                job.status = ImportJob.Status.SUCCEEDED
-            else:  # atomic with invalid rows: all or nothing, so nothing
-                job.status = ImportJob.Status.FAILED
-                job.error = f"{report.invalid} invalid row(s) in atomic mode — nothing was written"
+    try:
+        with acting_as(Principal(kind or "system", name or "import", frozenset(), None)):
+            result = users_import(
+                tenant=job.tenant, stream=io.BytesIO(job.content), fmt=job.format, mode=job.mode, dry_run=job.dry_run
+            )
+    except FileFormatError as error:
+        job.status, job.error = ImportJob.Status.FAILED, f"{error} — nothing was imported"
+    else:
+        report = result.report
+        job.rows, job.created, job.updated = result.rows, report.created, report.updated
+        job.unchanged, job.invalid, job.written = report.unchanged, report.invalid, result.written
+        if report.errors:
+            buffer = io.StringIO()
+            write_error_report(buffer, report)
+            job.report = buffer.getvalue()
+        if result.written or job.dry_run:
+            job.status = ImportJob.Status.SUCCEEDED
+        else:  # atomic with invalid rows: all or nothing, so nothing
+            job.status = ImportJob.Status.FAILED
+            job.error = f"{report.invalid} invalid row(s) in atomic mode — nothing was written"
     job.finished_at = timezone.now()
     job.save()
     return job

@@ -1,8 +1,8 @@
 """Bulk import and export of a tenant's users (CSV and JSON Lines), streamed in bounded memory.
 
-A file is read twice: the first pass checks only its format (encoding, columns, delimiter, JSON),
-so that a malformed file is refused before anything is written; the second pass upserts the rows
-in batches through :func:`users.services.users_upsert`, the same validation as the API.
+An import reads a binary stream once: its rows are upserted in batches through
+:func:`users.services.users_upsert` (the same validation as the API) inside one transaction, so a
+file found malformed on any line (encoding, columns, delimiter, JSON) is refused with nothing written.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from django.db import connection, reset_queries, transaction
@@ -20,7 +19,8 @@ from django.db import connection, reset_queries, transaction
 from core.client_json import BadJSON, decode_json
 from core.csv_cells import cell_unescape, csv_writer
 from tenants.models import Tenant
-from users.services import ROW_FIELDS, UpsertReport, users_upsert
+from users.services import UpsertReport, users_upsert
+from users.validation import USER_FIELDS
 
 BATCH_ROWS = 1000
 CSV_COLUMNS = ["external_id", "email", "display_name", "status", "attributes"]
@@ -34,47 +34,31 @@ class FileFormatError(Exception):
         self.line = line
 
 
-# How a file says what it is: its media type (an API upload) or its name (a console upload, a path).
-MEDIA_TYPES = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
-SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-
-
-def file_format(*, name: str = "", media_type: str = "") -> str | None:
-    """``csv`` or ``jsonl`` by the media type, else by the name's suffix; None when neither tells."""
-    return MEDIA_TYPES.get(media_type.split(";")[0].strip().lower()) or SUFFIXES.get(Path(name).suffix.lower())
-
-
-def detect_format(path: Path, declared: str | None) -> str:
-    """The format of a file on disk: as declared, else by its name; JSON Lines otherwise."""
-    return declared or file_format(name=path.name) or "jsonl"
-
-
-def read_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
+def read_rows(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
     """(line number, row) pairs; raises :class:`FileFormatError` on a malformed file."""
     if fmt == "jsonl":
-        yield from _jsonl_rows(path)
+        yield from _jsonl_rows(stream)
     elif fmt == "csv":
-        yield from _csv_rows(path)
+        yield from _csv_rows(stream)
     else:
         raise FileFormatError(0, f"unknown format {fmt!r} (csv or jsonl)")
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise FileFormatError(number, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-            if not text.strip():
-                continue
-            try:
-                row = decode_json(text)
-            except BadJSON as exc:
-                raise FileFormatError(number, _bad_json_message(exc)) from None
-            if not isinstance(row, dict):
-                raise FileFormatError(number, "each line must be a JSON object")
-            yield number, row
+def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    for number, raw in enumerate(stream, start=1):
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileFormatError(number, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        if not text.strip():
+            continue
+        try:
+            row = decode_json(text)
+        except BadJSON as exc:
+            raise FileFormatError(number, _bad_json_message(exc)) from None
+        if not isinstance(row, dict):
+            raise FileFormatError(number, "each line must be a JSON object")
+        yield number, row
 
 
 def _bad_json_message(exc: BadJSON, prefix: str = "") -> str:
@@ -84,9 +68,9 @@ def _bad_json_message(exc: BadJSON, prefix: str = "") -> str:
     return f"{pointer or '/'}: {exc.detail}"
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open("rb") as raw:
-        wrapper = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+def _csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    wrapper = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
+    try:
         reader = csv.reader(wrapper)
         try:
             header = next(reader, None)
@@ -94,7 +78,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 raise FileFormatError(1, "empty file: a header row is needed")
             if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
                 raise FileFormatError(1, "wrong delimiter: columns must be separated by commas")
-            unknown = sorted(set(header) - ROW_FIELDS)
+            unknown = sorted(set(header) - set(USER_FIELDS))
             if unknown:
                 raise FileFormatError(1, f"unknown columns: {', '.join(unknown)} (allowed: {', '.join(CSV_COLUMNS)})")
             if "external_id" not in header:
@@ -120,11 +104,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
             raise FileFormatError(reader.line_num + 1, f"not UTF-8 ({exc.reason})") from None
         except csv.Error as exc:
             raise FileFormatError(reader.line_num, f"malformed CSV ({exc})") from None
-
-
-def check_file(path: Path, fmt: str) -> int:
-    """First pass: the number of rows, or :class:`FileFormatError`."""
-    return sum(1 for _ in read_rows(path, fmt))
+    finally:
+        wrapper.detach()  # the caller's stream stays open
 
 
 @dataclass
@@ -139,14 +120,18 @@ class AbortImport(Exception):
 
 
 def users_import(
-    *, tenant: Tenant, path: Path, fmt: str, mode: str = "partial", dry_run: bool = False, progress: Any = None
+    *, tenant: Tenant, stream: IO[bytes], fmt: str, mode: str = "partial", dry_run: bool = False, progress: Any = None
 ) -> ImportResult:
-    """Import a file into ``tenant``. ``atomic``: all or nothing; ``partial``: valid rows, invalid ones reported."""
+    """Import a file into ``tenant``. ``atomic``: all or nothing; ``partial``: valid rows, invalid ones reported.
+
+    The file is read once, in batches, inside one transaction: a malformed line anywhere raises
+    :class:`FileFormatError` and rolls back every batch before it.
+    """
     result = ImportResult()
 
     def batches() -> Iterator[list[tuple[int, Any]]]:
         batch: list[tuple[int, Any]] = []
-        for item in read_rows(path, fmt):
+        for item in read_rows(stream, fmt):
             batch.append(item)
             if len(batch) >= BATCH_ROWS:
                 yield batch
@@ -154,23 +139,14 @@ def users_import(
         if batch:
             yield batch
 
-    def run_batch(batch: list[tuple[int, Any]]) -> None:
-        result.report.add(users_upsert(tenant=tenant, rows=batch))
-        reset_queries()  # with DEBUG on, Django would keep every statement of the import in memory
-        result.rows += len(batch)
-        if progress is not None:
-            progress.update(len(batch))
-
-    if mode == "partial" and not dry_run:
-        for batch in batches():
-            with transaction.atomic():
-                run_batch(batch)
-        result.written = True
-        return result
     try:
         with transaction.atomic():
             for batch in batches():
-                run_batch(batch)
+                result.report.add(users_upsert(tenant=tenant, rows=batch))
+                reset_queries()  # with DEBUG on, Django would keep every statement of the import in memory
+                result.rows += len(batch)
+                if progress is not None:
+                    progress.update(len(batch))
             if dry_run or (mode == "atomic" and result.report.invalid):
                 raise AbortImport
     except AbortImport:

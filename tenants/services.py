@@ -6,13 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch, validate_attributes
-from core.db.locking import lock_for_write
+from core.db.locking import locked_for_write, save_or_conflict
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.guards import domain_write
 from outbox.changes import record_change
@@ -54,11 +54,7 @@ def tenant_create(
         # A new tenant has no definitions yet, so any attribute key is unknown.
         validate_attributes([], attributes)
     with transaction.atomic(), domain_write():
-        try:
-            with transaction.atomic():
-                tenant.save(force_insert=True)
-        except IntegrityError:
-            raise Conflict(f"a tenant with slug {slug!r} already exists") from None
+        save_or_conflict(tenant, f"a tenant with slug {slug!r} already exists", force_insert=True)
         record_change(
             event_type="TenantCreated",
             tenant_id=tenant.id,
@@ -85,8 +81,7 @@ def tenant_update(
     unknown = set(fields) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(tenant, expected_version=expected_version)
+    with locked_for_write(tenant, expected_version=expected_version) as locked:
         if locked.deleted_at is not None:  # deleted since the caller read it: restore it first
             raise NotFound(f"tenant {locked.slug!r} has been deleted")
         before = tenant_data(locked)
@@ -105,11 +100,7 @@ def tenant_update(
         if not changed:
             return locked
         locked.version += 1
-        try:
-            with transaction.atomic():
-                locked.save()
-        except IntegrityError:
-            raise Conflict(f"a tenant with slug {locked.slug!r} already exists") from None
+        save_or_conflict(locked, f"a tenant with slug {locked.slug!r} already exists")
         event_type = "TenantAttributesChanged" if changed == ["attributes"] else "TenantUpdated"
         record_change(
             event_type=event_type,
@@ -123,9 +114,24 @@ def tenant_update(
     return locked
 
 
+REPLACE_DEFAULTS = {"status": Tenant.Status.ACTIVE}
+
+
+def tenant_replace(
+    *, tenant: Tenant, expected_version: int | None = None, attributes: dict | None = None, **fields: Any
+) -> Tenant:
+    """PUT: the tenant becomes what is given; an absent field takes its default (``REPLACE_DEFAULTS``),
+    absent attributes are removed."""
+    return tenant_update(
+        tenant=tenant,
+        expected_version=expected_version,
+        attributes=attributes if attributes is not None else {},
+        **{**REPLACE_DEFAULTS, **fields},
+    )
+
+
 def _lifecycle(tenant: Tenant, event_type: str, expected_version: int | None, change) -> Tenant:  # type: ignore[no-untyped-def]
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(tenant, expected_version=expected_version)
+    with locked_for_write(tenant, expected_version=expected_version) as locked:
         before = tenant_data(locked)
         change(locked)
         locked.version += 1
@@ -173,8 +179,7 @@ def tenant_purge(*, tenant: Tenant, force: bool = False) -> int:
     Refused before the retention period is over unless ``force``. One ``TenantPurged`` event stands
     for everything removed (consumers drop the tenant); each removed user is in the audit record.
     """
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(tenant)
+    with locked_for_write(tenant) as locked:
         if locked.deleted_at is None:
             raise Conflict(f"tenant {locked.slug!r} is not deleted; delete it first")
         due = locked.deleted_at + timedelta(days=settings.TENANT_RETENTION_DAYS)

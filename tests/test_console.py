@@ -260,7 +260,7 @@ def test_the_tenant_add_page_has_no_attribute_fields(admin_client_logged_in) -> 
 
 
 def test_title_of_an_import_names_the_tenant_slug(acme) -> None:  # type: ignore[no-untyped-def]
-    from users.models import ImportJob
+    from imports.models import ImportJob
 
     job = ImportJob(tenant=acme, file_name="users.csv", status="succeeded")
     assert str(job) == "import users.csv into acme (succeeded)"
@@ -328,3 +328,29 @@ def test_changelists_are_newest_first_with_slugs_and_short_ids(admin_client_logg
     audit = soup_of(admin_client_logged_in.get("/admin/audit/auditrecord/"))
     tenants = {td.text for td in audit.select("#result_list td.field-tenant")}
     assert tenants == {"acme"}
+
+
+def test_a_duplicate_external_id_is_refused_on_the_form_by_the_service_and_writes_nothing(
+    admin_client_logged_in, alice
+) -> None:  # type: ignore[no-untyped-def]
+    response = admin_client_logged_in.get(f"/admin/users/user/add/?tenant={alice.tenant_id}")
+    data = {**posted_form(response), "external_id": "alice", "attr__region": "eu", "email": "not an email"}
+    html = soup_of(admin_client_logged_in.post(f"/admin/users/user/add/?tenant={alice.tenant_id}", data))
+    assert "Enter a valid email address" in html.select_one(".field-email .errorlist").text  # the form's own field
+    events = OutboxEvent.objects.count()
+
+    data["email"] = "alice@example.com"
+    html = soup_of(admin_client_logged_in.post(f"/admin/users/user/add/?tenant={alice.tenant_id}", data))
+    assert "already exists in this tenant" in html.select_one(".errorlist.nonfield").text
+    assert User.objects.filter(external_id="alice").count() == 1 and OutboxEvent.objects.count() == events
+
+
+def test_the_services_rules_show_on_their_fields_attributes_and_own_fields_at_once(
+    admin_client_logged_in, alice
+) -> None:  # type: ignore[no-untyped-def]
+    response = admin_client_logged_in.get(f"/admin/users/user/{alice.pk}/change/")
+    data = {**posted_form(response), "external_id": " alice", "attr__level": "9"}
+    html = soup_of(admin_client_logged_in.post(f"/admin/users/user/{alice.pk}/change/", data))
+    assert "[whitespace]" in html.select_one(".field-external_id .errorlist").text
+    assert "must be at most 5" in html.select_one(".field-attr__level .errorlist").text
+    assert User.objects.get(pk=alice.pk).external_id == "alice"

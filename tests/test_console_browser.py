@@ -237,9 +237,9 @@ PAGES = {
                                      "th.column-updated_at"]),
     "audit": ("/admin/audit/auditrecord/", ["th.column-actor_kind", "th.column-action", "th.column-object_repr",
                                             "th.column-tenant"]),
-    "imports": ("/admin/users/importjob/", ["th.column-short", "th.column-tenant", "th.column-status",
+    "imports": ("/admin/imports/importjob/", ["th.column-short", "th.column-tenant", "th.column-status",
                                             "th.column-outcome", "td.field-outcome"]),
-    "import": ("/admin/users/importjob/{job}/change/", [".field-status", ".field-outcome"]),
+    "import": ("/admin/imports/importjob/{job}/change/", [".field-status", ".field-outcome"]),
 }  # fmt: skip
 
 

@@ -398,23 +398,23 @@ def test_console_import_with_dry_run_preview_then_for_real(
 ) -> None:  # type: ignore[no-untyped-def]
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from users.models import ImportJob
+    from imports.models import ImportJob
 
     upload = SimpleUploadedFile("users.jsonl", "".join(json.dumps(row) + "\n" for row in MIXED[:4]).encode())
     users = User.objects.count()
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client_logged_in.post(
-            "/admin/users/importjob/add/", {"tenant": acme.pk, "upload": upload, "mode": "atomic", "dry_run": "on"}
+            "/admin/imports/importjob/add/", {"tenant": acme.pk, "upload": upload, "mode": "atomic", "dry_run": "on"}
         )
     assert response.status_code == 302, response.content.decode()[-2000:]
     preview = ImportJob.objects.get()
     assert preview.status == "succeeded" and (preview.created, preview.updated, preview.unchanged) == (2, 1, 1)
     assert User.objects.count() == users and not preview.written
-    page = admin_client_logged_in.get(f"/admin/users/importjob/{preview.pk}/change/").content.decode()
+    page = admin_client_logged_in.get(f"/admin/imports/importjob/{preview.pk}/change/").content.decode()
     assert "succeeded" in page.lower() and "nothing written — would create 2, update 1" in page
     with django_capture_on_commit_callbacks(execute=True):
         admin_client_logged_in.post(
-            "/admin/users/importjob/", {"action": "run_for_real", "_selected_action": [str(preview.pk)]}
+            "/admin/imports/importjob/", {"action": "run_for_real", "_selected_action": [str(preview.pk)]}
         )
     real = ImportJob.objects.exclude(pk=preview.pk).get()
     assert real.written and User.objects.count() == users + 2
@@ -423,13 +423,52 @@ def test_console_import_with_dry_run_preview_then_for_real(
 def test_console_error_report_download(acme, admin_client_logged_in, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from users.models import ImportJob
+    from imports.models import ImportJob
 
     upload = SimpleUploadedFile("users.jsonl", "".join(json.dumps(row) + "\n" for row in MIXED).encode())
     with django_capture_on_commit_callbacks(execute=True):
         admin_client_logged_in.post(
-            "/admin/users/importjob/add/", {"tenant": acme.pk, "upload": upload, "mode": "partial"}
+            "/admin/imports/importjob/add/", {"tenant": acme.pk, "upload": upload, "mode": "partial"}
         )
     job = ImportJob.objects.get()
-    response = admin_client_logged_in.get(f"/admin/users/importjob/{job.pk}/report/")
+    response = admin_client_logged_in.get(f"/admin/imports/importjob/{job.pk}/report/")
     assert response.status_code == 200 and "unknown_field" in response.content.decode()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_stream_is_read_once_and_a_late_malformed_line_rolls_back_every_batch(acme, fmt, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from imports import transfer
+
+    monkeypatch.setattr(transfer, "BATCH_ROWS", 1)  # the good rows go through users_upsert before the bad line
+    good = [f"u{n}" for n in range(3)]
+    if fmt == "jsonl":
+        content = "".join(f'{{"external_id": "{name}"}}\n' for name in good)
+        bad = '{"external_id": "late", "attri'
+    else:
+        content, bad = "external_id\n" + "".join(f"{name}\n" for name in good), "a,too,many\n"
+    stream = io.BytesIO((content + bad).encode())
+    start, users = last_sequence(), User.objects.count()
+    with pytest.raises(transfer.FileFormatError):
+        transfer.users_import(tenant=acme, stream=stream, fmt=fmt, mode="partial")
+    assert User.objects.count() == users and events_after(start) == []
+    assert not stream.closed  # the caller's stream: the reader leaves it open
+
+    result = transfer.users_import(tenant=acme, stream=io.BytesIO(content.encode()), fmt=fmt)
+    assert (result.rows, result.report.created, result.written) == (3, 3, True)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"declared": "csv", "name": "users.jsonl"}, "csv"),
+        ({"media_type": "application/x-ndjson; charset=utf-8", "name": "users.csv"}, "jsonl"),
+        ({"name": "USERS.CSV"}, "csv"),
+        ({"name": "users.ndjson"}, "jsonl"),
+        ({"name": "users.txt"}, None),
+        ({"name": "users.txt", "fallback": "jsonl"}, "jsonl"),
+    ],
+)
+def test_one_file_format_detector(arguments, expected) -> None:  # type: ignore[no-untyped-def]
+    from imports.formats import file_format
+
+    assert file_format(**arguments) == expected

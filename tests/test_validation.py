@@ -182,3 +182,33 @@ def test_a_stored_pattern_the_linear_time_engine_cannot_run_refuses_values_inste
     _, errors = validate_value(legacy, "aa", "/attributes/code")
 
     assert [(e.pointer, e.rule) for e in errors] == [("/attributes/code", "pattern")]
+
+
+USER_FIELD_CASES = [
+    ("over-long email", {"email": "a" * 250 + "@x.io"}, "/email", "type"),
+    ("not an email", {"email": "nope"}, "/email", "email"),
+    ("over-long display name", {"display_name": "x" * 201}, "/display_name", "max_length"),
+    ("unknown status", {"status": "gone"}, "/status", "enum"),
+    ("padded external id", {"external_id": " bob"}, "/external_id", "whitespace"),
+]
+
+
+@pytest.mark.parametrize(("name", "case", "pointer", "rule"), USER_FIELD_CASES, ids=[c[0] for c in USER_FIELD_CASES])
+def test_single_and_bulk_writes_refuse_a_field_by_the_same_rule(tenant, name, case, pointer, rule) -> None:  # type: ignore[no-untyped-def]
+    row = {"external_id": "bob", "attributes": {"region": "eu"}, **case}
+    events = OutboxEvent.objects.count()
+    with pytest.raises(ValidationFailed) as single:
+        services.user_create(tenant=tenant, **row)
+    report = services.users_upsert(tenant=tenant, rows=[(1, row)])
+    assert [(e.pointer, e.rule, e.detail) for e in single.value.errors] == [
+        (pointer, rule, report.errors[0][2][0].detail)
+    ]
+    assert [(e.pointer, e.rule) for e in report.errors[0][2]] == [(pointer, rule)]
+    assert report.invalid == 1 and not User.objects.exists() and OutboxEvent.objects.count() == events
+
+
+def test_an_update_checks_a_changed_field_by_the_same_rule(tenant) -> None:  # type: ignore[no-untyped-def]
+    user = services.user_create(tenant=tenant, external_id="bob", attributes={"region": "eu"})
+    with pytest.raises(ValidationFailed) as refused:
+        services.user_update(user=user, display_name="x" * 201)
+    assert [(e.pointer, e.rule) for e in refused.value.errors] == [("/display_name", "max_length")]

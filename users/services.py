@@ -5,21 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.core.validators import EmailValidator
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
-from attributes.validation import merge_attribute_patch, validate_attributes
+from attributes.validation import merge_attribute_patch
 from core.db.copy import copy_insert
-from core.db.locking import lock_for_write
-from core.errors import Conflict, FieldError, ValidationFailed
+from core.db.locking import locked_for_write, save_or_conflict
+from core.errors import FieldError, ValidationFailed
 from core.guards import domain_write
 from outbox.changes import Change, record_change, record_changes
 from tenants.models import Tenant
 from users.models import User
+from users.validation import USER_FIELDS, user_clean
 
 UPDATABLE_FIELDS = ("external_id", "email", "display_name", "status")
 
@@ -38,28 +37,6 @@ def user_data(user: User) -> dict[str, Any]:
     }
 
 
-def validate_external_id(value: Any) -> list[FieldError]:
-    if not isinstance(value, str) or not 1 <= len(value) <= 255:
-        return [FieldError("/external_id", "length", "must be 1-255 characters")]
-    if not value.isprintable():
-        return [FieldError("/external_id", "printable", "must contain printable characters only")]
-    if value != value.strip():
-        return [FieldError("/external_id", "whitespace", "must not start or end with whitespace")]
-    return []
-
-
-def _clean(user: User) -> None:
-    errors = validate_external_id(user.external_id)
-    try:
-        user.full_clean(
-            exclude=["attributes", "tenant", "external_id"], validate_unique=False, validate_constraints=False
-        )
-    except ValidationError as exc:
-        errors += [FieldError(f"/{field}", "invalid", " ".join(msgs)) for field, msgs in exc.message_dict.items()]
-    if errors:
-        raise ValidationFailed(errors)
-
-
 def _user_definitions(tenant_id: Any) -> list[AttributeDefinition]:
     return definitions_for(tenant_id=tenant_id, target=AttributeDefinition.Target.USER)
 
@@ -73,26 +50,13 @@ def user_create(
     status: str = User.Status.ACTIVE,
     attributes: dict | None = None,
 ) -> User:
-    user = User(
-        tenant=tenant, external_id=external_id, email=email, display_name=display_name, status=status, attributes={}
-    )
-    errors: list[FieldError] = []
-    try:
-        _clean(user)
-    except ValidationFailed as exc:
-        errors += exc.errors
-    try:
-        user.attributes = validate_attributes(_user_definitions(tenant.id), attributes or {})
-    except ValidationFailed as exc:
-        errors += exc.errors
-    if errors:
-        raise ValidationFailed(errors)
+    values = {"external_id": external_id, "email": email, "display_name": display_name, "status": status}
+    clean = user_clean({**values, "attributes": attributes or {}}, definitions=_user_definitions(tenant.id))
+    user = User(tenant=tenant, **clean)
     with transaction.atomic(), domain_write():
-        try:
-            with transaction.atomic():
-                user.save(force_insert=True)
-        except IntegrityError:
-            raise Conflict(f"a user with external_id {external_id!r} already exists in this tenant") from None
+        save_or_conflict(
+            user, f"a user with external_id {external_id!r} already exists in this tenant", force_insert=True
+        )
         record_change(
             event_type="UserCreated",
             tenant_id=tenant.id,
@@ -116,38 +80,28 @@ def user_update(
     unknown = set(fields) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(user, expected_version=expected_version)
+    with locked_for_write(user, expected_version=expected_version) as locked:
         before = user_data(locked)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
         for name in changed:
             setattr(locked, name, fields[name])
-        errors: list[FieldError] = []
-        if changed:
-            try:
-                _clean(locked)
-            except ValidationFailed as exc:
-                errors += exc.errors
-        if attributes is not None:
-            new_values = merge_attribute_patch(locked.attributes, attributes) if merge_attributes else attributes
-            try:
-                new_values = validate_attributes(_user_definitions(locked.tenant_id), new_values)
-            except ValidationFailed as exc:
-                errors += exc.errors
-            else:
-                if new_values != locked.attributes:
-                    locked.attributes = new_values
-                    changed.append("attributes")
-        if errors:
-            raise ValidationFailed(errors)
+        if changed or attributes is not None:
+            current = {name: getattr(locked, name) for name in USER_FIELDS}
+            if attributes is not None:
+                current["attributes"] = (
+                    merge_attribute_patch(locked.attributes, attributes) if merge_attributes else attributes
+                )
+            definitions = _user_definitions(locked.tenant_id) if attributes is not None else None
+            clean = user_clean(current, definitions=definitions, check_fields=bool(changed))
+            for name in changed:
+                setattr(locked, name, clean[name])
+            if clean["attributes"] != locked.attributes:
+                locked.attributes = clean["attributes"]
+                changed.append("attributes")
         if not changed:
             return locked
         locked.version += 1
-        try:
-            with transaction.atomic():
-                locked.save()
-        except IntegrityError:
-            raise Conflict(f"a user with external_id {locked.external_id!r} already exists in this tenant") from None
+        save_or_conflict(locked, f"a user with external_id {locked.external_id!r} already exists in this tenant")
         record_change(
             event_type="UserAttributesChanged" if changed == ["attributes"] else "UserUpdated",
             tenant_id=locked.tenant_id,
@@ -160,9 +114,23 @@ def user_update(
     return locked
 
 
+REPLACE_DEFAULTS = {"email": "", "display_name": "", "status": User.Status.ACTIVE}
+
+
+def user_replace(
+    *, user: User, expected_version: int | None = None, attributes: dict | None = None, **fields: Any
+) -> User:
+    """PUT: the user becomes what is given; an absent field takes its default, absent attributes are removed."""
+    return user_update(
+        user=user,
+        expected_version=expected_version,
+        attributes=attributes if attributes is not None else {},
+        **{**REPLACE_DEFAULTS, **fields},
+    )
+
+
 def user_delete(*, user: User, expected_version: int | None = None) -> None:
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(user, expected_version=expected_version)
+    with locked_for_write(user, expected_version=expected_version) as locked:
         data = user_data(locked)
         version = locked.version + 1
         user_id, tenant_id = locked.id, locked.tenant_id
@@ -196,45 +164,13 @@ class UpsertReport:
         self.errors.extend(other.errors)
 
 
-ROW_FIELDS = {"external_id", "email", "display_name", "status", "attributes"}
-_email = EmailValidator()
-
-
-def _row_errors(row: Any, definitions: list[AttributeDefinition]) -> tuple[dict[str, Any] | None, list[FieldError]]:
+def _row_clean(row: Any, definitions: list[AttributeDefinition]) -> tuple[dict[str, Any] | None, list[FieldError]]:
     if not isinstance(row, dict):
         return None, [FieldError("/", "type", "a row is an object")]
-    errors = [FieldError(f"/{name}", "unknown_field", "unknown field") for name in sorted(set(row) - ROW_FIELDS)]
-    external_id = row.get("external_id")
-    errors += validate_external_id(external_id)
-    email = row.get("email") or ""
-    if not isinstance(email, str) or len(email) > 254:
-        errors.append(FieldError("/email", "type", "a string of at most 254 characters"))
-    elif email:
-        try:
-            _email(email)
-        except ValidationError:
-            errors.append(FieldError("/email", "email", "not a valid email address"))
-    display_name = row.get("display_name") or ""
-    if not isinstance(display_name, str) or len(display_name) > 200:
-        errors.append(FieldError("/display_name", "max_length", "a string of at most 200 characters"))
-    status = row.get("status") or User.Status.ACTIVE
-    if status not in User.Status.values:
-        errors.append(FieldError("/status", "enum", f"one of {', '.join(User.Status.values)}"))
-    attributes: dict = {}
     try:
-        attributes = validate_attributes(definitions, row.get("attributes") or {})
+        return user_clean(row, definitions=definitions), []
     except ValidationFailed as exc:
-        errors += exc.errors
-    if errors:
-        return None, errors
-    clean = {
-        "external_id": external_id,
-        "email": email,
-        "display_name": display_name,
-        "status": status,
-        "attributes": attributes,
-    }
-    return clean, []
+        return None, exc.errors
 
 
 def users_upsert(*, tenant: Tenant, rows: list[tuple[int, Any]], dry_run: bool = False) -> UpsertReport:
@@ -248,7 +184,7 @@ def users_upsert(*, tenant: Tenant, rows: list[tuple[int, Any]], dry_run: bool =
     definitions = _user_definitions(tenant.id)
     clean_rows: dict[str, tuple[int, dict[str, Any]]] = {}
     for line, row in rows:
-        clean, errors = _row_errors(row, definitions)
+        clean, errors = _row_clean(row, definitions)
         if clean is not None and clean["external_id"] in clean_rows:
             errors = [FieldError("/external_id", "duplicate", f"also on line {clean_rows[clean['external_id']][0]}")]
         if errors:

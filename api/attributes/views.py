@@ -13,12 +13,6 @@ from attributes.models import AttributeDefinition
 from attributes.selectors import definition_get
 
 TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
-DEFAULTS = {
-    "target": "user", "required": False, "allowed_values": None, "pattern": "", "min_value": None,
-    "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False,
-}  # fmt: skip
-
-
 KEY_PARAM = OpenApiParameter("key", str, OpenApiParameter.PATH, description="The attribute key.")
 ONE = [TENANT_PARAM, KEY_PARAM]
 
@@ -83,10 +77,8 @@ class AttributeDefinitionViewSet(TenantScopedViewSet):
         definition = definition_get(tenant_id=self.tenant.id, key=key)
         data = DefinitionInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data) if partial else {**DEFAULTS, **data.validated_data}
-        definition = services.definition_update(
-            definition=definition, expected_version=expected_version(request), **fields
-        )
+        write = services.definition_update if partial else services.definition_replace
+        definition = write(definition=definition, expected_version=expected_version(request), **data.validated_data)
         return with_etag(Response(DefinitionOutputSerializer(definition).data), definition.version)
 
     def destroy(self, request: Request, tenant: str, key: str) -> Response:

@@ -74,17 +74,10 @@ class TenantViewSet(ScopedViewSet):
         data = TenantInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        attributes = fields.pop("attributes", None if partial else {})
-        if not partial:
-            fields = {"status": "active", **fields}
-        self._check_lifecycle_scope(obj, fields)
-        obj = services.tenant_update(
-            tenant=obj,
-            expected_version=expected_version(request),
-            attributes=attributes,
-            merge_attributes=partial,
-            **fields,
-        )
+        self._check_lifecycle_scope(obj, fields if partial else {**services.REPLACE_DEFAULTS, **fields})
+        write = services.tenant_update if partial else services.tenant_replace
+        extra = {"merge_attributes": True} if partial else {}
+        obj = write(tenant=obj, expected_version=expected_version(request), **extra, **fields)
         return with_etag(Response(TenantOutputSerializer(obj).data), obj.version)
 
     def _check_lifecycle_scope(self, obj, fields: dict) -> None:  # type: ignore[no-untyped-def]

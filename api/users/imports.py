@@ -17,9 +17,9 @@ from rest_framework.response import Response
 from access import scopes as S
 from api.base import TenantScopedViewSet
 from core.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
+from imports.formats import MEDIA_TYPES, SUFFIXES, file_format
 from imports.jobs import import_job_create
-from imports.transfer import MEDIA_TYPES, SUFFIXES, file_format
-from users.models import ImportJob
+from imports.models import ImportJob
 
 TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
 JOB_PARAM = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)

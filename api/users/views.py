@@ -81,17 +81,9 @@ class UserViewSet(TenantScopedViewSet):
         user = user_get(tenant=self.tenant, user_id=user_id)
         data = UserInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        attributes = fields.pop("attributes", None if partial else {})
-        if not partial:
-            fields = {"email": "", "display_name": "", "status": "active", **fields}
-        user = services.user_update(
-            user=user,
-            expected_version=expected_version(request),
-            attributes=attributes,
-            merge_attributes=partial,
-            **fields,
-        )
+        write = services.user_update if partial else services.user_replace
+        extra = {"merge_attributes": True} if partial else {}
+        user = write(user=user, expected_version=expected_version(request), **extra, **data.validated_data)
         return with_etag(Response(UserOutputSerializer(user).data), user.version)
 
     def destroy(self, request: Request, tenant: str, user_id: str) -> Response:

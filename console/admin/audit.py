@@ -6,11 +6,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from audit.models import AuditRecord
-from console.support import TenantScopedAdmin, tenant_slug_or_id, with_tenant_slug
+from console.support import ReadOnlyAdminMixin, TenantScopedAdmin, tenant_slug_or_id, with_tenant_slug
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(TenantScopedAdmin):
+class AuditRecordAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     """Read-only for everyone, superusers included: the audit log is written by the services only."""
 
     list_display = ["at", "actor_kind", "actor", "action", "object_type", "object_repr", "tenant"]
@@ -26,12 +26,3 @@ class AuditRecordAdmin(TenantScopedAdmin):
     @admin.display(description="tenant")
     def tenant(self, obj: AuditRecord) -> str:
         return tenant_slug_or_id(obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -1,21 +1,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
-from console.support import age, short_id, tenant_slug_or_id, with_tenant_slug
+from console.support import ReadOnlyAdminMixin, age, short_id, tenant_slug_or_id, with_tenant_slug
 from outbox import services
 from outbox.models import OutboxEvent
 from outbox.selectors import outbox_stats
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Watch the outbox: counts, the oldest pending age, parked events and their errors."""
 
     list_display = ["sequence", "event_type", "status", "attempts", "aggregate", "tenant", "age", "published_at"]
@@ -46,15 +45,6 @@ class OutboxEventAdmin(admin.ModelAdmin):
     @admin.display(description="payload")
     def payload_pretty(self, obj: OutboxEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "outbox_stats": outbox_stats()}

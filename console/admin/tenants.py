@@ -10,14 +10,19 @@ from django.http import HttpRequest
 from access.principals import console_principal
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
-from console.attribute_fields import AttributeFieldsetsAdmin, AttributeFormMixin, with_attribute_fields
-from console.support import ServiceModelAdmin
+from console.attribute_fields import (
+    AttributeFieldsetsAdmin,
+    AttributeFormMixin,
+    attribute_values,
+    with_attribute_fields,
+)
+from console.support import ServiceFormMixin, ServiceModelAdmin
 from core.actors import acting_as
 from tenants import services
 from tenants.models import Tenant
 
 
-class TenantForm(AttributeFormMixin, forms.ModelForm):
+class TenantForm(AttributeFormMixin, ServiceFormMixin, forms.ModelForm):
     """The tenant's fields, then one typed field per tenant attribute definition (none on the add page:
     a new tenant has no definitions yet)."""
 
@@ -27,9 +32,7 @@ class TenantForm(AttributeFormMixin, forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        attributes = self.clean_attribute_values()
-        if attributes is not None:
-            cleaned["attributes"] = attributes
+        cleaned["attributes"] = attribute_values(self)  # checked by the service, with the other fields
         return cleaned
 
 

@@ -1,4 +1,5 @@
-"""The first step of every write service that changes or deletes one row: lock it, check its version.
+"""The skeleton of every write service that changes or deletes one row: lock it, check its version,
+save it, turn a unique-constraint clash into a conflict.
 
 A view reads the object before the service runs, outside the service's transaction; by the time the
 service locks the row a concurrent DELETE may have removed it. :func:`lock_for_write` answers that
@@ -8,12 +9,15 @@ and a stale ``If-Match`` with :class:`PreconditionFailed` (412).
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 
-from core.errors import NotFound, PreconditionFailed
+from core.errors import Conflict, NotFound, PreconditionFailed
+from core.guards import domain_write
 
 M = TypeVar("M", bound=Model)
 
@@ -29,3 +33,20 @@ def lock_for_write(obj: M, *, expected_version: int | None = None) -> M:
     if expected_version is not None and locked.version != expected_version:  # type: ignore[attr-defined]
         raise PreconditionFailed(locked.version)  # type: ignore[attr-defined]
     return locked
+
+
+@contextmanager
+def locked_for_write(obj: M, *, expected_version: int | None = None) -> Iterator[M]:
+    """``with locked_for_write(user, expected_version=v) as locked:`` — the service's transaction and
+    domain-write guard around a locked, version-checked fresh copy (:func:`lock_for_write`)."""
+    with transaction.atomic(), domain_write():
+        yield lock_for_write(obj, expected_version=expected_version)
+
+
+def save_or_conflict(obj: Model, conflict: str, **save_kwargs: Any) -> None:
+    """Save ``obj`` in a savepoint; a unique-constraint violation becomes :class:`Conflict` (409)."""
+    try:
+        with transaction.atomic():
+            obj.save(**save_kwargs)
+    except IntegrityError:
+        raise Conflict(conflict) from None

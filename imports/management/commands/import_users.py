@@ -19,7 +19,8 @@ from tqdm import tqdm
 from access.principals import Principal
 from core.actors import acting_as
 from core.errors import NotFound
-from imports.transfer import FileFormatError, check_file, detect_format, users_import, write_error_report
+from imports.formats import file_format
+from imports.transfer import FileFormatError, users_import, write_error_report
 from tenants.models import Tenant
 from tenants.selectors import tenant_get
 
@@ -44,18 +45,18 @@ class Command(BaseCommand):
             tenant = tenant_get(ref=str(options["tenant"]), queryset=Tenant.objects.filter(deleted_at__isnull=True))
         except NotFound:
             raise CommandError(f"no tenant {options['tenant']!r}") from None
-        fmt = detect_format(path, options["format"])  # type: ignore[arg-type]
+        fmt = file_format(declared=options["format"], name=path.name, fallback="jsonl")  # type: ignore[arg-type]
         started = time.monotonic()
         try:
-            total = check_file(path, fmt)
             actor = Principal("system", f"import_users:{path.name}", frozenset(), None)
             with (
-                tqdm(total=total, unit="rows", desc="import", file=sys.stderr, disable=None) as progress,
+                path.open("rb") as stream,
+                tqdm(unit="rows", desc="import", file=sys.stderr, disable=None) as progress,
                 acting_as(actor),
             ):
                 result = users_import(
                     tenant=tenant,
-                    path=path,
+                    stream=stream,
                     fmt=fmt,
                     mode=str(options["mode"]),
                     dry_run=bool(options["dry_run"]),
