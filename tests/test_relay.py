@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from eventbus import get_adapter
 from outbox import retention as outbox_retention
 from outbox import services as outbox_services
 from outbox.models import OutboxEvent
@@ -27,6 +28,7 @@ from outbox.relay import OutboxWorker, backoff_seconds
 from tests.buses import per_aggregate
 from tests.conftest import KafkaServer, NatsServer, use_kafka
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+from tests.faults import STALL_AFTER_ACK, FaultyAdapter, read_until
 from tests.jetstream import stream_messages
 from tests.outbox_helpers import drain_outbox
 from users import services as user_services
@@ -96,40 +98,57 @@ def test_second_relay_returns_busy_while_the_first_holds_the_lock(bus) -> None: 
         from django.db import connection
 
         try:
-            started = time.monotonic()
             outcome["result"] = OutboxWorker().run()
-            outcome["seconds"] = time.monotonic() - started
         finally:
             connection.close()
 
-    def while_locked() -> None:
-        thread = threading.Thread(target=second_relay)
-        thread.start()
-        thread.join(10)
+    def while_locked(number: int, _messages) -> None:  # type: ignore[no-untyped-def]
+        if number == 1:  # the first relay holds the lock, its batch not yet sent
+            thread = threading.Thread(target=second_relay)
+            thread.start()
+            thread.join(60)
+            # Done while the first still holds the lock: had it waited for the lock, it could not be.
+            outcome["returned_while_held"] = not thread.is_alive()
 
-    first = OutboxWorker(on_locked=while_locked).run()
+    first = OutboxWorker(adapter=FaultyAdapter(get_adapter(), before_publish=while_locked)).run()
+    assert outcome["returned_while_held"]
     assert outcome["result"].busy and outcome["result"].published == 0
-    # Returned without waiting for the lock: waiting would last until the first relay lets go, which is
-    # after this thread's join (10 s). Far from both, so a slow machine cannot blur them.
-    assert outcome["seconds"] < 5.0
     assert first.published == 4
     stored = bus.messages()
     assert len(stored) == 4 and len({m.event_id for m in stored}) == 4
 
 
-def test_rows_committed_while_the_lock_is_held_are_relayed_before_letting_go(bus) -> None:  # type: ignore[no-untyped-def]
+def test_rows_committed_during_a_batch_go_in_the_next_batch_of_the_lock(bus) -> None:  # type: ignore[no-untyped-def]
+    late_rows_are_relayed_by_the_holder(bus, max_batches_per_lock=20)
+
+
+def test_rows_committed_during_the_last_batch_are_relayed_after_letting_go(bus) -> None:  # type: ignore[no-untyped-def]
+    late_rows_are_relayed_by_the_holder(bus, max_batches_per_lock=1)
+
+
+def late_rows_are_relayed_by_the_holder(bus, *, max_batches_per_lock: int) -> None:  # type: ignore[no-untyped-def]
+    """Committed after the holder selected its batch, while it holds the lock (their poke finds it
+    taken): the holder relays them in the same run, by its next batch or by its look for due rows
+    after letting the lock go (``max_batches_per_lock=1``: the batch is the round's last)."""
     tenant = TenantFactory(slug="acme")
-    calls = []
+    busy: list = []
 
-    def commit_more() -> None:
-        if not calls:
-            calls.append(1)
-            thread = threading.Thread(target=lambda: (UserFactory(tenant=tenant, external_id="late"), _close()))
+    def poke() -> None:  # what the late commit's on-commit poke runs
+        busy.append(OutboxWorker().run().busy)
+
+    def commit_more(number: int, _messages) -> None:  # type: ignore[no-untyped-def]
+        if number == 1:
+            thread = threading.Thread(target=lambda: (UserFactory(tenant=tenant, external_id="late"), poke(), _close()))
             thread.start()
-            thread.join(10)
+            thread.join(60)
+            assert not thread.is_alive()
 
-    result = OutboxWorker(on_locked=commit_more).run()
-    assert result.published == 2
+    worker = OutboxWorker(
+        adapter=FaultyAdapter(get_adapter(), before_publish=commit_more), max_batches_per_lock=max_batches_per_lock
+    )
+    result = worker.run()
+    assert busy == [True]
+    assert result.published == 2 and result.batches == 2
     assert not OutboxEvent.objects.filter(status="pending").exists()
     assert len(bus.messages()) == 2
 
@@ -249,7 +268,7 @@ def test_transport_outage_counts_no_attempt_and_recovers_without_restart(own_bus
         assert topic_partitions(own_bus.server.bootstrap, settings.KAFKA_TOPIC) == settings.KAFKA_TOPIC_PARTITIONS
 
 
-def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus) -> None:  # type: ignore[no-untyped-def]
     """Killed after the bus acknowledged, before PostgreSQL marked: the next run publishes again.
 
     NATS drops the copies itself (``Nats-Msg-Id`` within the duplicate window). Kafka's idempotent
@@ -260,31 +279,33 @@ def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus
     for i in range(10):
         UserFactory(tenant=tenant, external_id=f"u{i}")
     database = settings.DATABASES["default"]
-    flag = tmp_path / "acked"
     env = {
         **os.environ,
         "IAM_ENV": "development",
         "DATABASE_URL": f"postgres://{database['USER']}@/{database['NAME']}?host={database['HOST']}",
         **bus.relay_env(),
-        "OUTBOX_RELAY_TEST_HOOK": f"acked:{flag}",
     }
     if database.get("PORT"):
         env["DATABASE_URL"] = (
             f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
         )
-    relay = subprocess.Popen(
-        [sys.executable, "manage.py", "relay_outbox", "--once"],
+    relay = subprocess.Popen(  # the relay with the real adapter, wrapped to stall once the bus acknowledged
+        [sys.executable, "-m", "tests.faults", STALL_AFTER_ACK],
         cwd=Path(settings.BASE_DIR),
         env=env,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while not flag.exists() and relay.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert flag.exists(), relay.communicate()[0].decode()[-2000:]
-    relay.send_signal(signal.SIGKILL)  # acknowledged by the bus, not yet marked in PostgreSQL
-    relay.wait(10)
+    try:
+        output = read_until(relay, "acked ", timeout=60)
+        assert output.endswith("acked 11\n"), output[-2000:]
+        relay.send_signal(signal.SIGKILL)  # acknowledged by the bus, not yet marked in PostgreSQL
+    finally:
+        relay.kill()
+        relay.wait(10)
+        relay.stdin.close()
+        relay.stdout.close()
     assert OutboxEvent.objects.filter(status="pending").count() == 11
     assert len(bus.messages()) == 11
 
