@@ -25,12 +25,13 @@ from outbox import retention as outbox_retention
 from outbox import services as outbox_services
 from outbox.models import OutboxEvent
 from outbox.relay import OutboxWorker, backoff_seconds
-from tests.buses import per_aggregate
+from tests.buses import Bus, per_aggregate
 from tests.conftest import KafkaServer, NatsServer, use_kafka
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
 from tests.faults import STALL_AFTER_ACK, FaultyAdapter, read_until
 from tests.jetstream import stream_messages
 from tests.outbox_helpers import drain_outbox
+from tests.tcp_proxy import TcpProxy
 from users import services as user_services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.nats]
@@ -278,21 +279,10 @@ def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus
     tenant = TenantFactory(slug="acme")
     for i in range(10):
         UserFactory(tenant=tenant, external_id=f"u{i}")
-    database = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "IAM_ENV": "development",
-        "DATABASE_URL": f"postgres://{database['USER']}@/{database['NAME']}?host={database['HOST']}",
-        **bus.relay_env(),
-    }
-    if database.get("PORT"):
-        env["DATABASE_URL"] = (
-            f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
-        )
     relay = subprocess.Popen(  # the relay with the real adapter, wrapped to stall once the bus acknowledged
         [sys.executable, "-m", "tests.faults", STALL_AFTER_ACK],
         cwd=Path(settings.BASE_DIR),
-        env=env,
+        env=relay_process_env(bus.relay_env()),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -325,6 +315,56 @@ def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus
             seen.add(message.event_id)
             deduped.setdefault(message.envelope["aggregateid"], []).append(message.envelope["aggregateversion"])
     assert seen == set(ids) and all(versions == [1] for versions in deduped.values())
+
+
+def test_relay_process_killed_in_its_lock_waiting_for_acks_loses_nothing(event_bus) -> None:  # type: ignore[no-untyped-def]
+    """``manage.py relay_outbox --once`` talks to NATS through a proxy that, once the relay publishes,
+    holds the server's replies: the stream stores the events while the relay waits for their
+    acknowledgements inside its lock. Another relay finds the lock taken. Killed there, the relay
+    loses nothing: every event is pending again, and the next run publishes each once (NATS drops
+    the copies by ``Nats-Msg-Id``)."""
+    tenant = TenantFactory(slug="acme")
+    for i in range(10):
+        UserFactory(tenant=tenant, external_id=f"u{i}")
+    bus = Bus("nats", event_bus, settings)
+    with TcpProxy(event_bus.port) as proxy:
+        proxy.hold_replies_after(f"HPUB {settings.NATS_SUBJECT_PREFIX}.".encode())
+        env = relay_process_env(bus.relay_env())
+        env.update(EVENT_BUS_URL=f"nats://127.0.0.1:{proxy.port}", NATS_PUBLISH_TIMEOUT_SECONDS="600")
+        relay = subprocess.Popen(
+            [sys.executable, "manage.py", "relay_outbox", "--once"],
+            cwd=Path(settings.BASE_DIR),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(bus.messages()) < 11 and relay.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert relay.poll() is None, relay.communicate()[0].decode()[-2000:]
+            assert proxy.holding.is_set() and len(bus.messages()) == 11  # stored; the relay heard nothing back
+            second = OutboxWorker().run()
+            assert second.busy and second.published == 0
+            relay.send_signal(signal.SIGKILL)
+        finally:
+            relay.kill()
+            relay.wait(10)
+            relay.stdout.close()
+    assert OutboxEvent.objects.filter(status="pending").count() == 11
+
+    result = drain_outbox()
+    assert result.published == 11 and result.duplicates == 11
+    assert len(bus.messages()) == 11
+
+
+def relay_process_env(bus_env: dict[str, str]) -> dict[str, str]:
+    """The environment of a relay process on this test's database and bus (``bus_env``)."""
+    database = settings.DATABASES["default"]
+    url = f"postgres://{database['USER']}@/{database['NAME']}?host={database['HOST']}"
+    if database.get("PORT"):
+        url = f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    return {**os.environ, "IAM_ENV": "development", "DATABASE_URL": url, **bus_env}
 
 
 def test_purge_deletes_published_rows_past_retention_only(event_bus) -> None:  # type: ignore[no-untyped-def]
