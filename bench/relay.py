@@ -168,7 +168,7 @@ def setup_django(database_url: str, nats_url: str, stream: str, prefix: str, *, 
             "DJANGO_SETTINGS_MODULE": "iam_project.settings",
             "DATABASE_URL": database_url,
             "EVENT_BUS_URL": nats_url,
-            "CELERY_BROKER_URL": "memory://",
+            "CELERY_BROKER_URL": "memory://",  # on-commit pokes reach no worker: the bench drives the relay
             "NATS_STREAM_NAME": stream,
             "NATS_SUBJECT_PREFIX": prefix,
             "KAFKA_TOPIC": stream,  # kafka: one topic per run (letters, digits and _ are valid names)
@@ -179,10 +179,8 @@ def setup_django(database_url: str, nats_url: str, stream: str, prefix: str, *, 
     import django
 
     django.setup()
-    from django.conf import settings
     from django.core.management import call_command
 
-    settings.OUTBOX_POKE_ENABLED = False  # the bench drives the relay itself
     if migrate:
         call_command("migrate", verbosity=0, interactive=False)
 

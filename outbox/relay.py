@@ -16,9 +16,7 @@ holding back only the later events of its own aggregate.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -111,20 +109,6 @@ def backoff_seconds(attempts: int, cap: float) -> float:
     return float(min(cap, 2 ** max(attempts - 1, 0)))
 
 
-def _test_hook(point: str) -> None:
-    """Pause at ``point`` when ``OUTBOX_RELAY_TEST_HOOK=<point>:<flag file>`` (fault-injection tests)."""
-    spec = os.environ.get("OUTBOX_RELAY_TEST_HOOK", "")
-    if not spec.startswith(f"{point}:"):
-        return
-    flag = spec.split(":", 1)[1]
-    with open(flag, "w") as handle:
-        handle.write(str(os.getpid()))
-    release = flag + ".release"
-    deadline = time.monotonic() + 60
-    while not os.path.exists(release) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 class OutboxWorker:
     """Relays outbox rows through an :class:`EventBusAdapter`. ``run()`` is one relay run."""
 
@@ -134,12 +118,10 @@ class OutboxWorker:
         *,
         batch_size: int | None = None,
         max_batches_per_lock: int = 20,
-        on_locked: Callable[[], None] | None = None,
     ) -> None:
         self.adapter = adapter or get_adapter()
         self.batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
         self.max_batches_per_lock = max_batches_per_lock
-        self.on_locked = on_locked
 
     def run(self, *, max_rounds: int = 100) -> RelayResult:
         result = RelayResult()
@@ -171,9 +153,6 @@ class OutboxWorker:
             # Pending rows are often not in the table's statistics yet (a burst, an outage): without
             # this the planner sorts every pending row instead of walking the partial index in order.
             cursor.execute("SET LOCAL enable_sort = off")
-            if self.on_locked is not None:
-                self.on_locked()
-            _test_hook("locked")
             # Batch N+1 is selected once batch N is fully acknowledged, and published while batch N is
             # being marked: the database work overlaps the next round trip to NATS, and a batch never
             # starts before every event of the previous one is in the stream (per-aggregate order).
@@ -207,7 +186,6 @@ class OutboxWorker:
 
     def _settle(self, cursor, rows: list[tuple], outcome, result: RelayResult) -> int:  # type: ignore[no-untyped-def]
         """Mark the acknowledged prefix published; count, log and back off the failure if any."""
-        _test_hook("acked")
         acked = [row[0] for row in rows[: outcome.acked]]
         acked += [rows[index][0] for index in outcome.acked_after_failure]
         if acked:

@@ -96,8 +96,6 @@ def events_record(rows: list[OutboxEvent]) -> list[OutboxEvent]:
 
 def poke_relay() -> None:
     """Ask a worker to relay now. Best effort: beat relays anyway if the broker is unreachable."""
-    if not getattr(settings, "OUTBOX_POKE_ENABLED", True):
-        return
     from outbox.tasks import relay_outbox_task
 
     try:

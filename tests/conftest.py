@@ -20,6 +20,7 @@ from core.guards import in_domain_write
 from devtools.embedded import free_port, quiet_pgserver, start_kafka, start_nats
 from tests.proc_helpers import terminate
 
+pytest_plugins = ["tests.pokes"]  # every test: the relay's on-commit pokes recorded, not sent
 CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
 DOMAIN_TABLES = ("tenants_tenant", "users_user", "attributes_attributedefinition")
 DOMAIN_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(' + "|".join(DOMAIN_TABLES) + r')"?\b', re.I)

@@ -13,6 +13,5 @@ if os.environ.get("TEST_DATABASE_URL"):
 from iam_project.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; production uses Argon2
-OUTBOX_POKE_ENABLED = False  # tests drain the outbox explicitly (tests/outbox_helpers.py)
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 CELERY_TASK_ALWAYS_EAGER = True  # import jobs run in the test's process when their transaction commits

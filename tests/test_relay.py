@@ -20,15 +20,18 @@ from django.conf import settings
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from eventbus import get_adapter
 from outbox import retention as outbox_retention
 from outbox import services as outbox_services
 from outbox.models import OutboxEvent
 from outbox.relay import OutboxWorker, backoff_seconds
-from tests.buses import per_aggregate
+from tests.buses import Bus, per_aggregate
 from tests.conftest import KafkaServer, NatsServer, use_kafka
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+from tests.faults import STALL_AFTER_ACK, FaultyAdapter, read_until
 from tests.jetstream import stream_messages
 from tests.outbox_helpers import drain_outbox
+from tests.tcp_proxy import TcpProxy
 from users import services as user_services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.nats]
@@ -96,40 +99,57 @@ def test_second_relay_returns_busy_while_the_first_holds_the_lock(bus) -> None: 
         from django.db import connection
 
         try:
-            started = time.monotonic()
             outcome["result"] = OutboxWorker().run()
-            outcome["seconds"] = time.monotonic() - started
         finally:
             connection.close()
 
-    def while_locked() -> None:
-        thread = threading.Thread(target=second_relay)
-        thread.start()
-        thread.join(10)
+    def while_locked(number: int, _messages) -> None:  # type: ignore[no-untyped-def]
+        if number == 1:  # the first relay holds the lock, its batch not yet sent
+            thread = threading.Thread(target=second_relay)
+            thread.start()
+            thread.join(60)
+            # Done while the first still holds the lock: had it waited for the lock, it could not be.
+            outcome["returned_while_held"] = not thread.is_alive()
 
-    first = OutboxWorker(on_locked=while_locked).run()
+    first = OutboxWorker(adapter=FaultyAdapter(get_adapter(), before_publish=while_locked)).run()
+    assert outcome["returned_while_held"]
     assert outcome["result"].busy and outcome["result"].published == 0
-    # Returned without waiting for the lock: waiting would last until the first relay lets go, which is
-    # after this thread's join (10 s). Far from both, so a slow machine cannot blur them.
-    assert outcome["seconds"] < 5.0
     assert first.published == 4
     stored = bus.messages()
     assert len(stored) == 4 and len({m.event_id for m in stored}) == 4
 
 
-def test_rows_committed_while_the_lock_is_held_are_relayed_before_letting_go(bus) -> None:  # type: ignore[no-untyped-def]
+def test_rows_committed_during_a_batch_go_in_the_next_batch_of_the_lock(bus) -> None:  # type: ignore[no-untyped-def]
+    late_rows_are_relayed_by_the_holder(bus, max_batches_per_lock=20)
+
+
+def test_rows_committed_during_the_last_batch_are_relayed_after_letting_go(bus) -> None:  # type: ignore[no-untyped-def]
+    late_rows_are_relayed_by_the_holder(bus, max_batches_per_lock=1)
+
+
+def late_rows_are_relayed_by_the_holder(bus, *, max_batches_per_lock: int) -> None:  # type: ignore[no-untyped-def]
+    """Committed after the holder selected its batch, while it holds the lock (their poke finds it
+    taken): the holder relays them in the same run, by its next batch or by its look for due rows
+    after letting the lock go (``max_batches_per_lock=1``: the batch is the round's last)."""
     tenant = TenantFactory(slug="acme")
-    calls = []
+    busy: list = []
 
-    def commit_more() -> None:
-        if not calls:
-            calls.append(1)
-            thread = threading.Thread(target=lambda: (UserFactory(tenant=tenant, external_id="late"), _close()))
+    def poke() -> None:  # what the late commit's on-commit poke runs
+        busy.append(OutboxWorker().run().busy)
+
+    def commit_more(number: int, _messages) -> None:  # type: ignore[no-untyped-def]
+        if number == 1:
+            thread = threading.Thread(target=lambda: (UserFactory(tenant=tenant, external_id="late"), poke(), _close()))
             thread.start()
-            thread.join(10)
+            thread.join(60)
+            assert not thread.is_alive()
 
-    result = OutboxWorker(on_locked=commit_more).run()
-    assert result.published == 2
+    worker = OutboxWorker(
+        adapter=FaultyAdapter(get_adapter(), before_publish=commit_more), max_batches_per_lock=max_batches_per_lock
+    )
+    result = worker.run()
+    assert busy == [True]
+    assert result.published == 2 and result.batches == 2
     assert not OutboxEvent.objects.filter(status="pending").exists()
     assert len(bus.messages()) == 2
 
@@ -249,7 +269,7 @@ def test_transport_outage_counts_no_attempt_and_recovers_without_restart(own_bus
         assert topic_partitions(own_bus.server.bootstrap, settings.KAFKA_TOPIC) == settings.KAFKA_TOPIC_PARTITIONS
 
 
-def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus) -> None:  # type: ignore[no-untyped-def]
     """Killed after the bus acknowledged, before PostgreSQL marked: the next run publishes again.
 
     NATS drops the copies itself (``Nats-Msg-Id`` within the duplicate window). Kafka's idempotent
@@ -259,32 +279,23 @@ def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus
     tenant = TenantFactory(slug="acme")
     for i in range(10):
         UserFactory(tenant=tenant, external_id=f"u{i}")
-    database = settings.DATABASES["default"]
-    flag = tmp_path / "acked"
-    env = {
-        **os.environ,
-        "IAM_ENV": "development",
-        "DATABASE_URL": f"postgres://{database['USER']}@/{database['NAME']}?host={database['HOST']}",
-        **bus.relay_env(),
-        "OUTBOX_RELAY_TEST_HOOK": f"acked:{flag}",
-    }
-    if database.get("PORT"):
-        env["DATABASE_URL"] = (
-            f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
-        )
-    relay = subprocess.Popen(
-        [sys.executable, "manage.py", "relay_outbox", "--once"],
+    relay = subprocess.Popen(  # the relay with the real adapter, wrapped to stall once the bus acknowledged
+        [sys.executable, "-m", "tests.faults", STALL_AFTER_ACK],
         cwd=Path(settings.BASE_DIR),
-        env=env,
+        env=relay_process_env(bus.relay_env()),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while not flag.exists() and relay.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert flag.exists(), relay.communicate()[0].decode()[-2000:]
-    relay.send_signal(signal.SIGKILL)  # acknowledged by the bus, not yet marked in PostgreSQL
-    relay.wait(10)
+    try:
+        output = read_until(relay, "acked ", timeout=60)
+        assert output.endswith("acked 11\n"), output[-2000:]
+        relay.send_signal(signal.SIGKILL)  # acknowledged by the bus, not yet marked in PostgreSQL
+    finally:
+        relay.kill()
+        relay.wait(10)
+        relay.stdin.close()
+        relay.stdout.close()
     assert OutboxEvent.objects.filter(status="pending").count() == 11
     assert len(bus.messages()) == 11
 
@@ -304,6 +315,56 @@ def test_crash_between_delivery_and_marking_republishes_and_consumers_dedupe(bus
             seen.add(message.event_id)
             deduped.setdefault(message.envelope["aggregateid"], []).append(message.envelope["aggregateversion"])
     assert seen == set(ids) and all(versions == [1] for versions in deduped.values())
+
+
+def test_relay_process_killed_in_its_lock_waiting_for_acks_loses_nothing(event_bus) -> None:  # type: ignore[no-untyped-def]
+    """``manage.py relay_outbox --once`` talks to NATS through a proxy that, once the relay publishes,
+    holds the server's replies: the stream stores the events while the relay waits for their
+    acknowledgements inside its lock. Another relay finds the lock taken. Killed there, the relay
+    loses nothing: every event is pending again, and the next run publishes each once (NATS drops
+    the copies by ``Nats-Msg-Id``)."""
+    tenant = TenantFactory(slug="acme")
+    for i in range(10):
+        UserFactory(tenant=tenant, external_id=f"u{i}")
+    bus = Bus("nats", event_bus, settings)
+    with TcpProxy(event_bus.port) as proxy:
+        proxy.hold_replies_after(f"HPUB {settings.NATS_SUBJECT_PREFIX}.".encode())
+        env = relay_process_env(bus.relay_env())
+        env.update(EVENT_BUS_URL=f"nats://127.0.0.1:{proxy.port}", NATS_PUBLISH_TIMEOUT_SECONDS="600")
+        relay = subprocess.Popen(
+            [sys.executable, "manage.py", "relay_outbox", "--once"],
+            cwd=Path(settings.BASE_DIR),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(bus.messages()) < 11 and relay.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert relay.poll() is None, relay.communicate()[0].decode()[-2000:]
+            assert proxy.holding.is_set() and len(bus.messages()) == 11  # stored; the relay heard nothing back
+            second = OutboxWorker().run()
+            assert second.busy and second.published == 0
+            relay.send_signal(signal.SIGKILL)
+        finally:
+            relay.kill()
+            relay.wait(10)
+            relay.stdout.close()
+    assert OutboxEvent.objects.filter(status="pending").count() == 11
+
+    result = drain_outbox()
+    assert result.published == 11 and result.duplicates == 11
+    assert len(bus.messages()) == 11
+
+
+def relay_process_env(bus_env: dict[str, str]) -> dict[str, str]:
+    """The environment of a relay process on this test's database and bus (``bus_env``)."""
+    database = settings.DATABASES["default"]
+    url = f"postgres://{database['USER']}@/{database['NAME']}?host={database['HOST']}"
+    if database.get("PORT"):
+        url = f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    return {**os.environ, "IAM_ENV": "development", "DATABASE_URL": url, **bus_env}
 
 
 def test_purge_deletes_published_rows_past_retention_only(event_bus) -> None:  # type: ignore[no-untyped-def]
