@@ -8,14 +8,15 @@ and a stale ``If-Match`` with :class:`PreconditionFailed` (412).
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, cast
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
-from django.db.models import Model
 
 from core.errors import NotFound, PreconditionFailed
+from core.guards import DomainModel
 
-M = TypeVar("M", bound=Model)
+M = TypeVar("M", bound=DomainModel)
 
 
 def lock_for_write(obj: M, *, expected_version: int | None = None) -> M:
@@ -23,9 +24,10 @@ def lock_for_write(obj: M, *, expected_version: int | None = None) -> M:
     assert connection.in_atomic_block, "lock_for_write runs inside the service's transaction"
     model = type(obj)
     try:
-        locked = model._default_manager.select_for_update().get(pk=obj.pk)
-    except model.DoesNotExist:
+        # cast: django-stubs types a model class's _default_manager by the class that declares it
+        locked = cast(M, model._default_manager.select_for_update().get(pk=obj.pk))
+    except ObjectDoesNotExist:  # the model's DoesNotExist
         raise NotFound(f"this {model._meta.verbose_name} no longer exists") from None
-    if expected_version is not None and locked.version != expected_version:  # type: ignore[attr-defined]
-        raise PreconditionFailed(locked.version)  # type: ignore[attr-defined]
+    if expected_version is not None and locked.version != expected_version:
+        raise PreconditionFailed(locked.version)
     return locked
