@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -245,7 +245,7 @@ def attribute_fields(definitions: Iterable[AttributeDefinition], stored: Mapping
     return fields
 
 
-def attribute_values(form: forms.Form) -> dict[str, Any]:
+def attribute_values(form: forms.BaseForm) -> dict[str, Any]:
     """The attribute map the form's typed fields hold (absent values left out)."""
     values = {}
     for name, field in form.fields.items():
@@ -256,7 +256,7 @@ def attribute_values(form: forms.Form) -> dict[str, Any]:
     return values
 
 
-def show_attribute_errors(form: forms.Form, errors: Iterable[FieldError], *, bound: bool = True) -> None:
+def show_attribute_errors(form: forms.BaseForm, errors: Iterable[FieldError], *, bound: bool = True) -> None:
     """Each broken rule on its attribute's field (``/attributes/groups/1`` → the ``groups`` field);
     rules about the whole map (``/attributes``: too many) on the form."""
     for item in errors:
@@ -269,14 +269,23 @@ def show_attribute_errors(form: forms.Form, errors: Iterable[FieldError], *, bou
         if bound:
             form.add_error(name, message)
         else:
-            errors_of = form._errors  # an unbound form: add_error() needs cleaned_data
+            errors_of = form._errors  # type: ignore[attr-defined]  # an unbound form: add_error() needs cleaned_data; django-stubs omit BaseForm._errors
             if name is None:
                 errors_of.setdefault(NON_FIELD_ERRORS, form.error_class(error_class="nonfield")).append(message)
             else:
                 errors_of.setdefault(name, form.error_class()).append(message)
 
 
-class AttributeFormMixin:
+if TYPE_CHECKING:  # what the mixins below are mixed into, for the type checker only
+    from django.contrib import admin
+
+    _ModelForm = forms.ModelForm
+    _ModelAdmin = admin.ModelAdmin
+else:
+    _ModelForm = _ModelAdmin = object
+
+
+class AttributeFormMixin(_ModelForm):
     """A ModelForm mixin: the attribute map from the typed fields, validated like the API.
 
     Subclasses are built per tenant by :func:`with_attribute_fields` (``attribute_definitions`` and
@@ -287,34 +296,37 @@ class AttributeFormMixin:
     attribute_definitions: list[AttributeDefinition] = []
 
     def full_clean(self) -> None:
-        super().full_clean()  # type: ignore[misc]
-        if not self.is_bound:  # type: ignore[attr-defined]
-            stored = getattr(self.instance, "attributes", None) or {}  # type: ignore[attr-defined]
+        super().full_clean()
+        if not self.is_bound:
+            stored = getattr(self.instance, "attributes", None) or {}
             if stored:
                 try:
                     validate_attributes(self.attribute_definitions, stored)
                 except ValidationFailed as error:
-                    show_attribute_errors(self, error.errors, bound=False)  # type: ignore[arg-type]
+                    show_attribute_errors(self, error.errors, bound=False)
 
     def clean_attribute_values(self) -> dict[str, Any] | None:
         """The validated attribute map, or ``None`` after putting the errors on their fields."""
         try:
-            return validate_attributes(self.attribute_definitions, attribute_values(self))  # type: ignore[arg-type]
+            return validate_attributes(self.attribute_definitions, attribute_values(self))
         except ValidationFailed as error:
-            show_attribute_errors(self, error.errors)  # type: ignore[arg-type]
+            show_attribute_errors(self, error.errors)
             return None
 
 
+_Form = TypeVar("_Form", bound=forms.ModelForm)
+
+
 def with_attribute_fields(
-    form_class: type[forms.ModelForm], definitions: list[AttributeDefinition], stored: Mapping[str, Any]
-) -> type[forms.ModelForm]:
+    form_class: type[_Form], definitions: list[AttributeDefinition], stored: Mapping[str, Any]
+) -> type[_Form]:
     """``form_class`` with one typed field per definition (and per stored key without one)."""
     fields = attribute_fields(definitions, stored)
     attrs: dict[str, Any] = {"attribute_definitions": list(definitions), **fields}
     return type(form_class.__name__, (form_class,), attrs)
 
 
-class AttributeFieldsetsAdmin:
+class AttributeFieldsetsAdmin(_ModelAdmin):
     """A ModelAdmin mixin for pages whose form comes from ``attribute_form(request, obj)`` (built by
     :func:`with_attribute_fields`): the record's own fields, then one typed field per attribute
     definition, then the record's version and timestamps. ``main_fields(obj)`` names the first group."""
@@ -338,4 +350,4 @@ class AttributeFieldsetsAdmin:
 
     def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         kwargs["form"] = self.attribute_form(request, obj)
-        return super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        return super().get_form(request, obj, change, **kwargs)

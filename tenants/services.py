@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +47,7 @@ def _full_clean(tenant: Tenant) -> None:
 
 
 def tenant_create(
-    *, slug: str, name: str, status: str = Tenant.Status.ACTIVE, attributes: dict | None = None
+    *, slug: str, name: str, status: str = Tenant.Status.ACTIVE, attributes: dict[str, Any] | None = None
 ) -> Tenant:
     tenant = Tenant(slug=slug, name=name, status=status, attributes={})
     _full_clean(tenant)
@@ -74,7 +75,7 @@ def tenant_update(
     *,
     tenant: Tenant,
     expected_version: int | None = None,
-    attributes: dict | None = None,
+    attributes: dict[str, Any] | None = None,
     merge_attributes: bool = False,
     **fields: Any,
 ) -> Tenant:
@@ -123,7 +124,9 @@ def tenant_update(
     return locked
 
 
-def _lifecycle(tenant: Tenant, event_type: str, expected_version: int | None, change) -> Tenant:  # type: ignore[no-untyped-def]
+def _lifecycle(
+    tenant: Tenant, event_type: str, expected_version: int | None, change: Callable[[Tenant], None]
+) -> Tenant:
     with transaction.atomic(), domain_write():
         locked = lock_for_write(tenant, expected_version=expected_version)
         before = tenant_data(locked)

@@ -71,7 +71,7 @@ def user_create(
     email: str = "",
     display_name: str = "",
     status: str = User.Status.ACTIVE,
-    attributes: dict | None = None,
+    attributes: dict[str, Any] | None = None,
 ) -> User:
     user = User(
         tenant=tenant, external_id=external_id, email=email, display_name=display_name, status=status, attributes={}
@@ -108,7 +108,7 @@ def user_update(
     *,
     user: User,
     expected_version: int | None = None,
-    attributes: dict | None = None,
+    attributes: dict[str, Any] | None = None,
     merge_attributes: bool = False,
     **fields: Any,
 ) -> User:
@@ -220,7 +220,7 @@ def _row_errors(row: Any, definitions: list[AttributeDefinition]) -> tuple[dict[
     status = row.get("status") or User.Status.ACTIVE
     if status not in User.Status.values:
         errors.append(FieldError("/status", "enum", f"one of {', '.join(User.Status.values)}"))
-    attributes: dict = {}
+    attributes: dict[str, Any] = {}
     try:
         attributes = validate_attributes(definitions, row.get("attributes") or {})
     except ValidationFailed as exc:
@@ -256,7 +256,8 @@ def users_upsert(*, tenant: Tenant, rows: list[tuple[int, Any]], dry_run: bool =
             external_id = row.get("external_id") if isinstance(row, dict) else None
             report.errors.append((line, str(external_id or ""), errors))
             continue
-        clean_rows[clean["external_id"]] = (line, clean)  # type: ignore[index]
+        assert clean is not None, "a row without errors is clean"
+        clean_rows[clean["external_id"]] = (line, clean)
     with transaction.atomic(), domain_write():
         existing = {
             user.external_id: user

@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from access.principals import console_principal
 from attributes.models import AttributeDefinition
@@ -40,7 +41,7 @@ class ChosenTenantWidget(forms.Widget):
         super().__init__()
         self.tenant, self.change_url = tenant, change_url
 
-    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         return format_html(
             '<input type="hidden" name="{}" value="{}" id="id_{}"><strong id="chosen-tenant">{}</strong>'
             ' &nbsp;<a href="{}">choose another tenant</a>',
@@ -63,12 +64,13 @@ class UserForm(AttributeFormMixin, forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["external_id"].strip = False
+        self.fields["external_id"].strip = False  # type: ignore[attr-defined]  # a CharField; django-stubs type form fields as Field
         if "tenant" in self.fields and self.chosen_tenant is not None:
             self.fields["tenant"].widget = ChosenTenantWidget(self.chosen_tenant, "?")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None, "ModelForm.clean returns cleaned_data"
         tenant = cleaned.get("tenant") if self.instance._state.adding else self.instance.tenant
         errors = services.validate_external_id(cleaned.get("external_id", self.data.get("external_id", "")))
         if errors:
@@ -138,8 +140,8 @@ class UserAdmin(AttributeFieldsetsAdmin, ServiceModelAdmin):
             definitions_for(tenant_id=tenant.pk, target=AttributeDefinition.Target.USER) if tenant is not None else []
         )
         form = with_attribute_fields(UserForm, definitions, obj.attributes if obj is not None else {})
-        form.chosen_tenant = tenant if obj is None else None  # type: ignore[attr-defined]
-        request._iam_user_form = (cache_key, form)  # type: ignore[attr-defined]
+        form.chosen_tenant = tenant if obj is None else None
+        request._iam_user_form = (cache_key, form)  # type: ignore[attr-defined]  # a per-request memo of ours on Django's request
         return form
 
     def main_fields(self, obj: User | None) -> list[str]:
