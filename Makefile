@@ -58,9 +58,10 @@ test: venv system-deps lint ## Run lint, the migrations check and the whole test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: venv ## ruff lint and format check
+lint: venv ## ruff lint and format check; mypy (config in pyproject.toml; strict on core, eventbus, services, selectors)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	IAM_ENV=development IAM_EMBEDDED=off $(VENV)/bin/mypy
 
 .PHONY: format
 format: venv ## Format and auto-fix with ruff

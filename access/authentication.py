@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from django.contrib.auth import authenticate
 from rest_framework import authentication, exceptions
@@ -14,13 +15,14 @@ from rest_framework.request import Request
 
 from access.keys import KEY_PREFIX, principal_for_key
 from access.login_guard import LockedOut, record_failure
+from access.models import ApiKey
 from access.principals import KeyUser, console_principal
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
-    def authenticate(self, request: Request):  # type: ignore[no-untyped-def]
+    def authenticate(self, request: Request) -> tuple[KeyUser, ApiKey] | None:
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
@@ -54,7 +56,7 @@ class BasicAuthentication(authentication.BasicAuthentication):
     """HTTP Basic through ``authenticate(request=<the Django request>)``: django-axes counts the failures
     and refuses a locked-out (username, address) pair before hashing (429 with ``Retry-After``)."""
 
-    def authenticate_credentials(self, userid, password, request=None):  # type: ignore[no-untyped-def]
+    def authenticate_credentials(self, userid: str, password: str, request: Request | None = None) -> tuple[Any, None]:
         http_request = getattr(request, "_request", request)
         user = authenticate(request=http_request, username=userid, password=password)
         if getattr(http_request, "axes_locked_out", False):
@@ -64,7 +66,7 @@ class BasicAuthentication(authentication.BasicAuthentication):
         principal = console_principal(user)
         if principal is not None:
             # The console user's rights, but the audit log and the logs name the door: "basic", not "console".
-            user._iam_principal = replace(principal, kind="basic")
+            user._iam_principal = replace(principal, kind="basic")  # type: ignore[attr-defined]  # our mark on Django's User (read by principal_of)
         return (user, None)
 
     def authenticate_header(self, request: Request) -> str:

@@ -128,7 +128,7 @@ def _fetch(key_hash: str) -> ApiKey | None:
     global _FETCH
     if _FETCH is None:
         fields = ApiKey._meta.concrete_fields
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)  # type: ignore[arg-type]  # django-stubs: Field.column is optional; a concrete field has one
         _FETCH = (f"SELECT {columns} FROM {ApiKey._meta.db_table} WHERE key_hash = %s", [f.attname for f in fields])
     with connection.cursor() as cursor:
         cursor.execute(_FETCH[0], [key_hash])

@@ -23,8 +23,10 @@ class ScopedView:
     """Mixin of every API view: ``scopes`` maps a viewset action (or an HTTP method) to a scope."""
 
     scopes: dict[str, str] = {}
+    request: Any  # the Request of the DRF view this is mixed into
 
     def required_scope(self, request: Request) -> str | None:
+        assert request.method is not None, "a served request has a method"
         method = request.method.lower()
         action = getattr(self, "action", None) or ("get" if method == "head" else method)
         if action == "metadata" or request.method == "OPTIONS":
@@ -33,7 +35,7 @@ class ScopedView:
 
     @property
     def principal(self) -> Principal:
-        principal = principal_of(self.request.user)  # type: ignore[attr-defined]
+        principal = principal_of(self.request.user)
         assert principal is not None, "ScopePermission runs before any handler"
         return principal
 
@@ -45,6 +47,7 @@ class ScopePermission(BasePermission):
         user = request.user
         if user is None or not user.is_authenticated:
             return False  # DRF answers 401 (an authenticator offered a challenge)
+        assert request.method is not None, "a served request has a method"
         if not has_handler(view, request.method):
             raise MethodNotAllowed(request.method)  # DRF's response carries ``Allow``
         principal = principal_of(user)

@@ -35,7 +35,8 @@ class Principal:
     def has(self, scope: str) -> bool:
         return scope in self.scopes
 
-    def reaches(self, tenant_id: UUID) -> bool:
+    def reaches(self, tenant_id: UUID | None) -> bool:
+        """Whether this principal may see the tenant; never for ``None`` (not a tenant id)."""
         return self.tenant_ids is None or tenant_id in self.tenant_ids
 
     def tenants(self) -> QuerySet[Tenant]:

@@ -48,7 +48,8 @@ class PrincipalRateThrottle(SimpleRateThrottle):
     def counter(cls, scope: str, principal: Principal) -> tuple[str, int, int, float]:
         """(counter key, limit, window seconds, seconds until the window ends) for this request."""
         rate = cls.THROTTLE_RATES.get(scope) or cls.THROTTLE_RATES[cls.scope]
-        limit, seconds = cls.parse_rate(cls, rate)  # type: ignore[arg-type]
+        limit, seconds = cls.parse_rate(cls, rate)  # type: ignore[arg-type]  # DRF's parse_rate is an instance method that reads no state; called on the class
+        assert limit is not None and seconds is not None, "every scope has a rate"
         now = time.time()
         window = int(now // seconds)
         return f"throttle:{scope}:{ident(principal)}:{window}", limit, seconds, (window + 1) * seconds - now

@@ -7,6 +7,7 @@ the tenants the authenticated principal may see, so a view cannot forget the sco
 from __future__ import annotations
 
 import re
+from contextvars import Token
 from functools import cached_property
 from typing import Any
 
@@ -17,7 +18,7 @@ from rest_framework.response import Response
 
 from access.permissions import ScopedView
 from access.principals import principal_of
-from core.actors import acting
+from core.actors import Actor, acting
 from core.errors import PreconditionFailed
 from tenants.models import Tenant
 from tenants.selectors import tenant_get
@@ -56,6 +57,8 @@ def with_etag(response: Response, version: int) -> Response:
 
 class ScopedViewSet(ScopedView, viewsets.GenericViewSet):
     """Base of every API viewset: scope-checked, and the principal is the actor of its writes."""
+
+    _actor_token: Token[Actor | None] | None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

@@ -81,7 +81,7 @@ class LeanRoute:
     def resolved(self) -> ResolverMatch:
         if self.match is None:
             self.match = resolve(self.sample)
-            view = self.match.func.view_class()  # type: ignore[attr-defined]
+            view = self.match.func.view_class()  # type: ignore[attr-defined]  # set on the function by View.as_view(); django-stubs type func as a plain Callable
             if hasattr(view, "get") and not hasattr(view, "head"):
                 view.head = view.get  # as View.setup() does
             self.allow = ", ".join(view.allowed_methods)  # what DRF's responses carry
@@ -95,13 +95,20 @@ def routes() -> list[LeanRoute]:
     return found
 
 
+def literal_start(pattern: str) -> str:
+    """The literal characters a route's pattern starts with (after ``^``)."""
+    found = re.match(r"\^([\w/.-]*)", pattern)
+    assert found is not None, f"a lean route's pattern starts with ^: {pattern!r}"
+    return found.group(1)
+
+
 class LeanApiMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.routes = routes()
         self.security = SecurityMiddleware(get_response)
         # The literal start of each pattern: any other path goes on at the cost of one startswith.
-        self.prefixes = tuple({re.match(r"\^([\w/.-]*)", route.pattern).group(1) for route in self.routes})  # type: ignore[union-attr]
+        self.prefixes = tuple({literal_start(route.pattern) for route in self.routes})
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
@@ -183,18 +190,19 @@ class LeanApiMiddleware:
                 return FALL_THROUGH
             values = values[1:]
         allowed, wait = verdict(count, limit, remaining)
-        request.user = KeyUser(key, principal)  # type: ignore[assignment] - the log line's principal
+        request.user = KeyUser(key, principal)  # type: ignore[assignment]  # the log line's principal; django-stubs allow only Django's users
         request.resolver_match = _match(route, kwargs)
         if not allowed:
             response = problem(429, "Too many requests", throttled_detail(wait))
             response["Retry-After"] = str(int(wait))
         else:
             try:
-                response = route.handler(request, principal, kwargs, values)
+                handled = route.handler(request, principal, kwargs, values)
             except DomainError as exc:
-                response = problem(exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
-            if response is None:
+                handled = problem(exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
+            if handled is None:
                 return FALL_THROUGH
+            response = handled
         response["Allow"] = route.allow
         if "X-Frame-Options" not in response:
             response["X-Frame-Options"] = settings.X_FRAME_OPTIONS

@@ -133,7 +133,7 @@ def definition_create(
     unknown = set(fields) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValidationFailed([FieldError(f"/{name}", "unknown", "unknown field") for name in sorted(unknown)])
-    definition = AttributeDefinition(tenant=tenant, key=key, type=type, target=target, **fields)
+    definition = AttributeDefinition(tenant=tenant, key=key, type=type, target=target, **fields)  # type: ignore[misc]  # attributes sit below tenants, so the tenant comes typed as a Model
     definition_check(definition)
     with transaction.atomic(), domain_write():
         if definition.required and (count := _conflicting_subjects(definition)):

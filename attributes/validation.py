@@ -43,7 +43,7 @@ class UnsupportedPattern(ValueError):
 
 
 @lru_cache(maxsize=1024)
-def compiled(pattern: str):  # type: ignore[no-untyped-def]
+def compiled(pattern: str) -> Any:  # an re2 pattern (google-re2 ships no types)
     """``pattern`` compiled by RE2: matching takes time linear in the value, whatever the pattern.
 
     Python's ``re`` backtracks, so a pattern such as ``^(a+)+$`` takes exponential time on a value it

@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
@@ -53,7 +54,7 @@ def age(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds}s"
 
 
-def add_field_errors(form: forms.Form, error: ValidationFailed, default_field: str = "attributes") -> None:
+def add_field_errors(form: forms.BaseForm, error: ValidationFailed, default_field: str = "attributes") -> None:
     """Show each broken rule on its form field (``/attributes/level`` → the attributes field)."""
     for item in error.errors:
         name = item.pointer.strip("/").split("/", 1)[0]
@@ -66,6 +67,7 @@ def administered_tenant_ids(request: HttpRequest) -> set | None:
     user = request.user
     if user.is_superuser:
         return None
+    assert not isinstance(user, AnonymousUser), "the console admits signed-in staff only"
     cached = getattr(request, "_iam_tenant_ids", None)
     if cached is None:
         from access.models import TenantAdministrator
@@ -75,7 +77,7 @@ def administered_tenant_ids(request: HttpRequest) -> set | None:
                 "tenant_id", flat=True
             )
         )
-        request._iam_tenant_ids = cached  # type: ignore[attr-defined]
+        request._iam_tenant_ids = cached  # type: ignore[attr-defined]  # a per-request memo of ours on Django's request
     return cached
 
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 import environ
@@ -78,7 +79,7 @@ def _split(variable: str, value: str, schemes: tuple[str, ...]) -> SplitResult:
     return parts
 
 
-def database_config(value: str, *, application_name: str, statement_timeout_ms: int) -> dict:
+def database_config(value: str, *, application_name: str, statement_timeout_ms: int) -> dict[str, Any]:
     """Django ``DATABASES['default']`` from a ``DATABASE_URL`` (TCP or unix-socket form)."""
     parts = _split("DATABASE_URL", value, POSTGRES_SCHEMES)
     query = dict(parse_qsl(parts.query))
@@ -89,7 +90,7 @@ def database_config(value: str, *, application_name: str, statement_timeout_ms: 
     if not name:
         raise ConfigError("DATABASE_URL", "no database name in the path", value)
     clean = urlunsplit(parts._replace(query=""))
-    config = environ.Env.db_url_config(clean)
+    config: dict[str, Any] = environ.Env.db_url_config(clean)  # django-environ is untyped
     config["HOST"] = socket_dir or config["HOST"]
     config["ENGINE"] = "core.db"  # PostgreSQL, counting operational failures
     options = {key: val for key, val in query.items()}

@@ -11,12 +11,15 @@ raw SQL.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from django.db import models
 
 _domain_write = contextvars.ContextVar("domain_write", default=False)
+
+_M = TypeVar("_M", bound=models.Model)
 
 
 class DomainWriteOutsideService(RuntimeError):
@@ -44,36 +47,41 @@ def require_domain_write(operation: str) -> None:
         )
 
 
-class ServiceOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+class ServiceOnlyQuerySet(models.QuerySet[_M]):
+    def update(self, **kwargs: Any) -> int:
         require_domain_write(f"{self.model.__name__}.objects.update()")
         return super().update(**kwargs)
 
-    def delete(self):  # type: ignore[no-untyped-def]
+    def delete(self) -> tuple[int, dict[str, int]]:
         require_domain_write(f"{self.model.__name__}.objects.delete()")
         return super().delete()
 
-    def bulk_create(self, objs, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def bulk_create(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> list[_M]:
         require_domain_write(f"{self.model.__name__}.objects.bulk_create()")
         return super().bulk_create(objs, *args, **kwargs)
 
-    def bulk_update(self, objs, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def bulk_update(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> int:
         require_domain_write(f"{self.model.__name__}.objects.bulk_update()")
         return super().bulk_update(objs, *args, **kwargs)
 
 
 class DomainModel(models.Model):
-    """Base of the domain models: saving or deleting an instance needs the service path."""
+    """Base of the domain models: saving or deleting an instance needs the service path.
+
+    Each domain model declares ``version``, the counter that an ``If-Match`` is checked against
+    (:func:`core.db.locking.lock_for_write`)."""
+
+    version: int
 
     objects = ServiceOnlyQuerySet.as_manager()
 
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         require_domain_write(f"{type(self).__name__}.save()")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         require_domain_write(f"{type(self).__name__}.delete()")
         return super().delete(*args, **kwargs)

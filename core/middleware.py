@@ -8,6 +8,7 @@ from http import HTTPStatus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.middleware.common import CommonMiddleware
 
 from core.api.problems import PROBLEM_JSON, plain_problem, problem_body
@@ -84,7 +85,7 @@ class ApiCommonMiddleware(CommonMiddleware):
     mistake shows at once; reads (GET, HEAD, OPTIONS) are still redirected.
     """
 
-    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if (
             response.status_code == 404
             and request.method not in ("GET", "HEAD", "OPTIONS")

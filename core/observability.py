@@ -73,10 +73,12 @@ def principal_of(request: HttpRequest) -> str:
         user = None if user._wrapped is empty else user._wrapped
     key_principal = getattr(user, "principal", None)  # an API key's request.user (access.principals.KeyUser)
     if key_principal is not None:
-        return key_principal.label
+        key_label: str = key_principal.label
+        return key_label
     principal = getattr(user, "_iam_principal", None)  # set by HTTP Basic authentication
     if principal is not None and principal.kind == "basic":
-        return principal.label
+        basic_label: str = principal.label
+        return basic_label
     if user is not None and getattr(user, "is_authenticated", False):
         return f"console:{user.get_username()}"
     return ""
@@ -174,7 +176,8 @@ class ProbesMiddleware:
 
             match = resolve(request.path_info)
             request.resolver_match = match
-            return match.func(request)
+            response: HttpResponse = match.func(request)
+            return response
         return self.get_response(request)
 
 

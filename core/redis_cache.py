@@ -22,8 +22,10 @@ from django.core.cache.backends.redis import RedisCacheClient
 
 try:
     import hiredis
+
+    HIREDIS = True
 except ImportError:  # pragma: no cover - in requirements.in; redis-py's parser then
-    hiredis = None
+    HIREDIS = False
 
 
 class PooledRedisCacheClient(RedisCacheClient):
@@ -34,17 +36,18 @@ class PooledRedisCacheClient(RedisCacheClient):
         self._clients: dict[int, Any] = {}
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)
+        index = self._get_connection_pool_index(write)  # type: ignore[attr-defined]  # Django's private helper, not in django-stubs
         client = self._clients.get(index)
         if client is None:
-            client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(write))
+            pool = self._get_connection_pool(write)  # type: ignore[attr-defined]  # Django's private helper, not in django-stubs
+            client = self._clients[index] = self._client(connection_pool=pool)  # type: ignore[attr-defined]  # Django's private redis.Redis class, not in django-stubs
         return client
 
 
 class RedisCache(DjangoRedisCache):
     """``CACHES["default"]["BACKEND"]`` when ``REDIS_URL`` is set."""
 
-    def __init__(self, server: str, params: dict) -> None:
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = PooledRedisCacheClient
 
@@ -106,7 +109,7 @@ class Wire:
         self.pid = 0
 
     def call(self, packed: bytes, count: int) -> list[Any]:
-        if hiredis is None:  # pragma: no cover - hiredis is a runtime dependency
+        if not HIREDIS:  # pragma: no cover - hiredis is a runtime dependency
             return self._call_redis_py(packed, count)
         if self.connection is None or self.pid != os.getpid():
             self.connection = self.pool.connection_class(**{**self.pool.connection_kwargs, "protocol": 2})

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 from attributes.services import definition_create
 from tenants.models import Tenant
 from tenants.services import tenant_create, tenant_update
 from users.services import user_create
 
 DEMO_SLUG = "demo"
-DEFINITIONS = [
+DEFINITIONS: list[dict[str, Any]] = [
     {"key": "department", "type": "enum", "allowed_values": ["eng", "sales", "finance"], "description": "Department"},
     {"key": "clearance", "type": "integer", "min_value": 0, "max_value": 5, "description": "Clearance level"},
     {"key": "groups", "type": "string_list", "max_items": 20, "description": "Group memberships"},
@@ -43,7 +46,7 @@ def demo_seed() -> bool:
 
 
 # --- generated data for load tests and benchmarks ------------------------------------------------
-GENERATED_TYPES = [
+GENERATED_TYPES: list[dict[str, Any]] = [
     {"type": "enum", "allowed_values": ["eng", "sales", "finance", "ops", "legal"]},
     {"type": "integer", "min_value": 0, "max_value": 10},
     {"type": "string", "max_length": 64},
@@ -59,7 +62,7 @@ def generated_definitions(count: int) -> list[dict]:
     return [{"key": f"attr_{index:02d}", **GENERATED_TYPES[index % len(GENERATED_TYPES)]} for index in range(count)]
 
 
-def generated_value(definition: dict, rng) -> object:  # type: ignore[no-untyped-def]
+def generated_value(definition: dict[str, Any], rng: random.Random) -> object:
     kind = definition["type"]
     if kind == "enum":
         return rng.choice(definition["allowed_values"])

@@ -30,7 +30,7 @@ class BatchResult:
 
     acked: int
     duplicates: int = 0
-    error: Exception | None = None
+    error: BaseException | None = None
     per_event: bool = False
     acked_after_failure: list[int] = field(default_factory=list)
 

@@ -10,24 +10,28 @@ stay synchronous and make no ORM calls inside coroutines. Every await carries a 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
 import nats.js.errors
-from nats.js.api import StorageType, StreamConfig
+from nats.aio.msg import Msg
+from nats.js.api import PubAck, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
 from core.config import EventBusConfig
 from eventbus.base import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class _JetStream(JetStreamContext):
     inside the reply callback, so the future never completes and a rejected message (e.g. over the
     stream's ``max_msg_size``) looks like a timeout. Complete the future with the error instead."""
 
-    async def _handle_async_reply(self, msg):  # type: ignore[no-untyped-def]
+    async def _handle_async_reply(self, msg: Msg) -> None:
         try:
             await super()._handle_async_reply(msg)
         except nats.js.errors.APIError as error:
@@ -107,12 +111,12 @@ class NatsJetStreamAdapter:
         self._pid = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: nats.NATS | None = None
-        self._js = None
+        self._js: _JetStream | None = None
         self._stream_ready = False
         self._lock = threading.Lock()
 
     # --- the per-process loop ------------------------------------------------------------------
-    def _submit(self, coro):  # type: ignore[no-untyped-def]
+    def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
         """Run ``coro`` on this process's loop thread; returns a concurrent future."""
         with self._lock:
             if self._pid != os.getpid() or self._loop is None:
@@ -125,7 +129,7 @@ class NatsJetStreamAdapter:
                 thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    def _run(self, coro, timeout: float):  # type: ignore[no-untyped-def]
+    def _run(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
         future = self._submit(coro)
         try:
             return future.result(timeout)
@@ -133,14 +137,14 @@ class NatsJetStreamAdapter:
             future.cancel()
             raise
 
-    async def _connect(self):  # type: ignore[no-untyped-def]
-        if self._nc is not None and self._nc.is_connected:
+    async def _connect(self) -> _JetStream:
+        if self._nc is not None and self._nc.is_connected and self._js is not None:
             return self._js
         if self._nc is not None and not self._nc.is_closed:
             if self._nc.is_reconnecting:
                 raise nats.errors.ConnectionReconnectingError
             await self._nc.close()
-        options = {
+        options: dict[str, Any] = {  # nats.connect's keyword options
             "servers": self.config.servers,
             "connect_timeout": self.connect_timeout,
             "allow_reconnect": True,
@@ -163,14 +167,15 @@ class NatsJetStreamAdapter:
             options["tls"] = context
         try:
             # The first connect is bounded too (max_reconnect_attempts=-1 also applies to it).
-            self._nc = await asyncio.wait_for(nats.connect(**options), self.connect_timeout + 1)
+            nc = await asyncio.wait_for(nats.connect(**options), self.connect_timeout + 1)
         except TimeoutError:
             raise nats.errors.NoServersError(
                 f"could not connect to the event bus within {self.connect_timeout + 1:.0f} s"
             ) from None
-        self._js = _JetStream(self._nc, timeout=self.publish_timeout, publish_async_max_pending=4000)
+        self._nc = nc
+        js = self._js = _JetStream(nc, timeout=self.publish_timeout, publish_async_max_pending=4000)
         self._stream_ready = False
-        return self._js
+        return js
 
     async def _ensure_stream(self) -> None:
         js = await self._connect()
@@ -197,12 +202,13 @@ class NatsJetStreamAdapter:
     async def _publish(self, messages: Sequence[Message]) -> BatchResult:
         await self._ensure_stream()
         js = self._js
-        futures: list[asyncio.Future] = []
+        assert js is not None, "connected by _ensure_stream"
+        futures: list[asyncio.Future[PubAck]] = []
         stop: tuple[int, Exception] | None = None
         for index, message in enumerate(messages):
             try:
                 futures.append(
-                    await js.publish_async(  # type: ignore[union-attr]
+                    await js.publish_async(
                         message.subject,
                         message.payload,
                         headers={"Nats-Msg-Id": message.event_id, "Content-Type": CLOUDEVENTS_CONTENT_TYPE},
@@ -241,11 +247,11 @@ class NatsJetStreamAdapter:
     def publish_batch(self, messages: Sequence[Message]) -> BatchResult:
         return self.publish_batch_result(self.publish_batch_start(messages))
 
-    def publish_batch_start(self, messages: Sequence[Message]) -> Any:
+    def publish_batch_start(self, messages: Sequence[Message]) -> concurrent.futures.Future[BatchResult]:
         """Start publishing a batch and return at once (the caller works on while the acks come)."""
         return self._submit(self._publish(messages))
 
-    def publish_batch_result(self, handle: Any) -> BatchResult:
+    def publish_batch_result(self, handle: concurrent.futures.Future[BatchResult]) -> BatchResult:
         """Wait (bounded) for a started batch's acknowledgements."""
         try:
             return handle.result(self.connect_timeout + self.publish_timeout * 3)

@@ -31,10 +31,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -110,7 +110,7 @@ class TopicSettings:
     linger_ms: int = 5
 
 
-def kafka_record(message: Message, mode: str) -> tuple[bytes, list[tuple[str, bytes]]]:
+def kafka_record(message: Message, mode: str) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
     """(value, headers) of one event under the CloudEvents Kafka protocol binding."""
     if mode == STRUCTURED:
         return message.payload, [("content-type", f"{CLOUDEVENTS_CONTENT_TYPE}; charset=UTF-8".encode())]
@@ -130,13 +130,13 @@ class _Batch:
     """The delivery reports of one produced batch (filled by librdkafka's callbacks during poll())."""
 
     def __init__(self, size: int) -> None:
-        self.reports: list[KafkaError | bool | None] = [False] * size  # False: no report yet
+        self.reports: list[KafkaError | Literal[False] | None] = [False] * size  # False: no report yet
         self.outstanding = 0
         self.stop: tuple[int, BaseException] | None = None
         self.failure: BaseException | None = None  # the producer failed while waiting for the reports
-        self.produced_future: Future = Future()
+        self.produced_future: Future[None] = Future()
 
-    def callback(self, index: int):  # type: ignore[no-untyped-def]
+    def callback(self, index: int) -> Callable[[KafkaError | None, Any], None]:
         def delivered(error: KafkaError | None, _message: Any) -> None:
             self.reports[index] = error
             self.outstanding -= 1

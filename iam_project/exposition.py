@@ -19,12 +19,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, UnknownMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 class OutboxCollector:
     """The outbox figures, read from PostgreSQL at scrape time."""
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         from outbox.selectors import outbox_stats
 
         try:
@@ -64,7 +65,7 @@ class _Without:
     def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
         self.registry, self.names = registry, names
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> list[Metric]:
         return [family for family in self.registry.collect() if family.name not in self.names]
 
 

@@ -19,14 +19,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from core import metrics
 from eventbus import get_adapter
-from eventbus.base import EventBusAdapter, Message
+from eventbus.base import BatchResult, EventBusAdapter, Message
 from outbox.models import OutboxEvent
 
 logger = logging.getLogger("iam.OutboxWorker")
@@ -178,13 +180,15 @@ class OutboxWorker:
                 outcome = self.adapter.publish_batch_result(handle) if handle is not None else None
         return seen, published_total
 
-    def _select(self, cursor, after: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+    def _select(self, cursor: CursorWrapper, after: int) -> list[tuple[Any, ...]]:
         cursor.execute(ANY_BLOCKED)
         query = SELECT_BATCH_HOLDING_BACK if cursor.fetchone()[0] else SELECT_BATCH
         cursor.execute(query, [after, self.batch_size])
         return one_per_aggregate(cursor.fetchall())
 
-    def _settle(self, cursor, rows: list[tuple], outcome, result: RelayResult) -> int:  # type: ignore[no-untyped-def]
+    def _settle(
+        self, cursor: CursorWrapper, rows: list[tuple[Any, ...]], outcome: BatchResult, result: RelayResult
+    ) -> int:
         """Mark the acknowledged prefix published; count, log and back off the failure if any."""
         acked = [row[0] for row in rows[: outcome.acked]]
         acked += [rows[index][0] for index in outcome.acked_after_failure]

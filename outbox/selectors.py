@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 
@@ -30,7 +31,7 @@ class OutboxStats:
     last_published_at: datetime | None
     oldest_pending_age_seconds: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("oldest_pending_at", "last_published_at"):
             data[key] = data[key].isoformat() if data[key] else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -124,8 +125,8 @@ def outbox_replay(
     *,
     tenant_id: UUID | None = None,
     event_types: list[str] | None = None,
-    since=None,  # type: ignore[no-untyped-def]
-    until=None,  # type: ignore[no-untyped-def]
+    since: datetime | None = None,
+    until: datetime | None = None,
     from_sequence: int | None = None,
     to_sequence: int | None = None,
     dry_run: bool = False,

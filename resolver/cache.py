@@ -18,6 +18,7 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -126,8 +127,12 @@ def lookup(
         logger.warning("PIP cache unavailable", extra={"error": str(exc)})
         return None, None
     entry = found.get(keys[2])
-    fresh = entry is not None and entry[0] == tenant_token and entry[1] == subject_token
-    if fresh and (slug is None or entry[2].tenant_slug == slug):
+    if (
+        entry is not None
+        and entry[0] == tenant_token
+        and entry[1] == subject_token
+        and (slug is None or entry[2].tenant_slug == slug)
+    ):
         return entry[2], None
     return None, (tenant_token, subject_token)
 
@@ -143,7 +148,7 @@ def _new_token() -> str:
     return secrets.token_hex(8)
 
 
-def invalidate_tenant(tenant_id: UUID | str, slugs: list[str] = ()) -> None:  # type: ignore[assignment]
+def invalidate_tenant(tenant_id: UUID | str, slugs: Sequence[str] = ()) -> None:
     if not enabled():
         return
     try:
@@ -172,8 +177,13 @@ def invalidate_on_commit(
     if not enabled():
         return
     if aggregate_type == "user":
-        external_ids = sorted({data.get("external_id"), (before or {}).get("external_id")} - {None})
+        external_ids = sorted(_present(data.get("external_id"), (before or {}).get("external_id")))
         transaction.on_commit(lambda: invalidate_subjects(tenant_id, external_ids))
     else:
-        slugs = sorted({data.get("slug"), (before or {}).get("slug")} - {None}) if aggregate_type == "tenant" else []
+        slugs = sorted(_present(data.get("slug"), (before or {}).get("slug"))) if aggregate_type == "tenant" else []
         transaction.on_commit(lambda: invalidate_tenant(tenant_id, slugs))
+
+
+def _present(*values: str | None) -> set[str]:
+    """The distinct values that are set (a change's new and former key)."""
+    return {value for value in values if value is not None}

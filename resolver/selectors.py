@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import connection
 
@@ -53,7 +53,7 @@ def as_uuid(ref: str) -> uuid.UUID | None:
         return None
 
 
-def render(row: tuple) -> Resolved:
+def render(row: tuple[Any, ...]) -> Resolved:
     uid, ext, ustatus, uattrs, uver, tid, slug, tstatus, tattrs, tver, sver = row
     ext_json = json.dumps(ext)
     tenant = f'{{"id":"{tid}","slug":"{slug}","status":"{tstatus}","attributes":{tattrs},"version":{tver}}}'

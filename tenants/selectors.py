@@ -14,7 +14,7 @@ def tenant_get(*, ref: str, queryset: QuerySet[Tenant] | None = None) -> Tenant:
     """A tenant by id or by slug (slugs are never UUID-shaped, so the two cannot collide)."""
     queryset = Tenant.objects.all() if queryset is None else queryset
     try:
-        lookup = {"pk": uuid.UUID(ref)}
+        lookup: dict[str, uuid.UUID | str] = {"pk": uuid.UUID(ref)}
     except ValueError:
         lookup = {"slug": ref}
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
@@ -53,7 +55,9 @@ def coerce(definition: AttributeDefinition, raw: str) -> object:
 class AttributeFilterBackend(BaseFilterBackend):
     """``?attr.department=eng&attr.level=3``: JSONB containment, served by the GIN index."""
 
-    def filter_queryset(self, request: Request, queryset: QuerySet, view: object) -> QuerySet:
+    def filter_queryset(
+        self, request: Request, queryset: QuerySet, view: Any
+    ) -> QuerySet:  # view: a TenantScopedViewSet
         wanted = {
             key[len(ATTR_PREFIX) :]: value for key, value in request.query_params.items() if key.startswith(ATTR_PREFIX)
         }
@@ -61,11 +65,11 @@ class AttributeFilterBackend(BaseFilterBackend):
             return queryset
         definitions = {
             d.key: d for d in definitions_for(tenant_id=view.tenant.id, target=AttributeDefinition.Target.USER)
-        }  # type: ignore[attr-defined]
+        }
         contains = {}
         for key, raw in wanted.items():
             definition = definitions.get(key)
             if definition is None:
                 raise ValidationError({f"{ATTR_PREFIX}{key}": ["no such user attribute in this tenant"]})
-            contains[key] = coerce(definition, raw)
+            contains[key] = coerce(definition, raw)  # type: ignore[arg-type]  # django-stubs: a QueryDict value may be a list; a parsed query string holds strings
         return queryset.filter(attributes__contains=contains)

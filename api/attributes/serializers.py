@@ -24,7 +24,7 @@ class DefinitionInputSerializer(StrictInputSerializer):
     key = StrictCharField(max_length=64)
     target = serializers.ChoiceField(choices=AttributeDefinition.Target.choices, required=False)
     type = serializers.ChoiceField(choices=AttributeDefinition.Type.choices)
-    required = serializers.BooleanField(required=False)
+    required = serializers.BooleanField(required=False)  # type: ignore[assignment]  # djangorestframework-stubs see Field.required (bool); DRF's metaclass takes the declared field out of the class
     allowed_values = serializers.ListField(
         child=StrictCharField(max_length=255, trim_whitespace=False),
         required=False,

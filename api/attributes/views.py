@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.request import Request
@@ -46,7 +47,7 @@ class AttributeDefinitionViewSet(TenantScopedViewSet):
 
     queryset = AttributeDefinition.objects.none()  # for the schema generator; requests use get_queryset
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[AttributeDefinition]:
         if getattr(self, "swagger_fake_view", False):
             return AttributeDefinition.objects.none()
         return AttributeDefinition.objects.filter(tenant=self.tenant)

@@ -37,9 +37,8 @@ def lookup_prefetch(request: HttpRequest, kwargs: dict[str, str]) -> list[str]:
 
 
 def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], prefetched: list[Any]) -> HttpResponse:
-    return subjects_lookup(
-        principal=principal, data=request._lean_json, authzen=wants_authzen(request.GET.get("format", "native"))
-    )  # type: ignore[attr-defined]
+    data = request._lean_json  # type: ignore[attr-defined]  # set on Django's request by parse_batch
+    return subjects_lookup(principal=principal, data=data, authzen=wants_authzen(request.GET.get("format", "native")))
 
 
 def batch_prefetch(request: HttpRequest, kwargs: dict[str, str]) -> list[str]:
@@ -61,7 +60,7 @@ def parse_batch(request: HttpRequest) -> bool:
         return False
     if unstorable_text(data, "") is not None:
         return False
-    request._lean_json = data  # type: ignore[attr-defined]
+    request._lean_json = data  # type: ignore[attr-defined]  # an attribute of ours on Django's request, read by batch
     return True
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -85,7 +86,7 @@ def subject_lookup(
     if tenant_id is not None and not principal.reaches(tenant_id):
         raise NotFound("no such subject")
     resolved = _resolve(tenant, tenant_id, external_id, prefetched)
-    if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):  # type: ignore[arg-type]
+    if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
         raise NotFound("no such subject")
     headers = {"ETag": resolved.etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": "Authorization"}
     if etag_matches(if_none_match, resolved.etag):
@@ -122,7 +123,7 @@ def _resolve(tenant: str, tenant_id: Any, external_id: str, prefetched: list[Any
             # The slug was unknown, or mapped to another (since deleted) tenant: learn it, cache nothing
             # under a tenant id whose tokens the subject's writes would not touch.
             pip_cache.remember_slug(resolved.tenant_slug, resolved.tenant_id)
-        elif tokens is not None:
+        elif tokens is not None and key_tenant is not None:  # tokens come only with a key_tenant
             pip_cache.store(key_tenant, external_id, tokens, resolved)
     return resolved
 
@@ -172,7 +173,7 @@ def subjects_lookup(*, principal: Principal, data: Any, authzen: bool) -> HttpRe
     parts = []
     for index, (tenant, external_id) in enumerate(items):
         found = resolved.get(index)
-        if found is not None and principal.reaches(as_uuid(found.tenant_id)):  # type: ignore[arg-type]
+        if found is not None and principal.reaches(as_uuid(found.tenant_id)):
             body = found.authzen if authzen else found.native
             parts.append(b'{"index":%d,"found":true,"etag":%s,"subject":%s}' % (index, orjson.dumps(found.etag), body))
         else:
@@ -219,7 +220,7 @@ class BundleView(ScopedView, APIView):
         responses={(200, "application/gzip"): OpenApiTypes.BINARY, 304: None},
         operation_id="pip_opa_bundle",
     )
-    def get(self, request: Request, tenant: str) -> HttpResponse:
+    def get(self, request: Request, tenant: str) -> HttpResponseBase:
         from django.http import FileResponse
 
         from resolver.bundle import bundle_build, bundle_revision

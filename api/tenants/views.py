@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -10,6 +13,7 @@ from access import scopes as S
 from api.base import ScopedViewSet, expected_version, tenants_visible_to, with_etag
 from api.tenants.serializers import TenantInputSerializer, TenantOutputSerializer
 from tenants import services
+from tenants.models import Tenant
 from tenants.selectors import tenant_get
 
 LIFECYCLE_FIELDS = ("status", "slug")
@@ -43,10 +47,10 @@ class TenantViewSet(ScopedViewSet):
     ordering_fields = ["slug", "created_at", "updated_at"]
     filterset_fields = ["status", "slug"]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Tenant]:
         return tenants_visible_to(self.request)
 
-    def _tenant(self):  # type: ignore[no-untyped-def]
+    def _tenant(self) -> Tenant:
         return tenant_get(ref=self.kwargs["tenant"], queryset=self.get_queryset())
 
     def list(self, request: Request) -> Response:
@@ -80,7 +84,7 @@ class TenantViewSet(ScopedViewSet):
         obj = write(tenant=obj, expected_version=expected_version(request), **extra, **fields)
         return with_etag(Response(TenantOutputSerializer(obj).data), obj.version)
 
-    def _check_lifecycle_scope(self, obj, fields: dict) -> None:  # type: ignore[no-untyped-def]
+    def _check_lifecycle_scope(self, obj: Tenant, fields: dict[str, Any]) -> None:
         """Suspending, resuming or renaming the slug of a tenant needs tenants:write (not directory:write)."""
         changed = [name for name in LIFECYCLE_FIELDS if name in fields and fields[name] != getattr(obj, name)]
         if changed and not self.principal.has(S.TENANTS_WRITE):

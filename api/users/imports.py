@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -30,7 +32,9 @@ class RawFileParser(parsers.BaseParser):
 
     media_type = "*/*"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> bytes:
+    def parse(  # type: ignore[override]  # DRF takes any value as request.data; djangorestframework-stubs allow only mappings
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> bytes:
         limit = settings.IMPORT_MAX_BYTES
         data = stream.read(limit + 1) if stream is not None else b""
         if len(data) > limit:
@@ -39,7 +43,7 @@ class RawFileParser(parsers.BaseParser):
 
 
 class ImportJobSerializer(serializers.ModelSerializer):
-    errors = serializers.SerializerMethodField(help_text="The first invalid rows (the full report: .../report).")
+    errors = serializers.SerializerMethodField(help_text="The first invalid rows (the full report: .../report).")  # type: ignore[assignment]  # the stubs see Serializer.errors; DRF's metaclass takes the declared field out of the class
     outcome = serializers.CharField(
         read_only=True, help_text="What the run did; counts of a run that wrote nothing are what it would have done."
     )
@@ -92,7 +96,7 @@ class ImportJobViewSet(TenantScopedViewSet):
     ordering = ["-created_at"]
     filter_backends: list = []
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[ImportJob]:
         if getattr(self, "swagger_fake_view", False):
             return ImportJob.objects.none()
         return ImportJob.objects.filter(tenant=self.tenant).defer("content")
@@ -123,11 +127,12 @@ class ImportJobViewSet(TenantScopedViewSet):
             errors.append(FieldError("/", "required", "the body, or its multipart part `file`, is the file to import"))
         if errors:
             raise ValidationFailed(errors)
+        assert fmt is not None, "an unknown format is refused above"
         job = import_job_create(
             tenant=self.tenant,
             content=content,
             file_name=file_name[:255],
-            fmt=fmt,  # type: ignore[arg-type]
+            fmt=fmt,
             mode=mode,
             dry_run=dry_run == "true",
         )

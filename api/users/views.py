@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -52,7 +53,7 @@ class UserViewSet(TenantScopedViewSet):
 
     queryset = User.objects.none()  # for the schema generator; requests use get_queryset
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[User]:
         if getattr(self, "swagger_fake_view", False):
             return User.objects.none()
         return users_of(tenant=self.tenant)

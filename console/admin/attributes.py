@@ -39,6 +39,7 @@ class AttributeDefinitionForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None, "ModelForm.clean returns cleaned_data"
         candidate = AttributeDefinition(**{name: cleaned.get(name) for name in ("key", "target", "type")})
         for name in EDITABLE:
             if name in cleaned:

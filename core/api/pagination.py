@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 from rest_framework import pagination
 from rest_framework.exceptions import ErrorDetail, NotFound
 from rest_framework.exceptions import ValidationError as BadRequest
@@ -36,11 +37,14 @@ class CursorPagination(pagination.CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = settings.IAM_MAX_PAGE_SIZE
 
-    def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> list | None:
+    def paginate_queryset(
+        self, queryset: QuerySet[Any, Any] | Sequence[Any], request: Request, view: Any = None
+    ) -> list[Any] | None:
+        assert isinstance(queryset, QuerySet), "the API's lists are querysets"
         self._model: type[Model] = queryset.model
         return super().paginate_queryset(queryset, request, view)
 
-    def get_page_size(self, request: Request) -> int:
+    def get_page_size(self, request: Request) -> int | None:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
@@ -48,7 +52,7 @@ class CursorPagination(pagination.CursorPagination):
             raise _invalid("page_size", f"an integer from 1 (at most {self.max_page_size} are returned)")
         return min(int(raw), self.max_page_size)
 
-    def get_schema_operation_parameters(self, view: Any) -> list[dict]:
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             if parameter["name"] == self.page_size_query_param:
@@ -63,11 +67,13 @@ class CursorPagination(pagination.CursorPagination):
             raise _invalid_cursor("malformed") from None
         if cursor is None or cursor.position is None:
             return cursor
-        if "\x00" in cursor.position:
+        if "\x00" in cursor.position:  # type: ignore[operator]  # djangorestframework-stubs type Cursor.position as int; DRF decodes it as str
             raise _invalid_cursor("bad position")
         name = self.ordering[0].lstrip("-")
         try:
-            self._model._meta.get_field(name).to_python(cursor.position)
+            field = self._model._meta.get_field(name)
+            assert isinstance(field, Field), "the list is ordered by a column, not a relation"
+            field.to_python(cursor.position)
         except (FieldDoesNotExist, ValidationError, ValueError, TypeError):
             raise _invalid_cursor("bad position") from None
         return cursor

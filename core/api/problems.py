@@ -43,8 +43,8 @@ def problem_response(
     title: str,
     detail: str,
     *,
-    errors: list[dict] | None = None,
-    headers: dict | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
     body = problem_body(status_code, title, detail)
@@ -55,7 +55,7 @@ def problem_response(
     return response
 
 
-def _drf_errors(data: Any, pointer: str = "") -> list[dict]:
+def _drf_errors(data: Any, pointer: str = "") -> list[dict[str, Any]]:
     """Flatten DRF's nested ``ValidationError.detail`` into pointer/rule/detail items."""
     if isinstance(data, dict):
         items = []
@@ -76,7 +76,7 @@ def _drf_errors(data: Any, pointer: str = "") -> list[dict]:
     return [{"pointer": pointer or "/", "rule": getattr(data, "code", "invalid"), "detail": str(data)}]
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         set_rollback()
         return problem_response(413, "Payload too large", "the request body exceeds the size limit")
@@ -106,10 +106,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return None  # a real bug: Django's 500 handler (and its log line) takes over
     set_rollback()
     headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    auth_header = getattr(exc, "auth_header", None)  # set by DRF on a 401 of an authenticator with a header
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    wait = getattr(exc, "wait", None)  # exceptions.Throttled
+    if wait:
+        headers["Retry-After"] = str(int(wait))
     if isinstance(exc, exceptions.ValidationError):
         errors = _drf_errors(exc.detail)
         detail = "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)

@@ -58,7 +58,7 @@ BY_METHOD = {
 }
 
 
-def add_problem_responses(result: dict, generator: Any, request: Any, public: bool) -> dict:
+def add_problem_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular ``POSTPROCESSING_HOOKS`` entry; also closes the request bodies' objects."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     for name, component in schemas.items():

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
-class StrictInputSerializer(serializers.Serializer):
+class StrictInputSerializer(serializers.Serializer[Any]):
     """An input serializer that refuses unknown and read-only fields (no mass assignment)."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -41,12 +41,12 @@ class StrictCharField(serializers.CharField):
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
-class AttributesField(serializers.Field):
+class AttributesField(serializers.Field[dict[str, Any], Any, Any, Any]):
     """A JSON object of attribute values; typed validation happens in the service layer."""
 
     default_error_messages = {"type": "attributes must be a JSON object"}
 
-    def to_internal_value(self, data: Any) -> dict:
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("type")
         return data

@@ -9,6 +9,7 @@ any statement runs: that is why the connect path is wrapped too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -20,7 +21,9 @@ from core import metrics
 OPERATIONAL = (psycopg.OperationalError, psycopg.InterfaceError, OperationalError, InterfaceError)
 
 
-def count_operational_errors(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+def count_operational_errors(
+    execute: Callable[[str, Any, bool, dict[str, Any]], Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
     try:
         return execute(sql, params, many, context)
     except OPERATIONAL:

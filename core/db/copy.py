@@ -26,7 +26,7 @@ def copy_insert(model: type[models.Model], objects: Iterable[models.Model]) -> i
         require_domain_write(f"copy_insert({model.__name__})")
     fields = [field for field in model._meta.concrete_fields if not isinstance(field, AutoFieldMixin)]
     json_fields = {field.attname for field in fields if isinstance(field, models.JSONField)}
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)  # type: ignore[arg-type]  # django-stubs: Field.column is optional; a concrete field has one
     sql = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
     count = 0
     with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:

@@ -5,6 +5,8 @@ Re-publishes past events (still in the outbox) under new ids, marked ``replayof`
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
@@ -25,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--to-sequence", type=int, default=None)
         parser.add_argument("--dry-run", action="store_true", help="Count only.")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         tenant_id = None
         if options["tenant"]:
             try:
@@ -42,9 +44,9 @@ class Command(BaseCommand):
         try:
             count = outbox_replay(
                 tenant_id=tenant_id,
-                event_types=list(options["types"]) or None,  # type: ignore[call-overload]
-                from_sequence=options["from_sequence"],  # type: ignore[arg-type]
-                to_sequence=options["to_sequence"],  # type: ignore[arg-type]
+                event_types=list(options["types"]) or None,
+                from_sequence=options["from_sequence"],
+                to_sequence=options["to_sequence"],
                 dry_run=bool(options["dry_run"]),
                 **times,
             )

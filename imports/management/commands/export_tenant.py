@@ -24,7 +24,7 @@ class Command(BaseCommand):
         except NotFound:
             raise CommandError(f"no tenant {tenant!r}") from None
         if output == "-":
-            count = users_export(tenant=found, fmt=format, out=self.stdout._out)  # type: ignore[attr-defined]
+            count = users_export(tenant=found, fmt=format, out=self.stdout._out)  # type: ignore[arg-type]  # OutputWrapper's wrapped stream; django-stubs omit _out
         else:
             with open(output, "w", newline="", encoding="utf-8") as handle:
                 count = users_export(tenant=found, fmt=format, out=handle)
