@@ -246,7 +246,7 @@ def attribute_fields(definitions: Iterable[AttributeDefinition], stored: Mapping
     return fields
 
 
-def attribute_values(form: forms.Form) -> dict[str, Any]:
+def attribute_values(form: forms.BaseForm) -> dict[str, Any]:
     """The attribute map the form's typed fields hold (absent values left out)."""
     values = {}
     for name, field in form.fields.items():
@@ -257,7 +257,7 @@ def attribute_values(form: forms.Form) -> dict[str, Any]:
     return values
 
 
-def show_attribute_errors(form: forms.Form, errors: Iterable[FieldError], *, bound: bool = True) -> None:
+def show_attribute_errors(form: forms.BaseForm, errors: Iterable[FieldError], *, bound: bool = True) -> None:
     """Each broken rule on its attribute's field (``/attributes/groups/1`` → the ``groups`` field);
     rules about the whole map (``/attributes``: too many) on the form."""
     for item in errors:
@@ -270,7 +270,7 @@ def show_attribute_errors(form: forms.Form, errors: Iterable[FieldError], *, bou
         if bound:
             form.add_error(name, message)
         else:
-            errors_of = form._errors  # an unbound form: add_error() needs cleaned_data
+            errors_of = form._errors  # type: ignore[attr-defined]  # an unbound form: add_error() needs cleaned_data; django-stubs omit BaseForm._errors
             if name is None:
                 errors_of.setdefault(NON_FIELD_ERRORS, form.error_class(error_class="nonfield")).append(message)
             else:

@@ -46,7 +46,7 @@ def _full_clean(tenant: Tenant) -> None:
 
 
 def tenant_create(
-    *, slug: str, name: str, status: str = Tenant.Status.ACTIVE, attributes: dict | None = None
+    *, slug: str, name: str, status: str = Tenant.Status.ACTIVE, attributes: dict[str, Any] | None = None
 ) -> Tenant:
     tenant = Tenant(slug=slug, name=name, status=status, attributes={})
     _full_clean(tenant)
@@ -70,7 +70,7 @@ def tenant_update(
     *,
     tenant: Tenant,
     expected_version: int | None = None,
-    attributes: dict | None = None,
+    attributes: dict[str, Any] | None = None,
     merge_attributes: bool = False,
     **fields: Any,
 ) -> Tenant:
@@ -118,7 +118,7 @@ REPLACE_DEFAULTS = {"status": Tenant.Status.ACTIVE}
 
 
 def tenant_replace(
-    *, tenant: Tenant, expected_version: int | None = None, attributes: dict | None = None, **fields: Any
+    *, tenant: Tenant, expected_version: int | None = None, attributes: dict[str, Any] | None = None, **fields: Any
 ) -> Tenant:
     """PUT: the tenant becomes what is given; an absent field takes its default (``REPLACE_DEFAULTS``),
     absent attributes are removed."""

@@ -48,7 +48,7 @@ def user_create(
     email: str = "",
     display_name: str = "",
     status: str = User.Status.ACTIVE,
-    attributes: dict | None = None,
+    attributes: dict[str, Any] | None = None,
 ) -> User:
     values = {"external_id": external_id, "email": email, "display_name": display_name, "status": status}
     clean = user_clean({**values, "attributes": attributes or {}}, definitions=_user_definitions(tenant.id))
@@ -72,7 +72,7 @@ def user_update(
     *,
     user: User,
     expected_version: int | None = None,
-    attributes: dict | None = None,
+    attributes: dict[str, Any] | None = None,
     merge_attributes: bool = False,
     **fields: Any,
 ) -> User:
@@ -118,7 +118,7 @@ REPLACE_DEFAULTS = {"email": "", "display_name": "", "status": User.Status.ACTIV
 
 
 def user_replace(
-    *, user: User, expected_version: int | None = None, attributes: dict | None = None, **fields: Any
+    *, user: User, expected_version: int | None = None, attributes: dict[str, Any] | None = None, **fields: Any
 ) -> User:
     """PUT: the user becomes what is given; an absent field takes its default, absent attributes are removed."""
     return user_update(
@@ -192,7 +192,8 @@ def users_upsert(*, tenant: Tenant, rows: list[tuple[int, Any]], dry_run: bool =
             external_id = row.get("external_id") if isinstance(row, dict) else None
             report.errors.append((line, str(external_id or ""), errors))
             continue
-        clean_rows[clean["external_id"]] = (line, clean)  # type: ignore[index]
+        assert clean is not None, "a row without errors is clean"
+        clean_rows[clean["external_id"]] = (line, clean)
     with transaction.atomic(), domain_write():
         existing = {
             user.external_id: user

@@ -80,7 +80,7 @@ class TenantViewSet(ScopedViewSet):
         fields = dict(data.validated_data)
         self._check_lifecycle_scope(obj, fields if partial else {**services.REPLACE_DEFAULTS, **fields})
         write = services.tenant_update if partial else services.tenant_replace
-        extra = {"merge_attributes": True} if partial else {}
+        extra: dict[str, Any] = {"merge_attributes": True} if partial else {}
         obj = write(tenant=obj, expected_version=expected_version(request), **extra, **fields)
         return with_etag(Response(TenantOutputSerializer(obj).data), obj.version)
 

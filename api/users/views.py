@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -83,7 +85,7 @@ class UserViewSet(TenantScopedViewSet):
         data = UserInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         write = services.user_update if partial else services.user_replace
-        extra = {"merge_attributes": True} if partial else {}
+        extra: dict[str, Any] = {"merge_attributes": True} if partial else {}
         user = write(user=user, expected_version=expected_version(request), **extra, **data.validated_data)
         return with_etag(Response(UserOutputSerializer(user).data), user.version)
 

@@ -32,6 +32,7 @@ class TenantForm(AttributeFormMixin, ServiceFormMixin, forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None, "ModelForm.clean returns cleaned_data"
         cleaned["attributes"] = attribute_values(self)  # checked by the service, with the other fields
         return cleaned
 

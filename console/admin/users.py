@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
@@ -37,7 +38,7 @@ class ChosenTenantWidget(forms.Widget):
         super().__init__()
         self.tenant, self.change_url = tenant, change_url
 
-    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         return format_html(
             '<input type="hidden" name="{}" value="{}" id="id_{}"><strong id="chosen-tenant">{}</strong>'
             ' &nbsp;<a href="{}">choose another tenant</a>',
@@ -60,12 +61,13 @@ class UserForm(AttributeFormMixin, ServiceFormMixin, forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["external_id"].strip = False
+        self.fields["external_id"].strip = False  # type: ignore[attr-defined]  # a CharField; django-stubs type form fields as Field
         if "tenant" in self.fields and self.chosen_tenant is not None:
             self.fields["tenant"].widget = ChosenTenantWidget(self.chosen_tenant, "?")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None, "ModelForm.clean returns cleaned_data"
         cleaned["attributes"] = attribute_values(self)  # checked by the service, with the other fields
         return cleaned
 

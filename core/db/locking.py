@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 
 from core.errors import Conflict, NotFound, PreconditionFailed
-from core.guards import domain_write
+from core.guards import DomainModel, domain_write
 
-M = TypeVar("M", bound=Model)
+M = TypeVar("M", bound=DomainModel)
 
 
 def lock_for_write(obj: M, *, expected_version: int | None = None) -> M:
@@ -27,11 +28,12 @@ def lock_for_write(obj: M, *, expected_version: int | None = None) -> M:
     assert connection.in_atomic_block, "lock_for_write runs inside the service's transaction"
     model = type(obj)
     try:
-        locked = model._default_manager.select_for_update().get(pk=obj.pk)
-    except model.DoesNotExist:
+        # cast: django-stubs types a model class's _default_manager by the class that declares it
+        locked = cast(M, model._default_manager.select_for_update().get(pk=obj.pk))
+    except ObjectDoesNotExist:  # the model's DoesNotExist
         raise NotFound(f"this {model._meta.verbose_name} no longer exists") from None
-    if expected_version is not None and locked.version != expected_version:  # type: ignore[attr-defined]
-        raise PreconditionFailed(locked.version)  # type: ignore[attr-defined]
+    if expected_version is not None and locked.version != expected_version:
+        raise PreconditionFailed(locked.version)
     return locked
 
 

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
@@ -37,15 +38,15 @@ class Command(BaseCommand):
         parser.add_argument("--report", type=Path, default=None, help="Error report (CSV); default FILE.errors.csv.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
-    def handle(self, *args: object, **options: object) -> None:
-        path: Path = options["file"]  # type: ignore[assignment]
+    def handle(self, *args: object, **options: Any) -> None:
+        path: Path = options["file"]
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         try:
             tenant = tenant_get(ref=str(options["tenant"]), queryset=Tenant.objects.filter(deleted_at__isnull=True))
         except NotFound:
             raise CommandError(f"no tenant {options['tenant']!r}") from None
-        fmt = file_format(declared=options["format"], name=path.name, fallback="jsonl")  # type: ignore[arg-type]
+        fmt = file_format(declared=options["format"], name=path.name, fallback="jsonl") or "jsonl"
         started = time.monotonic()
         try:
             actor = Principal("system", f"import_users:{path.name}", frozenset(), None)
@@ -69,7 +70,7 @@ class Command(BaseCommand):
         seconds = max(time.monotonic() - started, 1e-6)
         if report.errors:
             report_path = options["report"] or path.with_name(path.name + ".errors.csv")
-            with open(report_path, "w", newline="", encoding="utf-8") as handle:  # type: ignore[arg-type]
+            with open(report_path, "w", newline="", encoding="utf-8") as handle:
                 write_error_report(handle, report)
         summary = {
             "created": report.created,
