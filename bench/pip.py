@@ -252,8 +252,8 @@ def main() -> int:
         raise
     finally:
         for server in reversed(bench.started):
-            try:
-                server.stop()
+            try:  # PostgreSQL: stopped and its files removed (the data too, unless --pgdata)
+                server.cleanup() if isinstance(server, Postgres) else server.stop()
             except Exception as exc:  # noqa: BLE001 - stop the others anyway
                 print(f"warning: could not stop {server}: {exc}", file=sys.stderr)
         shutil.rmtree(bench.workdir, ignore_errors=True)

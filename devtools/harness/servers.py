@@ -6,6 +6,7 @@ stoppable and restartable on the same port with the same data.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -63,6 +64,7 @@ class Postgres:
         self.user: str | None = None
         self.proc: Proc | None = None
         self.sockets.mkdir()
+        atexit.register(shutil.rmtree, self.base, True)  # sockets, log (and the data unless given), at the latest
         if os.geteuid() == 0:
             from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
