@@ -40,7 +40,8 @@ def copy_child(argv: list[str]) -> None:
 
         def flush(chunk: list[dict]) -> None:
             now = datetime.now(UTC)
-            users = CopyRows(User, tenant_id=tenant_id, version=1, created_at=now, updated_at=now)
+            fields = ("id", "external_id", "email", "display_name", "status", "attributes")
+            users = CopyRows(User, fields, tenant_id=tenant_id, version=1, created_at=now, updated_at=now)
             data = [
                 {
                     "id": str(uuid.uuid4()),
@@ -57,16 +58,16 @@ def copy_child(argv: list[str]) -> None:
             with conn.cursor() as cursor:
                 with cursor.copy(users.sql) as copy:
                     for values in data:
-                        copy.write_row(users.row(**{k: v for k, v in values.items() if k != "tenant_id"}))
+                        copy.write_row(users.row(*(values[name] for name in fields)))
                 if what == "users":
                     return
                 outbox = CopyRows(
-                    OutboxEvent, event_type="UserCreated", aggregate_type="user", aggregate_version=1,
-                    tenant_id=tenant_id, subject=subject, created_at=now,
+                    OutboxEvent, ("event_id", "aggregate_id", "payload"), event_type="UserCreated",
+                    aggregate_type="user", aggregate_version=1, tenant_id=tenant_id, subject=subject, created_at=now,
                 )  # fmt: skip
                 audit = CopyRows(
-                    AuditRecord, at=now, actor_kind="system", actor=actor, action="create", object_type="user",
-                    tenant_id=tenant_id,
+                    AuditRecord, ("object_id", "object_repr", "event_id", "changes"), at=now, actor_kind="system",
+                    actor=actor, action="create", object_type="user", tenant_id=tenant_id,
                 )  # fmt: skip
                 events = [uuid.uuid4() for _ in data]
                 with cursor.copy(outbox.sql) as copy:
@@ -75,18 +76,11 @@ def copy_child(argv: list[str]) -> None:
                             event_id=event_id, event=event, source=source, time=now, tenant_id=tenant_id,
                             aggregate_id=uuid.UUID(values["id"]), aggregate_version=1, data=values,
                         )  # fmt: skip
-                        copy.write_row(
-                            outbox.row(event_id=event_id, aggregate_id=values["id"], payload=json.dumps(payload))
-                        )
+                        copy.write_row(outbox.row(event_id, values["id"], json.dumps(payload)))
                 with cursor.copy(audit.sql) as copy:
                     for event_id, values in zip(events, data, strict=True):
                         changes = diff(None, values, pii=set())
-                        copy.write_row(
-                            audit.row(
-                                object_id=values["id"], object_repr=values["external_id"][:300], event_id=event_id,
-                                changes=changes,
-                            )
-                        )  # fmt: skip
+                        copy.write_row(audit.row(values["id"], values["external_id"][:300], event_id, changes))
 
         chunk: list[dict] = []
         for line in handle:

@@ -149,15 +149,14 @@ def insert_rows(rows: list[tuple[str, str, bytes, dict]], tenant_id: uuid.UUID) 
     from outbox.models import OutboxEvent
 
     started = time.perf_counter()
-    copy_rows = CopyRows(OutboxEvent, created_at=timezone.now(), tenant_id=tenant_id, aggregate_version=1)
+    per_row = ("event_id", "aggregate_id", "subject", "payload")
+    copy_rows = CopyRows(
+        OutboxEvent, per_row, created_at=timezone.now(), tenant_id=tenant_id, aggregate_version=1,
+        event_type="UserCreated", aggregate_type="user",
+    )  # fmt: skip
     with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(copy_rows.sql) as copy:
         for event_id, subject, _, fields in rows:
-            copy.write_row(
-                copy_rows.row(
-                    event_id=event_id, event_type="UserCreated", aggregate_type="user",
-                    aggregate_id=fields["aggregate_id"], subject=subject, payload=fields["payload"],
-                )
-            )  # fmt: skip
+            copy.write_row(copy_rows.row(event_id, fields["aggregate_id"], subject, fields["payload"]))
     return time.perf_counter() - started
 
 
