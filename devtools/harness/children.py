@@ -156,9 +156,13 @@ class Proc:
         return (self.ended_at or time.monotonic()) - self.started_at
 
     def stop(self, timeout: float = 15.0, sig: int | None = None) -> int | None:
-        """``sig`` (default ``stop_signal``) to the child's process group, SIGKILL after ``timeout`` s. Idempotent."""
-        if self.process is None:
-            return None
+        """``sig`` (default ``stop_signal``) to the child's process group, SIGKILL after ``timeout`` s.
+
+        Idempotent: the group is signalled by the first call after a start only, never again (its id,
+        the child's pid, may belong to another process group by then).
+        """
+        if self.process is None or self not in _RUNNING:
+            return None if self.process is None else self.process.returncode
         if self.process.poll() is None:
             self.signal_group(sig or self.stop_signal)
             try:
