@@ -126,11 +126,11 @@ def kafka_broker_binary() -> str:
     return str(binary)
 
 
-def start_kafka(port: int, *, log_file: Path | None = None, die_with_parent: bool = False) -> subprocess.Popen:
+def start_kafka(port: int, *, log_file: Path | None = None) -> subprocess.Popen:
     """Start a Kafka-compatible broker (Tansu, in memory: a restart loses every topic) on 127.0.0.1:``port``.
 
-    ``die_with_parent`` (tests, benchmarks): Linux stops the broker when the process that started it
-    dies, even by SIGKILL, so an interrupted run leaves no broker behind.
+    The development one, which outlives the command that started it; tests and benchmarks use
+    ``devtools.harness.KafkaServer``, which dies with them.
     """
     log = open(log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
     address = f"tcp://127.0.0.1:{port}"
@@ -148,8 +148,6 @@ def start_kafka(port: int, *, log_file: Path | None = None, die_with_parent: boo
         stdout=log,
         stderr=log,
         start_new_session=True,
-        # preexec_fn only calls prctl (no locks, no allocation worth a deadlock after fork)
-        preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
     )
     deadline = time.monotonic() + 15
     while not port_open(port):
@@ -158,13 +156,6 @@ def start_kafka(port: int, *, log_file: Path | None = None, die_with_parent: boo
             raise RuntimeError(f"the Kafka-compatible broker did not start on port {port}")
         time.sleep(0.05)
     return process
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def ensure_nats(data_dir: Path = DATA_DIR / "nats") -> str:

@@ -2,8 +2,8 @@
 
 The Dockerfile's ``CMD``, docker-compose.yml, the Kubernetes manifests, the README and
 docs/runbook.md name these commands; ``tests/deploy/test_manifests.py`` checks each of them against
-this table, and the process tests (``tests/proc_helpers.py``, the production-parity test) start the
-roles from it. A deployment may append flags to the worker's and beat's command (``--concurrency``),
+this table, and the process harness of the tests and benchmarks (``devtools/harness/roles.py``) starts
+the roles from it. A deployment may append flags to the worker's and beat's command (``--concurrency``),
 never change what is here.
 """
 

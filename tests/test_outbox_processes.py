@@ -20,8 +20,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,21 +27,18 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import urlsplit
 
 import nats
 import pytest
 from django.conf import settings
 
-from devtools.embedded import free_port
-from tests.conftest import NatsServer
+from devtools.harness import NatsServer, RedisServer, children_of, free_port
+from tests import proc_helpers as ph
 from tests.jetstream import stream_messages
-from tests.proc_helpers import RedisServer
 
 pytestmark = [pytest.mark.processes, pytest.mark.nats]
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / ".venv" / "bin" if (REPO / ".venv" / "bin" / "gunicorn").exists() else Path(sys.executable).parent
 PASSWORD = "process-test-admin-password-1"
 OVERLAY_SETTINGS = '''"""Written by tests/test_outbox_processes.py: the real settings, with a cheap password hasher."""
 from iam_project.settings import *  # noqa: F403
@@ -54,26 +49,16 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # --- helpers --------------------------------------------------------------------------------------
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # a dependency still starting: try again until the deadline
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r})")
-        time.sleep(interval)
+    try:
+        return ph.wait_until(predicate, timeout=timeout, interval=interval, message=what)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+    parts = urlsplit(url)
+    response = ph.http_request(parts.port or 80, "GET", parts.path, timeout=timeout)
+    return response.status, response.text
 
 
 def metric_sum(text: str, name: str) -> float | None:
@@ -85,32 +70,11 @@ def metric_sum(text: str, name: str) -> float | None:
     return sum(values) if values else None
 
 
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.add(int(entry.name))
-    return found
-
-
 def database_url() -> str:
     """The pytest-django test database as a ``DATABASE_URL`` (TCP or unix-socket form)."""
     from django.db import connection
 
-    db = connection.settings_dict
-    user = quote(db.get("USER") or "postgres", safe="")
-    auth = user + (":" + quote(db["PASSWORD"], safe="") if db.get("PASSWORD") else "")
-    name = quote(db["NAME"], safe="")
-    host = db.get("HOST") or ""
-    if host.startswith("/"):
-        return f"postgres://{auth}@/{name}?host={host}"
-    return f"postgres://{auth}@{host or 'localhost'}:{db.get('PORT') or 5432}/{name}"
+    return ph.database_url({"USER": "postgres", **connection.settings_dict})
 
 
 def pending_count() -> int:
@@ -136,7 +100,7 @@ class Service:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: dict[str, ph.Proc] = {}
         self.web_port = free_port()
         self.metrics_port = free_port()
         self.stream = f"PROC_{uuid.uuid4().hex[:10].upper()}"
@@ -145,56 +109,34 @@ class Service:
         (tmp / "overlay" / "iam_processes_settings.py").write_text(OVERLAY_SETTINGS)
 
     def env(self, *, broker_url: str, nats_url: str, metrics_dir: str | None) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key
-            not in (
-                "DJANGO_SETTINGS_MODULE",
-                "PROMETHEUS_MULTIPROC_DIR",
-                "DATABASE_URL",
-                "TEST_DATABASE_URL",
-                "REDIS_URL",
-                "CELERY_BROKER_URL",
-                "EVENT_BUS_URL",
-                "IAM_ROLE",
-            )
-            and not key.startswith("PYTEST")
-        }
-        env.update(
-            {
-                "IAM_ENV": "development",
-                "DJANGO_SETTINGS_MODULE": "iam_processes_settings",
-                "PYTHONPATH": f"{self.tmp / 'overlay'}{os.pathsep}{REPO}",
-                "PYTHONUNBUFFERED": "1",
-                "IAM_DATA_DIR": str(self.tmp / "data"),
-                "DATABASE_URL": database_url(),
-                "EVENT_BUS_URL": nats_url,
-                "NATS_STREAM_NAME": self.stream,
-                "NATS_SUBJECT_PREFIX": self.prefix,
-                "CELERY_BROKER_URL": broker_url,
-                "OUTBOX_RELAY_INTERVAL": "0.5",
-                "NATS_CONNECT_TIMEOUT_SECONDS": "1",
-                "NATS_PUBLISH_TIMEOUT_SECONDS": "1",
-                "WORKER_METRICS_PORT": str(self.metrics_port),
-                "LOG_LEVEL": "INFO",
-                "DEBUG": "false",
-            }
+        dropped = ("DJANGO_SETTINGS_MODULE", "PROMETHEUS_MULTIPROC_DIR", "DATABASE_URL", "TEST_DATABASE_URL")
+        dropped += ("REDIS_URL", "CELERY_BROKER_URL", "EVENT_BUS_URL", "IAM_ROLE")
+        env = ph.inherited_env(
+            drop_prefixes=("PYTEST",),
+            drop=dropped,
+            IAM_ENV="development",
+            DJANGO_SETTINGS_MODULE="iam_processes_settings",
+            PYTHONPATH=f"{self.tmp / 'overlay'}{os.pathsep}{ph.REPO}",
+            PYTHONUNBUFFERED="1",
+            IAM_DATA_DIR=str(self.tmp / "data"),
+            DATABASE_URL=database_url(),
+            EVENT_BUS_URL=nats_url,
+            NATS_STREAM_NAME=self.stream,
+            NATS_SUBJECT_PREFIX=self.prefix,
+            CELERY_BROKER_URL=broker_url,
+            OUTBOX_RELAY_INTERVAL="0.5",
+            NATS_CONNECT_TIMEOUT_SECONDS="1",
+            NATS_PUBLISH_TIMEOUT_SECONDS="1",
+            WORKER_METRICS_PORT=str(self.metrics_port),
+            LOG_LEVEL="INFO",
+            DEBUG="false",
         )
         if metrics_dir:  # not created here: gunicorn.conf.py and iam_project/celery.py create it
             env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         return env
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        log = open(self.tmp / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-
     def log(self, name: str) -> str:
-        path = self.tmp / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.processes[name].output() if name in self.processes else ""
 
     def logs_tail(self, chars: int = 3000) -> str:
         return "\n".join(f"--- {name} ---\n{self.log(name)[-chars:]}" for name in self.processes)
@@ -204,50 +146,13 @@ class Service:
         web_env = self.env(broker_url=broker_url, nats_url=nats_url, metrics_dir=str(self.tmp / "metrics-web"))
         worker_env = self.env(broker_url=broker_url, nats_url=nats_url, metrics_dir=str(self.tmp / "metrics-worker"))
         beat_env = self.env(broker_url=broker_url, nats_url=nats_url, metrics_dir=None)
-        self._spawn(
-            "web",
-            [
-                str(BIN / "gunicorn"),
-                "-c",
-                "iam_project/gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{self.web_port}",
-                "--workers",
-                "2",
-                "iam_project.wsgi",
-            ],
-            web_env,
-        )
-        self._spawn(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "iam_project",
-                "worker",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"proc-{self.prefix}@%h",
-            ],
-            worker_env,
-        )
-        self._spawn(
-            "beat",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "iam_project",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.tmp / "beat-schedule"),
-            ],
-            beat_env,
-        )
+        # Quick shutdowns: gunicorn's SIGINT, Celery's cold shutdown (SIGQUIT) — nothing to finish here.
+        web = ph.gunicorn(self.tmp, web_env, port=self.web_port, workers=2, name="web")
+        worker = ph.celery_worker(self.tmp, worker_env, "--concurrency", "2", "--hostname", f"proc-{self.prefix}@%h")
+        beat = ph.celery_beat(self.tmp, beat_env, schedule=self.tmp / "beat-schedule")
+        for proc, quick in ((web, signal.SIGINT), (worker, signal.SIGQUIT), (beat, signal.SIGTERM)):
+            proc.stop_signal = quick
+            self.processes[proc.name] = proc.start()
         try:
             wait_for(lambda: http_get(f"{self.web_url}/healthz", 1)[0] == 200, 30, "gunicorn /healthz")
             wait_for(lambda: http_get(self.worker_metrics_url, 1)[0] == 200, 30, "the worker's /metrics")
@@ -280,7 +185,7 @@ class Service:
         }
 
     def check_alive(self) -> None:
-        dead = {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+        dead = {name: p.poll() for name, p in self.processes.items() if not p.running()}
         assert not dead, f"processes exited: {dead}\n{self.logs_tail()}"
         for name in self.processes:
             for line in self.log(name).splitlines():
@@ -288,36 +193,18 @@ class Service:
                     raise AssertionError(f"{name} is shutting down: {line[:1500]}")
 
     def stop(self) -> None:
-        """Stop every process this run started (by its own process group), killing what lingers.
-
-        Quick shutdowns: gunicorn's SIGINT, Celery's cold shutdown (SIGQUIT) — nothing to finish here.
-        """
-        quick = {"web": signal.SIGINT, "worker": signal.SIGQUIT, "beat": signal.SIGTERM}
-        for name, process in self.processes.items():
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, quick.get(name, signal.SIGTERM))
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 10
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:  # the group too: a pool child or gunicorn worker must not outlive its parent
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            if process.poll() is None:
-                process.wait(5)
+        """Stop every process this run started, by its own process group (all signalled first, in parallel)."""
+        for proc in self.processes.values():
+            if proc.running():
+                proc.signal_group(proc.stop_signal)
+        for proc in self.processes.values():
+            proc.stop(timeout=10)
 
 
 # --- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture
 def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    server.start()
+    server = NatsServer(tmp_path / "nats").start()
     try:
         yield server
     finally:
@@ -336,7 +223,7 @@ def service(transactional_db, tmp_path: Path) -> Iterator[Service]:  # type: ign
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
+    server = ph.RedisServer(tmp_path / "redis").start()
     try:
         yield server
     finally:
