@@ -15,11 +15,15 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import quote
 
 from devtools.embedded import kafka_broker_binary, nats_server_binary
 from devtools.harness.children import Proc, free_port, port_open, wait_until
+
+if TYPE_CHECKING:  # loaded by the methods that use them, so importing the harness stays cheap
+    import psycopg
+    import redis
 
 
 def pgserver_bin() -> Path:
@@ -134,7 +138,7 @@ class Postgres:
     def postmaster_pid(self) -> int | None:
         return self.proc.pid if self.proc is not None and self.proc.running() else None
 
-    def connect(self, name: str = "postgres"):  # type: ignore[no-untyped-def] - psycopg's Connection
+    def connect(self, name: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         import psycopg
 
         return psycopg.connect(self.database_url(name), autocommit=True)
@@ -233,7 +237,7 @@ class RedisServer(_PortServer):
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         return [*argv, "--dir", str(self.directory), "--protected-mode", "no"]
 
-    def client(self):  # type: ignore[no-untyped-def] - redis.Redis
+    def client(self) -> redis.Redis:
         import redis
 
         return redis.Redis(host="127.0.0.1", port=self.port)
