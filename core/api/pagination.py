@@ -38,6 +38,7 @@ class CursorPagination(pagination.CursorPagination):
 
     def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> list | None:
         self._model: type[Model] = queryset.model
+        self._annotations = dict(queryset.query.annotations)
         return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request: Request) -> int:
@@ -67,7 +68,10 @@ class CursorPagination(pagination.CursorPagination):
             raise _invalid_cursor("bad position")
         name = self.ordering[0].lstrip("-")
         try:
-            self._model._meta.get_field(name).to_python(cursor.position)
+            if name in self._annotations:  # ordered by an expression (an attribute): a value of its type
+                self._annotations[name].output_field.to_python(cursor.position)
+            else:
+                self._model._meta.get_field(name).to_python(cursor.position)
         except (FieldDoesNotExist, ValidationError, ValueError, TypeError):
             raise _invalid_cursor("bad position") from None
         return cursor
