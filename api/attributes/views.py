@@ -15,7 +15,7 @@ from attributes.selectors import definition_get
 TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
 DEFAULTS = {
     "target": "user", "required": False, "allowed_values": None, "pattern": "", "min_value": None,
-    "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False,
+    "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False, "searchable": False,
 }  # fmt: skip
 
 
