@@ -248,3 +248,14 @@ def test_console_expression_errors_are_messages_not_500s(admin_client_logged_in,
     assert listed(page) == [] and "Choose a tenant" in page.content.decode()
     page = client.get(CHANGELIST, {"q": "(" * 40 + "clearance eq 1" + ")" * 40, "tenant__id__exact": str(corp.id)})
     assert page.status_code == 200  # too deep: not an expression, so a (fruitless) text search
+
+
+def test_searchable_is_editable_through_the_api(api, corp, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    url = "/api/v1/tenants/corp/attribute-definitions/clearance/"
+    assert api.get(url).json()["searchable"] is False
+    with django_capture_on_commit_callbacks() as callbacks:  # the index build is queued on commit
+        response = api.patch(url, {"searchable": True}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["searchable"] is True and len(callbacks) == 1
+    response = api.patch("/api/v1/tenants/corp/attribute-definitions/groups/", {"searchable": True}, format="json")
+    assert response.status_code == 400 and response.json()["errors"][0]["pointer"] == "/searchable"
