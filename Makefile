@@ -68,8 +68,8 @@ format: venv ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-.PHONY: bench bench-relay bench-pip bench-import
-bench: bench-relay bench-import bench-pip ## Run every benchmark (figures in docs/performance.md)
+.PHONY: bench bench-relay bench-pip bench-import bench-search
+bench: bench-relay bench-import bench-pip bench-search ## Run every benchmark (figures in docs/performance.md)
 
 bench-relay: venv ## Relay throughput and commit-to-JetStream latency vs raw nats-py
 	$(PY) bench/relay.py
@@ -79,6 +79,9 @@ bench-pip: venv ## PIP lookups under gunicorn + wrk vs a minimal DRF view (needs
 
 bench-import: venv ## import_users of 100k users vs PostgreSQL COPY
 	$(PY) bench/import.py
+
+bench-search: venv ## Attribute search first pages (8 clients) vs the PIP single lookup; SEARCH_ARGS="--users 200000 --others 20000"
+	$(PY) bench/search.py $(SEARCH_ARGS)
 
 .PHONY: clean
 clean: ## Remove the virtualenv and the embedded data (.data/)

@@ -44,6 +44,10 @@ class AttributeDefinition(DomainModel):
     max_items = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum items of a list of strings.")
     description = models.TextField(blank=True, default="")
     pii = models.BooleanField(default=False, help_text="Personally identifiable: redacted in audit records.")
+    searchable = models.BooleanField(
+        default=False,
+        help_text="Range and prefix search on this key use an index of their own (built in the background).",
+    )
     version = models.PositiveBigIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -57,3 +61,26 @@ class AttributeDefinition(DomainModel):
 
     def __str__(self) -> str:
         return f"{self.target}.{self.key}"
+
+
+class SearchIndex(models.Model):
+    """The btree index of a searchable definition: built and dropped by a worker, outside any transaction.
+
+    Operational state, not part of the schema: no event is written when it changes.
+    """
+
+    class State(models.TextChoices):
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        DROPPING = "dropping", "Dropping"
+
+    definition = models.OneToOneField(AttributeDefinition, on_delete=models.CASCADE, related_name="search_index")
+    name = models.CharField(max_length=63, unique=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.BUILDING)
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.state})"

@@ -16,6 +16,8 @@ from django.db.models import Model, QuerySet
 
 from attributes import holders
 from attributes.models import KEY_PATTERN, AttributeDefinition
+from attributes.search_indexes import index_name as search_index_name
+from attributes.tasks import drop_search_index_task, sync_search_index_task
 from attributes.validation import UnsupportedPattern, compiled, validate_value
 from core.db.locking import locked_for_write, save_or_conflict
 from core.errors import Conflict, FieldError, ValidationFailed
@@ -24,7 +26,8 @@ from outbox.changes import record_change
 
 Type = AttributeDefinition.Type
 CONSTRAINT_FIELDS = ("required", "allowed_values", "pattern", "min_value", "max_value", "max_length", "max_items")
-UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "description", "pii")
+UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "description", "pii", "searchable")
+SEARCHABLE_TYPES = (Type.INTEGER, Type.NUMBER, Type.DATE, Type.DATETIME, Type.STRING, Type.ENUM)
 IMMUTABLE_FIELDS = ("key", "target", "type")
 
 
@@ -51,6 +54,7 @@ def definition_data(definition: AttributeDefinition) -> dict[str, Any]:
         "max_items": definition.max_items,
         "description": definition.description,
         "pii": definition.pii,
+        "searchable": definition.searchable,
         "version": definition.version,
     }
 
@@ -101,6 +105,10 @@ def definition_check(definition: AttributeDefinition) -> None:
         errors.append(FieldError("/max_length", "applies_to", "only for string, enum and string_list"))
     if definition.max_items is not None and definition.type != Type.STRING_LIST:
         errors.append(FieldError("/max_items", "applies_to", "only for string_list"))
+    if definition.searchable and definition.type not in SEARCHABLE_TYPES:
+        errors.append(
+            FieldError("/searchable", "applies_to", "only for integer, number, date, datetime, string and enum")
+        )
     if len(definition.description or "") > 2000:
         errors.append(FieldError("/description", "max_length", "at most 2000 characters"))
     if errors:
@@ -120,6 +128,12 @@ def _conflicting_subjects(definition: AttributeDefinition) -> int:
         _, errors = validate_value(definition, values[definition.key], f"/attributes/{definition.key}")
         invalid += bool(errors)
     return missing + invalid
+
+
+def _sync_search_index(definition: AttributeDefinition) -> None:
+    """Build (or drop) the key's search index in a worker once the change commits: CONCURRENTLY, outside it."""
+    definition_id = str(definition.id)
+    transaction.on_commit(lambda: sync_search_index_task.delay(definition_id), robust=True)
 
 
 def _schema_changed(tenant_id: UUID) -> None:
@@ -150,6 +164,8 @@ def definition_create(
             aggregate_version=definition.version,
             data=definition_data(definition),
         )
+        if definition.searchable:
+            _sync_search_index(definition)
     return definition
 
 
@@ -185,12 +201,14 @@ def definition_update(
             aggregate_version=locked.version,
             data={**definition_data(locked), "changed": changed},
         )
+        if "searchable" in changed:
+            _sync_search_index(locked)
     return locked
 
 
 REPLACE_DEFAULTS = {
     "target": "user", "required": False, "allowed_values": None, "pattern": "", "min_value": None,
-    "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False,
+    "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False, "searchable": False,
 }  # fmt: skip
 
 
@@ -209,7 +227,9 @@ def definition_delete(*, definition: AttributeDefinition, expected_version: int 
         data = definition_data(locked)
         version = locked.version + 1
         definition_id, tenant_id = locked.id, locked.tenant_id
+        index = search_index_name(locked)
         locked.delete()
+        transaction.on_commit(lambda: drop_search_index_task.delay(index), robust=True)
         _schema_changed(tenant_id)
         record_change(
             before=data,

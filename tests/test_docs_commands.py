@@ -28,7 +28,12 @@ from tests import proc_helpers as ph
 
 pytestmark = pytest.mark.processes
 
-DOCUMENTS = ["README.md", "docs/pip.md", "docs/events.md"]  # in this order: the README creates tenant acme
+DOCUMENTS = [
+    "README.md",
+    "docs/pip.md",
+    "docs/events.md",
+    "docs/search.md",
+]  # in this order: the README creates tenant acme
 SKIP = re.compile(r"<!-- not run by tests/test_docs_commands\.py: (?P<reason>[^>]+?) -->\s*$")
 FENCE = re.compile(r"^```bash\n(?P<body>.*?)^```$", re.M | re.S)
 # curl fails on an HTTP error, except where the block prints the status itself (-w), which the test reads.
@@ -138,6 +143,8 @@ def test_the_documented_commands_work_as_pasted(devstack: DevStack, document: st
         assert "304" in lines and "data.json" in lines, result.stdout
     if document == "docs/events.md":
         assert "applied" in result.stdout + result.stderr, result.stdout + result.stderr
+    if document == "docs/search.md":
+        assert "400" in result.stdout.splitlines() and '"external_id":"ada"' in result.stdout.replace(" ", "")
 
 
 def test_ctrl_c_stops_the_stack_cleanly_and_beat_keeps_routine_ticks_quiet(devstack: DevStack) -> None:

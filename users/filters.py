@@ -1,22 +1,30 @@
-"""List filters for users: ``status``, ``external_id`` and ``attr.<key>=<value>``."""
+"""List filters for users: ``status``, ``external_id``, attribute search and ordering by an attribute.
+
+Attribute search (docs/search.md): ``attr.<key>=<value>`` (equality; membership for a list),
+``attr.<key>__<op>=<value>`` (any operator; list operands comma-separated), repeated parameters
+combined with AND, and ``q=<expression>`` with AND, OR, NOT and parentheses. ``ordering=attr.<key>``
+(or ``-attr.<key>``) sorts by an attribute and lists only the users that hold it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import django_filters
-from django.db.models import QuerySet
-from rest_framework.exceptions import ValidationError
-from rest_framework.filters import BaseFilterBackend
+from django.db.models import Q, QuerySet
+from rest_framework.filters import BaseFilterBackend, OrderingFilter
 from rest_framework.request import Request
 
 from attributes.models import AttributeDefinition
+from attributes.query import MAX_CONDITIONS, QueryError, parse_expression, parse_parameter
+from attributes.search import ORDERABLE_TYPES, Compiler, query_error, sort_expression
 from attributes.selectors import definitions_for
-from attributes.validation import validate_value
+from core.errors import FieldError, ValidationFailed
 from users.models import User
 
-Type = AttributeDefinition.Type
 ATTR_PREFIX = "attr."
+SORT_ANNOTATION = "attribute_sort"
 
 
 class UserFilter(django_filters.FilterSet):
@@ -28,48 +36,71 @@ class UserFilter(django_filters.FilterSet):
         fields = ["status", "external_id"]
 
 
-def coerce(definition: AttributeDefinition, raw: str) -> object:
-    """Turn a query-string value into the attribute's JSON type, or raise a 400 naming the rule."""
-    pointer = f"{ATTR_PREFIX}{definition.key}"
-    value: object = raw
-    try:
-        if definition.type == Type.INTEGER:
-            value = int(raw)
-        elif definition.type == Type.NUMBER:
-            value = float(raw)
-        elif definition.type == Type.BOOLEAN:
-            if raw not in ("true", "false"):
-                raise ValueError
-            value = raw == "true"
-    except ValueError:
-        raise ValidationError({pointer: [f"not a valid {definition.type}"]}) from None
-    if definition.type == Type.STRING_LIST:
-        return [raw]  # list attributes match when they contain the value
-    _, errors = validate_value(definition, value, pointer)
-    type_errors = [e for e in errors if e.rule == "type"]
-    if type_errors:
-        raise ValidationError({pointer: [type_errors[0].detail]})
-    return value
+def _definitions(view: Any) -> list[AttributeDefinition]:
+    cached = getattr(view, "_user_definitions", None)
+    if cached is None:
+        cached = definitions_for(tenant_id=view.tenant.id, target=AttributeDefinition.Target.USER)
+        view._user_definitions = cached
+    return cached
+
+
+def attribute_search(params: Any, definitions: list[AttributeDefinition]) -> Q | None:
+    """The Q of a request's ``attr.*`` and ``q`` parameters (AND of all), or ``None`` when there are none."""
+    compiler = Compiler(definitions)
+    keys = set(compiler.definitions)
+    conditions: list[Q] = []
+    names = [name for name in params if name.startswith(ATTR_PREFIX)]
+    if len(names) > MAX_CONDITIONS:
+        raise ValidationFailed([FieldError("/attr", "too_many", f"at most {MAX_CONDITIONS} attribute parameters")])
+    for name in names:
+        for raw in params.getlist(name):
+            pointer = f"/{name}"
+            try:
+                condition = parse_parameter(name[len(ATTR_PREFIX) :], raw, keys)
+            except QueryError as error:
+                raise query_error(pointer, error) from None
+            conditions.append(compiler.condition(condition, pointer))
+    for raw in params.getlist("q"):
+        try:
+            tree = parse_expression(raw)
+        except QueryError as error:
+            raise query_error("/q", error) from None
+        conditions.append(compiler.compile(tree, "/q"))
+    if not conditions:
+        return None
+    combined = conditions[0]
+    for more in conditions[1:]:
+        combined &= more
+    return combined
 
 
 class AttributeFilterBackend(BaseFilterBackend):
-    """``?attr.department=eng&attr.level=3``: JSONB containment, served by the GIN index."""
+    """``?attr.level__ge=3&q=department eq eng OR NOT contractor eq true`` over the tenant's definitions."""
 
-    def filter_queryset(
-        self, request: Request, queryset: QuerySet, view: Any
-    ) -> QuerySet:  # view: a TenantScopedViewSet
-        wanted = {
-            key[len(ATTR_PREFIX) :]: value for key, value in request.query_params.items() if key.startswith(ATTR_PREFIX)
-        }
-        if not wanted:
-            return queryset
-        definitions = {
-            d.key: d for d in definitions_for(tenant_id=view.tenant.id, target=AttributeDefinition.Target.USER)
-        }
-        contains = {}
-        for key, raw in wanted.items():
-            definition = definitions.get(key)
-            if definition is None:
-                raise ValidationError({f"{ATTR_PREFIX}{key}": ["no such user attribute in this tenant"]})
-            contains[key] = coerce(definition, raw)  # type: ignore[arg-type]  # django-stubs: a QueryDict value may be a list; a parsed query string holds strings
-        return queryset.filter(attributes__contains=contains)
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        wanted = attribute_search(request.query_params, _definitions(view))
+        return queryset if wanted is None else queryset.filter(wanted)
+
+
+class AttributeOrderingFilter(OrderingFilter):
+    """The view's ``ordering_fields`` plus ``attr.<key>`` / ``-attr.<key>`` for scalar attributes."""
+
+    def get_ordering(self, request: Request, queryset: QuerySet, view: Any) -> Sequence[str] | None:
+        raw = request.query_params.get(self.ordering_param, "")
+        if raw.lstrip("-").startswith(ATTR_PREFIX):
+            return [f"-{SORT_ANNOTATION}" if raw.startswith("-") else SORT_ANNOTATION]
+        return super().get_ordering(request, queryset, view)
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        raw = request.query_params.get(self.ordering_param, "")
+        if not raw.lstrip("-").startswith(ATTR_PREFIX):
+            return super().filter_queryset(request, queryset, view)
+        key = raw.lstrip("-")[len(ATTR_PREFIX) :]
+        definition = next((d for d in _definitions(view) if d.key == key), None)
+        if definition is None or definition.type not in ORDERABLE_TYPES:
+            raise ValidationFailed(
+                [FieldError("/ordering", "ordering", f"{raw[:80]!r}: not a scalar user attribute of this tenant")]
+            )
+        expression = sort_expression(definition)
+        sorted_by = queryset.annotate(**{SORT_ANNOTATION: expression}).filter(**{f"{SORT_ANNOTATION}__isnull": False})
+        return sorted_by.order_by(*(self.get_ordering(request, queryset, view) or ()))

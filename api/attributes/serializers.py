@@ -7,7 +7,7 @@ from core.api.serializers import StrictCharField, StrictInputSerializer
 
 FIELDS = [
     "id", "key", "target", "type", "required", "allowed_values", "pattern", "min_value", "max_value",
-    "max_length", "max_items", "description", "pii", "version", "created_at", "updated_at",
+    "max_length", "max_items", "description", "pii", "searchable", "version", "created_at", "updated_at",
 ]  # fmt: skip
 
 
@@ -38,3 +38,4 @@ class DefinitionInputSerializer(StrictInputSerializer):
     max_items = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10_000)
     description = StrictCharField(required=False, allow_blank=True, max_length=2000)
     pii = serializers.BooleanField(required=False)
+    searchable = serializers.BooleanField(required=False)

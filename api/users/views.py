@@ -7,7 +7,6 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
-from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -15,7 +14,7 @@ from access import scopes as S
 from api.base import TenantScopedViewSet, expected_version, with_etag
 from api.users.serializers import UserInputSerializer, UserOutputSerializer
 from users import services
-from users.filters import AttributeFilterBackend, UserFilter
+from users.filters import AttributeFilterBackend, AttributeOrderingFilter, UserFilter
 from users.models import User
 from users.selectors import user_get, users_of
 
@@ -26,11 +25,18 @@ ONE = [TENANT_PARAM, USER_PARAM]
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[TENANT_PARAM],
         responses=UserOutputSerializer(many=True),
         # Not a documented parameter: OpenAPI 3.0 cannot name a family of parameters ("attr.<key>").
-        description="Filter by attribute values with `attr.<key>=<value>` query parameters, "
-        "e.g. `?attr.department=eng`; an unknown key or a value of the wrong type is a 400.",
+        description="Search by attribute (docs/search.md): `attr.<key>=<value>` (equality), "
+        "`attr.<key>__<op>=<value>` (eq ne in lt le gt ge between contains startswith has any all exists "
+        "missing; list operands comma-separated), repeated parameters combined with AND, and "
+        "`q=<expression>`, e.g. `q=clearance ge 3 AND (department eq eng OR NOT contractor eq true)`. "
+        "`ordering=attr.<key>` or `-attr.<key>` sorts by an attribute (users without it are left out). "
+        "A bad operator or value, an unknown key or an operator the type does not support is a 400.",
+        parameters=[
+            TENANT_PARAM,
+            OpenApiParameter("q", str, description="An attribute search expression (docs/search.md)."),
+        ],
     ),
     create=extend_schema(parameters=[TENANT_PARAM], request=UserInputSerializer, responses={201: UserOutputSerializer}),
     retrieve=extend_schema(parameters=ONE, responses=UserOutputSerializer),
@@ -49,7 +55,7 @@ class UserViewSet(TenantScopedViewSet):
     }
     lookup_url_kwarg = "user_id"
     serializer_class = UserOutputSerializer
-    filter_backends = [DjangoFilterBackend, AttributeFilterBackend, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, AttributeFilterBackend, AttributeOrderingFilter]
     filterset_class = UserFilter
     ordering_fields = ["created_at", "updated_at", "external_id"]
 

@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from attributes import services
-from attributes.models import AttributeDefinition
+from attributes.models import AttributeDefinition, SearchIndex
 from console.support import ServiceModelAdmin, add_field_errors
 from core.errors import ValidationFailed
 
@@ -21,6 +21,7 @@ EDITABLE = [
     "max_items",
     "description",
     "pii",
+    "searchable",
 ]
 
 
@@ -58,12 +59,22 @@ class AttributeDefinitionForm(forms.ModelForm):
 @admin.register(AttributeDefinition)
 class AttributeDefinitionAdmin(ServiceModelAdmin):
     form = AttributeDefinitionForm
-    list_display = ["key", "tenant", "target", "type", "required", "pii", "version"]
-    list_filter = ["target", "type", "required", "pii", "tenant"]
-    list_select_related = ["tenant"]
+    list_display = ["key", "tenant", "target", "type", "required", "pii", "searchable", "search_index", "version"]
+    list_filter = ["target", "type", "required", "pii", "searchable", "tenant"]
+    list_select_related = ["tenant", "search_index"]
     search_fields = ["key", "description"]
     autocomplete_fields = ["tenant"]
-    readonly_fields = ["id", "version", "created_at", "updated_at"]
+    readonly_fields = ["id", "search_index", "version", "created_at", "updated_at"]
+
+    @admin.display(description="search index")
+    def search_index(self, obj: AttributeDefinition) -> str:
+        """Building, ready or failed (with the reason): the worker builds it after the flag is set."""
+        index = getattr(obj, "search_index", None)  # the reverse one-to-one, selected with the list
+        if index is None:
+            return "building" if obj.searchable else "—"
+        if index.state == SearchIndex.State.FAILED:
+            return f"failed: {index.error[:200]}"
+        return index.get_state_display()
 
     def service_create(self, request: HttpRequest, data: dict[str, Any]) -> AttributeDefinition:
         return services.definition_create(**data)

@@ -26,6 +26,7 @@ from console.support import (
     ServiceModelAdmin,
     administered_tenant_ids,
 )
+from console.user_search import PLAIN_HELP, expression_results, search_help
 from tenants.models import Tenant
 from users import services
 from users.models import User
@@ -96,8 +97,21 @@ class UserAdmin(AttributeFieldsetsAdmin, ServiceModelAdmin):
     list_filter = ["status", "tenant"]
     list_select_related = ["tenant"]
     search_fields = ["external_id", "email", "display_name", "=id"]
+    search_help_text = PLAIN_HELP
     ordering = ["-created_at"]
     show_full_result_count = False
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        """An attribute expression (docs/search.md) when the term reads as one; else the text search."""
+        found = expression_results(request, queryset, search_term)
+        if found is not None:
+            return found, False
+        return super().get_search_results(request, queryset, search_term)
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        changelist.search_help_text = search_help(request)
+        return changelist
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         record = ["id", "version", "created_at", "updated_at"]

@@ -42,6 +42,7 @@ class CursorPagination(pagination.CursorPagination):
     ) -> list[Any] | None:
         assert isinstance(queryset, QuerySet), "the API's lists are querysets"
         self._model: type[Model] = queryset.model
+        self._annotations = dict(queryset.query.annotations)
         return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request: Request) -> int | None:
@@ -71,9 +72,12 @@ class CursorPagination(pagination.CursorPagination):
             raise _invalid_cursor("bad position")
         name = self.ordering[0].lstrip("-")
         try:
-            field = self._model._meta.get_field(name)
-            assert isinstance(field, Field), "the list is ordered by a column, not a relation"
-            field.to_python(cursor.position)
+            if name in self._annotations:  # ordered by an expression (an attribute): a value of its type
+                self._annotations[name].output_field.to_python(cursor.position)
+            else:
+                field = self._model._meta.get_field(name)
+                assert isinstance(field, Field), "the list is ordered by a column, not a relation"
+                field.to_python(cursor.position)
         except (FieldDoesNotExist, ValidationError, ValueError, TypeError):
             raise _invalid_cursor("bad position") from None
         return cursor
