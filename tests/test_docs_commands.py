@@ -154,7 +154,7 @@ def test_ctrl_c_stops_the_stack_cleanly_and_beat_keeps_routine_ticks_quiet(devst
     # The console user comes last at start-up: after the worker's banner and its "ready" line.
     assert output.index("Console user: admin") > output.index(" ready.") > output.index("[tasks]"), output[-3000:]
     devstack.proc.process.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
-    code = devstack.proc.wait(60)
+    code = devstack.proc.wait(90)
     output = devstack.proc.output()
     assert code == 0, f"exit {code}:\n{devstack.proc.tail(60)}"
     assert devstack.proc.stdout().rstrip().endswith("Stopped web, worker and beat."), devstack.proc.tail(20)

@@ -97,11 +97,17 @@ class Command(BaseCommand):
 
     @staticmethod
     def _stop(children: dict[str, subprocess.Popen]) -> None:
+        """SIGTERM to each main process (gunicorn's and Celery's graceful shutdown: a worker finishes the
+        task in hand, its pool children exit with it), SIGKILL to the whole group after 30 s.
+
+        Not SIGTERM to the group: a Celery pool child killed under its parent fails its task with
+        ``WorkerLostError``."""
         for child in children.values():
-            _signal_group(child, signal.SIGTERM)
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
         for child in children.values():
             try:
-                child.wait(15)
+                child.wait(30)
             except subprocess.TimeoutExpired:
                 _signal_group(child, signal.SIGKILL)
                 child.wait(5)
