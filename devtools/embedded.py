@@ -94,20 +94,8 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 def start_nats(store_dir: Path, port: int, *, log_file: Path | None = None) -> subprocess.Popen:
     """Start a NATS server with JetStream on 127.0.0.1:``port`` and wait until it accepts."""
     store_dir.mkdir(parents=True, exist_ok=True)
-    log = open(log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
-    process = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 15
-    while not port_open(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"nats-server did not start on port {port}")
-        time.sleep(0.05)
-    return process
+    argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
+    return _start_listening(argv, port, "nats-server", log_file)
 
 
 def kafka_broker_binary() -> str:
@@ -132,28 +120,29 @@ def start_kafka(port: int, *, log_file: Path | None = None) -> subprocess.Popen:
     The development one, which outlives the command that started it; tests and benchmarks use
     ``devtools.harness.KafkaServer``, which dies with them.
     """
-    log = open(log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
     address = f"tcp://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            kafka_broker_binary(),
-            "broker",
-            "--listener-url",
-            address,
-            "--advertised-listener-url",
-            address,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+    argv = [
+        kafka_broker_binary(),
+        "broker",
+        "--listener-url",
+        address,
+        "--advertised-listener-url",
+        address,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    return _start_listening(argv, port, "the Kafka-compatible broker", log_file)
+
+
+def _start_listening(argv: list[str], port: int, what: str, log_file: Path | None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own (it outlives this process) and wait until ``port`` accepts."""
+    log = open(log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 15
     while not port_open(port):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"the Kafka-compatible broker did not start on port {port}")
+            raise RuntimeError(f"{what} did not start on port {port}")
         time.sleep(0.05)
     return process
 
