@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model, QuerySet
 
 from attributes import holders
+from attributes.effective_rules import effective_rules_check
 from attributes.models import KEY_PATTERN, AttributeDefinition
 from attributes.validation import UnsupportedPattern, compiled, validate_value
 from core.db.locking import lock_for_write
@@ -24,7 +25,7 @@ from outbox.changes import record_change
 
 Type = AttributeDefinition.Type
 CONSTRAINT_FIELDS = ("required", "allowed_values", "pattern", "min_value", "max_value", "max_length", "max_items")
-UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "description", "pii")
+UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "default", "merge", "description", "pii")
 IMMUTABLE_FIELDS = ("key", "target", "type")
 
 
@@ -49,6 +50,8 @@ def definition_data(definition: AttributeDefinition) -> dict[str, Any]:
         "max_value": _plain_number(definition.max_value),
         "max_length": definition.max_length,
         "max_items": definition.max_items,
+        "default": definition.default,
+        "merge": definition.merge,
         "description": definition.description,
         "pii": definition.pii,
         "version": definition.version,
@@ -101,24 +104,26 @@ def definition_check(definition: AttributeDefinition) -> None:
         errors.append(FieldError("/max_length", "applies_to", "only for string, enum and string_list"))
     if definition.max_items is not None and definition.type != Type.STRING_LIST:
         errors.append(FieldError("/max_items", "applies_to", "only for string_list"))
+    errors += effective_rules_check(definition)
     if len(definition.description or "") > 2000:
         errors.append(FieldError("/description", "max_length", "at most 2000 characters"))
     if errors:
         raise ValidationFailed(errors)
 
 
-def _subjects(definition: AttributeDefinition) -> QuerySet[Any]:
-    return holders.subjects_of(definition.target, definition.tenant_id)
+def _subject_sets(definition: AttributeDefinition) -> list[QuerySet[Any]]:
+    return holders.subject_sets_of(definition.target, definition.tenant_id)
 
 
 def _conflicting_subjects(definition: AttributeDefinition) -> int:
     """How many subjects hold a value (or lack a required one) that ``definition`` refuses."""
-    subjects = _subjects(definition)
-    missing = subjects.exclude(attributes__has_key=definition.key).count() if definition.required else 0
-    invalid = 0
-    for values in subjects.filter(attributes__has_key=definition.key).values_list("attributes", flat=True).iterator():
-        _, errors = validate_value(definition, values[definition.key], f"/attributes/{definition.key}")
-        invalid += bool(errors)
+    missing = invalid = 0
+    for subjects in _subject_sets(definition):
+        missing += subjects.exclude(attributes__has_key=definition.key).count() if definition.required else 0
+        holding = subjects.filter(attributes__has_key=definition.key).values_list("attributes", flat=True)
+        for values in holding.iterator():
+            _, errors = validate_value(definition, values[definition.key], f"/attributes/{definition.key}")
+            invalid += bool(errors)
     return missing + invalid
 
 
@@ -194,7 +199,7 @@ def definition_update(
 def definition_delete(*, definition: AttributeDefinition, expected_version: int | None = None) -> None:
     with transaction.atomic(), domain_write():
         locked = lock_for_write(definition, expected_version=expected_version)
-        in_use = _subjects(locked).filter(attributes__has_key=locked.key).count()
+        in_use = sum(s.filter(attributes__has_key=locked.key).count() for s in _subject_sets(locked))
         if in_use:
             raise Conflict(f"attribute {locked.key!r} is set on {in_use} {locked.target}s; remove the values first")
         data = definition_data(locked)

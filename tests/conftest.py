@@ -21,7 +21,7 @@ from devtools.embedded import free_port, quiet_pgserver, start_kafka, start_nats
 from tests.proc_helpers import terminate
 
 CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
-DOMAIN_TABLES = ("tenants_tenant", "users_user", "attributes_attributedefinition")
+DOMAIN_TABLES = ("tenants_tenant", "users_user", "attributes_attributedefinition", "groups_group", "groups_membership")
 DOMAIN_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(' + "|".join(DOMAIN_TABLES) + r')"?\b', re.I)
 
 
