@@ -16,6 +16,7 @@ TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, descriptio
 DEFAULTS = {
     "target": "user", "required": False, "allowed_values": None, "pattern": "", "min_value": None,
     "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False,
+    "default": None, "merge": "replace",
 }  # fmt: skip
 
 
