@@ -1,11 +1,11 @@
 """Effective attributes: a user's own values, else its groups' (highest priority first), else defaults.
 
-The PIP reads them in the lookup's one SQL statement: ``EFFECTIVE`` is a LATERAL subquery with a
-recursive CTE over the memberships (bounded by ``GROUPS_MAX_DEPTH``) that returns every group the
-user reaches, with its attributes, priority, depth and the member group it was reached through,
-and the tenant's effective rules (definitions with a ``default`` or ``merge: union``) — both as
-JSON text, NULL when there are none, in which case the user's own attribute text is spliced into
-the answer as before and nothing is decoded.
+The PIP reads them in the lookup's one SQL statement: ``EFFECTIVE`` joins a PL/pgSQL function whose
+recursive query over the memberships (bounded by ``GROUPS_MAX_DEPTH``) returns every group the user
+reaches, with its attributes, priority, depth and the member group it was reached through, and the
+tenant's effective rules (definitions with a ``default`` or ``merge: union``) — both as JSON text,
+NULL when there are none, in which case the user's own attribute text is spliced into the answer as
+before and nothing is decoded.
 
 Rules, for each key:
 - ``merge: replace`` (the default): the user's own value; else the value of the first group that
@@ -29,27 +29,11 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-#: The LATERAL subquery of a lookup; ``u`` and ``t`` are the user and tenant rows; one parameter:
-#: the depth bound.
-EFFECTIVE = """
-    LEFT JOIN LATERAL (
-        WITH RECURSIVE reach(group_id, depth) AS (
-            SELECT m.group_id, 1 FROM groups_membership m WHERE m.user_id = u.id
-            UNION
-            SELECT m.group_id, r.depth + 1 FROM reach r JOIN groups_membership m ON m.child_id = r.group_id
-            WHERE r.depth < %s
-        ), best AS (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id)
-        SELECT
-            (SELECT json_agg(json_build_array(g.key, g.priority, g.attributes, b.depth, (
-                SELECT c.key FROM groups_membership cm JOIN best cb ON cb.group_id = cm.child_id
-                JOIN groups_group c ON c.id = cm.child_id
-                WHERE cm.group_id = g.id AND cb.depth = b.depth - 1 ORDER BY c.key LIMIT 1
-            ), g.version) ORDER BY g.key) FROM best b JOIN groups_group g ON g.id = b.group_id)::text AS groups,
-            (SELECT json_agg(json_build_array(d.key, d."default", d.merge) ORDER BY d.key)
-             FROM attributes_attributedefinition d
-             WHERE d.tenant_id = t.id AND (d."default" IS NOT NULL OR d.merge = 'union'))::text AS rules
-    ) e ON true
-"""
+#: The LATERAL join of a lookup (``u`` and ``t`` are the user and tenant rows; one parameter: the depth
+#: bound): the function (resolver/migrations/0001_effective_sources_function.py) walks the memberships
+#: with a recursive query and returns every group the user reaches — key, priority, attributes, depth,
+#: the member group it was reached through, version — and the tenant's effective rules, as JSON text.
+EFFECTIVE = "LEFT JOIN LATERAL iam_effective_sources(u.id, t.id, %s) e ON true"
 COLUMNS = "e.groups, e.rules"
 
 
