@@ -3,7 +3,8 @@
 Nesting changes (a group added to a group) are serialised per tenant by a transaction-level
 advisory lock taken before any row lock, so two requests that would together close a cycle cannot
 both pass the check: the second one reads the first one's committed edge. Row locks follow one
-order: the members (``FOR KEY SHARE``, by id), then the group being changed (``FOR UPDATE``).
+order: the member groups (``FOR KEY SHARE``, by id), then the group being changed (``FOR UPDATE``);
+member users are locked by the insert's own foreign key checks.
 """
 
 from __future__ import annotations
@@ -211,49 +212,78 @@ def _parse_ids(ids: Any) -> list[UUID]:
     return list(dict.fromkeys(parsed))  # duplicates count once, in the order given
 
 
-def _members_of_tenant(tenant_id: UUID, ids: list[UUID], *, lock: bool) -> tuple[list[UUID], list[UUID]]:
-    """The (user ids, group ids) among ``ids`` in the tenant; 400 naming every other one.
+MEMBERS_OF_TENANT = """
+    SELECT id, false FROM users_user WHERE tenant_id = %s AND id = ANY(%s)
+    UNION ALL SELECT id, true FROM groups_group WHERE tenant_id = %s AND id = ANY(%s)
+"""
+
+
+def _unknown(ids: list[UUID], unknown: set[UUID]) -> ValidationFailed:
+    return ValidationFailed(
+        [
+            FieldError(f"/ids/{index}", "unknown", f"no user or group {member} in this tenant")
+            for index, member in enumerate(ids)
+            if member in unknown
+        ]
+    )
+
+
+def _members_of_tenant(tenant_id: UUID, ids: list[UUID]) -> tuple[list[UUID], list[UUID]]:
+    """The (user ids, group ids) among ``ids`` in the tenant, in one query; 400 naming every other one.
 
     An id of another tenant's user or group gets the same answer as one that exists nowhere: the
     answer never tells a caller what another tenant holds.
     """
-    suffix = " ORDER BY id FOR KEY SHARE" if lock else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM users_user WHERE tenant_id = %s AND id = ANY(%s){suffix}", [tenant_id, ids])
-        users = [row[0] for row in cursor.fetchall()]
-        cursor.execute(f"SELECT id FROM groups_group WHERE tenant_id = %s AND id = ANY(%s){suffix}", [tenant_id, ids])
-        groups = [row[0] for row in cursor.fetchall()]
+        cursor.execute(MEMBERS_OF_TENANT, [tenant_id, ids, tenant_id, ids])
+        rows = cursor.fetchall()
+    users = [member for member, is_group in rows if not is_group]
+    groups = [member for member, is_group in rows if is_group]
     unknown = set(ids) - set(users) - set(groups)
     if unknown:
-        raise ValidationFailed(
-            [
-                FieldError(f"/ids/{index}", "unknown", f"no user or group {member} in this tenant")
-                for index, member in enumerate(ids)
-                if member in unknown
-            ]
-        )
+        raise _unknown(ids, unknown)
     return users, groups
 
 
+def _lock_member_groups(ids: list[UUID], groups: list[UUID]) -> None:
+    """``FOR KEY SHARE`` on the member groups, by id (a concurrent delete of one waits, or went first)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM groups_group WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [groups])
+        gone = set(groups) - {row[0] for row in cursor.fetchall()}
+    if gone:
+        raise _unknown(ids, gone)
+
+
 def group_members_add(*, group: Group, ids: Any, expected_version: int | None = None) -> MembersChange:
-    """Add up to ``GROUP_MEMBERS_BULK_MAX`` (a setting, default 1,000) users and groups; one ``GroupMembersAdded`` if any was new."""
+    """Add up to ``GROUP_MEMBERS_BULK_MAX`` (a setting, default 1,000) users and groups; one
+    ``GroupMembersAdded`` if any was new.
+
+    A user deleted while it is being added fails the insert's foreign key check, made immediate for
+    that one statement: a 409, never an error at commit.
+    """
     wanted = _parse_ids(ids)
     with transaction.atomic(), domain_write():
-        users, groups = _members_of_tenant(group.tenant_id, wanted, lock=False)
+        users, groups = _members_of_tenant(group.tenant_id, wanted)
         if groups:
             nesting_lock(group.tenant_id)
-        users, groups = _members_of_tenant(group.tenant_id, wanted, lock=True)
+            _lock_member_groups(wanted, groups)
         locked = lock_for_write(group, expected_version=expected_version)
         if groups:
             check_nesting(locked, groups)
         with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO groups_membership (group_id, user_id, child_id, created_at) "
-                "SELECT %s, m.uid, m.gid, now() FROM unnest(%s::uuid[], %s::uuid[]) AS m(uid, gid) "
-                "ON CONFLICT DO NOTHING RETURNING user_id, child_id",
-                [locked.id, users + [None] * len(groups), [None] * len(users) + groups],
-            )
-            added = cursor.fetchall()
+            try:
+                with transaction.atomic():
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                    cursor.execute(
+                        "INSERT INTO groups_membership (group_id, user_id, child_id, created_at) "
+                        "SELECT %s, m.uid, m.gid, now() FROM unnest(%s::uuid[], %s::uuid[]) AS m(uid, gid) "
+                        "ON CONFLICT DO NOTHING RETURNING user_id, child_id",
+                        [locked.id, users + [None] * len(groups), [None] * len(users) + groups],
+                    )
+                    added = cursor.fetchall()
+                    cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            except IntegrityError:
+                raise Conflict("a member was deleted while it was being added; try again") from None
         return _members_changed(locked, "GroupMembersAdded", added)
 
 
@@ -261,7 +291,7 @@ def group_members_remove(*, group: Group, ids: Any, expected_version: int | None
     """Remove up to ``GROUP_MEMBERS_BULK_MAX`` members; ids of the tenant that are not members are no-ops."""
     wanted = _parse_ids(ids)
     with transaction.atomic(), domain_write():
-        users, groups = _members_of_tenant(group.tenant_id, wanted, lock=False)
+        users, groups = _members_of_tenant(group.tenant_id, wanted)
         locked = lock_for_write(group, expected_version=expected_version)
         with connection.cursor() as cursor:
             cursor.execute(
