@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from attributes.selectors import definitions_for
-from attributes.validation import merge_attribute_patch, validate_attributes
+from attributes.validation import attributes_changed, validate_attributes
 from core.db.locking import lock_for_write
 from core.errors import Conflict, FieldError, ValidationFailed
 from core.guards import domain_write
@@ -71,9 +71,25 @@ def _validated_attributes(tenant_id: UUID, values: Any) -> dict[str, Any]:
     return validate_attributes(definitions_for(tenant_id=tenant_id, target="group"), values)
 
 
-def _duplicate(group: Group) -> Conflict:
-    return Conflict(
-        f"a group with key {group.key!r} or external_id {group.external_id!r} already exists in this tenant"
+def _save_and_record(
+    group: Group, event_type: str, data: dict[str, Any], *, before: dict[str, Any] | None = None, insert: bool = False
+) -> None:
+    """Save ``group`` (a duplicate key or external id is a 409) and record the change's event."""
+    try:
+        with transaction.atomic():
+            group.save(force_insert=insert)
+    except IntegrityError:
+        raise Conflict(
+            f"a group with key {group.key!r} or external_id {group.external_id!r} already exists in this tenant"
+        ) from None
+    record_change(
+        event_type=event_type,
+        tenant_id=group.tenant_id,
+        aggregate_id=group.id,
+        aggregate_version=group.version,
+        data=data,
+        before=before,
+        object_repr=group.key,
     )
 
 
@@ -90,19 +106,7 @@ def group_create(
     _check_fields(group)
     group.attributes = _validated_attributes(tenant.pk, attributes or {})
     with transaction.atomic(), domain_write():
-        try:
-            with transaction.atomic():
-                group.save(force_insert=True)
-        except IntegrityError:
-            raise _duplicate(group) from None
-        record_change(
-            event_type="GroupCreated",
-            tenant_id=tenant.pk,
-            aggregate_id=group.id,
-            aggregate_version=group.version,
-            data=group_data(group),
-            object_repr=group.key,
-        )
+        _save_and_record(group, "GroupCreated", group_data(group), insert=True)
     return group
 
 
@@ -126,28 +130,17 @@ def group_update(
             setattr(locked, name, fields[name])
         _check_fields(locked)
         if attributes is not None:
-            new_values = merge_attribute_patch(locked.attributes, attributes) if merge_attributes else attributes
-            new_values = _validated_attributes(locked.tenant_id, new_values)
-            if new_values != locked.attributes:
+            definitions = definitions_for(tenant_id=locked.tenant_id, target="group")
+            new_values = attributes_changed(
+                locked.attributes, attributes, merge=merge_attributes, definitions=definitions
+            )
+            if new_values is not None:
                 locked.attributes = new_values
                 changed.append("attributes")
         if not changed:
             return locked
         locked.version += 1
-        try:
-            with transaction.atomic():
-                locked.save()
-        except IntegrityError:
-            raise _duplicate(locked) from None
-        record_change(
-            event_type="GroupUpdated",
-            tenant_id=locked.tenant_id,
-            aggregate_id=locked.id,
-            aggregate_version=locked.version,
-            data={**group_data(locked), "changed": changed},
-            before=before,
-            object_repr=locked.key,
-        )
+        _save_and_record(locked, "GroupUpdated", {**group_data(locked), "changed": changed}, before=before)
     return locked
 
 

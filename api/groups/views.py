@@ -7,14 +7,14 @@ from typing import Any
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from access import scopes as S
-from api.base import TenantScopedViewSet, expected_version, with_etag
+from api.base import expected_version, with_etag
+from api.crud import VersionedCrudViewSet, crud_scopes
 from api.groups.serializers import (
     GroupInputSerializer,
     GroupOutputSerializer,
@@ -61,20 +61,17 @@ def _change_response(change: services.MembersChange) -> Response:
     members_remove=extend_schema(parameters=ONE, request=MemberIdsSerializer, responses=MembersChangeSerializer),
     member=extend_schema(parameters=[*ONE, MEMBER_PARAM], request=None, responses=MembersChangeSerializer),
 )
-class GroupViewSet(TenantScopedViewSet):
+class GroupViewSet(VersionedCrudViewSet):
     scopes = {
-        "list": S.DIRECTORY_READ,
-        "retrieve": S.DIRECTORY_READ,
-        "create": S.DIRECTORY_WRITE,
-        "update": S.DIRECTORY_WRITE,
-        "partial_update": S.DIRECTORY_WRITE,
-        "destroy": S.DIRECTORY_WRITE,
+        **crud_scopes(S.DIRECTORY_READ, S.DIRECTORY_WRITE),
         "members": S.DIRECTORY_READ,  # GET; POST is checked in the action (one route, two methods)
         "members_remove": S.DIRECTORY_WRITE,
         "member": S.DIRECTORY_WRITE,
     }
     lookup_url_kwarg = "group_id"
-    serializer_class = GroupOutputSerializer
+    serializer_class = output_serializer = GroupOutputSerializer
+    input_serializer = GroupInputSerializer
+    put_defaults = WRITE_DEFAULTS
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = GroupFilter
     ordering_fields = ["created_at", "updated_at", "key", "priority"]
@@ -91,52 +88,22 @@ class GroupViewSet(TenantScopedViewSet):
             return Group.objects.none()
         return groups_of(tenant=self.tenant)
 
-    def list(self, request: Request, tenant: str) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(GroupOutputSerializer(page, many=True).data)
+    def fetch(self, pk: str) -> Group:
+        return group_get(tenant=self.tenant, group_id=pk)
 
-    def create(self, request: Request, tenant: str) -> Response:
-        data = GroupInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        group = services.group_create(tenant=self.tenant, **data.validated_data)
-        return with_etag(Response(GroupOutputSerializer(group).data, status=status.HTTP_201_CREATED), group.version)
+    def service_create(self, **data: Any) -> Group:
+        return services.group_create(tenant=self.tenant, **data)
 
-    def retrieve(self, request: Request, tenant: str, group_id: str) -> Response:
-        group = group_get(tenant=self.tenant, group_id=group_id)
-        return with_etag(Response(GroupOutputSerializer(group).data), group.version)
+    def service_update(self, obj: Group, **kwargs: Any) -> Group:
+        return services.group_update(group=obj, **kwargs)
 
-    def update(self, request: Request, tenant: str, group_id: str) -> Response:
-        return self._write(request, group_id, partial=False)
-
-    def partial_update(self, request: Request, tenant: str, group_id: str) -> Response:
-        return self._write(request, group_id, partial=True)
-
-    def _write(self, request: Request, group_id: str, *, partial: bool) -> Response:
-        group = group_get(tenant=self.tenant, group_id=group_id)
-        data = GroupInputSerializer(data=request.data, partial=partial)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        attributes = fields.pop("attributes", None if partial else {})
-        if not partial:
-            fields = {**WRITE_DEFAULTS, **fields}
-        group = services.group_update(
-            group=group,
-            expected_version=expected_version(request),
-            attributes=attributes,
-            merge_attributes=partial,
-            **fields,
-        )
-        return with_etag(Response(GroupOutputSerializer(group).data), group.version)
-
-    def destroy(self, request: Request, tenant: str, group_id: str) -> Response:
-        group = group_get(tenant=self.tenant, group_id=group_id)
-        services.group_delete(group=group, expected_version=expected_version(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def service_delete(self, obj: Group, *, expected_version: int | None) -> None:
+        services.group_delete(group=obj, expected_version=expected_version)
 
     @action(detail=True, methods=["get", "post"], url_path="members")
     def members(self, request: Request, tenant: str, group_id: str) -> Response:
         """GET: the direct members (cursor pages). POST ``{"ids": [...]}``: add up to 1,000 users or groups."""
-        group = group_get(tenant=self.tenant, group_id=group_id)
+        group = self.fetch(group_id)
         if request.method == "POST":
             change = services.group_members_add(
                 group=group, ids=_ids(request.data), expected_version=expected_version(request)
@@ -148,7 +115,7 @@ class GroupViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["post"], url_path="members/remove")
     def members_remove(self, request: Request, tenant: str, group_id: str) -> Response:
         """``{"ids": [...]}``: remove up to 1,000 members; ids of the tenant that are not members are no-ops."""
-        group = group_get(tenant=self.tenant, group_id=group_id)
+        group = self.fetch(group_id)
         change = services.group_members_remove(
             group=group, ids=_ids(request.data), expected_version=expected_version(request)
         )
@@ -158,7 +125,7 @@ class GroupViewSet(TenantScopedViewSet):
     def member(self, request: Request, tenant: str, group_id: str, member_id: str) -> Response:
         """PUT: make one user or group a member; DELETE: remove it. 404 if it is no user or group of the
         tenant (DELETE: no member of the group), as for any id outside the tenant."""
-        group = group_get(tenant=self.tenant, group_id=group_id)
+        group = self.fetch(group_id)
         try:
             if request.method == "PUT":
                 change = services.group_members_add(
