@@ -264,3 +264,17 @@ def test_concurrent_bulk_adds_to_one_group_lose_nothing() -> None:
     assert Membership.objects.filter(group=group).count() == 80
     assert Group.objects.get(pk=group.pk).version == 5
     assert [v for _, v in events(event_type="GroupMembersAdded")] == [2, 3, 4, 5]  # the row lock orders them
+
+
+def test_a_user_deleted_while_being_added_is_409_not_an_error_at_commit(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from users import services as user_services
+
+    group = GroupFactory()
+    user = UserFactory(tenant=group.tenant)
+    user_id = user.id
+    user_services.user_delete(user=user)
+    # the user passed the check, then its delete committed before the insert (simulated)
+    monkeypatch.setattr(services, "_members_of_tenant", lambda tenant_id, ids: ([user_id], []))
+    with pytest.raises(Conflict):
+        services.group_members_add(group=group, ids=[str(user_id)])
+    assert not Membership.objects.exists() and events(event_type="GroupMembersAdded") == []
