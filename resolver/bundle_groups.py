@@ -52,6 +52,7 @@ class TenantGroups:
             cursor.execute(RULES, [tenant_id])
             self.rules = rules_from(cursor.fetchone()[0])
         self._reached = lru_cache(maxsize=MEMO_SIZE)(self._reach)
+        self._inherited_only = lru_cache(maxsize=MEMO_SIZE)(self._inherited)
 
     def _reach(self, direct: tuple[str, ...]) -> list[Reached]:
         return reached_through(direct, self.contained_in, self.groups, max_depth())
@@ -60,8 +61,14 @@ class TenantGroups:
         """The user's effective attributes as JSON text (its own text as is when nothing applies)."""
         if not direct and not self.rules:
             return own_text
-        reached = self._reached(tuple(sorted(direct or ())))
-        values, _ = compute(orjson.loads(own_text), reached, self.rules)
+        combination = tuple(sorted(direct or ()))
+        if own_text == "{}":  # most users hold no value of their own: one answer per set of groups
+            return self._inherited_only(combination)
+        values, _ = compute(orjson.loads(own_text), self._reached(combination), self.rules)
+        return orjson.dumps(values).decode()
+
+    def _inherited(self, combination: tuple[str, ...]) -> str:
+        values, _ = compute({}, self._reached(combination), self.rules)
         return orjson.dumps(values).decode()
 
     def groups_json(self) -> str:
