@@ -13,17 +13,20 @@ RETURNS TABLE (groups text, rules text) LANGUAGE plpgsql STABLE AS $$
 BEGIN
     groups := NULL;
     IF EXISTS (SELECT 1 FROM groups_membership WHERE user_id = p_user) THEN
-        WITH RECURSIVE reach(group_id, depth) AS (
-            SELECT m.group_id, 1 FROM groups_membership m WHERE m.user_id = p_user
+        -- Each row remembers the member group it was reached through; the shallowest row of each group
+        -- (ties by that group's key) gives its path, whose steps are then shallowest rows too.
+        WITH RECURSIVE reach(group_id, depth, via) AS (
+            SELECT m.group_id, 1, NULL::uuid FROM groups_membership m WHERE m.user_id = p_user
             UNION
-            SELECT m.group_id, r.depth + 1 FROM reach r JOIN groups_membership m ON m.child_id = r.group_id
+            SELECT m.group_id, r.depth + 1, r.group_id FROM reach r
+            JOIN groups_membership m ON m.child_id = r.group_id
             WHERE r.depth < p_depth
-        ), best AS (SELECT group_id, min(depth) AS depth FROM reach GROUP BY group_id)
-        SELECT json_agg(json_build_array(g.key, g.priority, g.attributes, b.depth, (
-            SELECT c.key FROM groups_membership cm JOIN best cb ON cb.group_id = cm.child_id
-            JOIN groups_group c ON c.id = cm.child_id
-            WHERE cm.group_id = g.id AND cb.depth = b.depth - 1 ORDER BY c.key LIMIT 1
-        ), g.version) ORDER BY g.key)::text
+        ), best AS (
+            SELECT DISTINCT ON (r.group_id) r.group_id, r.depth, v.key AS via
+            FROM reach r LEFT JOIN groups_group v ON v.id = r.via
+            ORDER BY r.group_id, r.depth, v.key
+        )
+        SELECT json_agg(json_build_array(g.key, g.priority, g.attributes, b.depth, b.via, g.version) ORDER BY g.key)::text
         INTO groups FROM best b JOIN groups_group g ON g.id = b.group_id;
     END IF;
     SELECT json_agg(json_build_array(d.key, d."default", d.merge) ORDER BY d.key)::text INTO rules
