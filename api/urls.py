@@ -6,6 +6,7 @@ from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from api.attributes.views import AttributeDefinitionViewSet
+from api.groups.views import GroupViewSet
 from api.resolver.views import BundleView, SubjectBatchView, SubjectLookupView
 from api.tenants.views import TenantViewSet
 from api.users.imports import ImportJobViewSet
@@ -14,6 +15,7 @@ from api.users.views import UserViewSet
 router = SimpleRouter()
 router.register("tenants", TenantViewSet, basename="tenant")
 router.register(r"tenants/(?P<tenant>[^/]+)/users", UserViewSet, basename="user")
+router.register(r"tenants/(?P<tenant>[^/]+)/groups", GroupViewSet, basename="group")
 router.register(r"tenants/(?P<tenant>[^/]+)/imports", ImportJobViewSet, basename="import-job")
 router.register(
     r"tenants/(?P<tenant>[^/]+)/attribute-definitions", AttributeDefinitionViewSet, basename="attribute-definition"

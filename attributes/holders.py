@@ -14,6 +14,8 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.dispatch import Signal
 
+from attributes.models import SUBJECTS_OF_TARGET
+
 SubjectsOf = Callable[[UUID], QuerySet[Any]]
 _holders: dict[str, SubjectsOf] = {}
 
@@ -29,3 +31,8 @@ def register(target: str, subjects_of: SubjectsOf) -> None:
 
 def subjects_of(target: str, tenant_id: UUID) -> QuerySet[Any]:
     return _holders[target](tenant_id)
+
+
+def subject_sets_of(target: str, tenant_id: UUID) -> list[QuerySet[Any]]:
+    """Every kind of subject a definition's target constrains (``user_and_group``: users and groups)."""
+    return [_holders[kind](tenant_id) for kind in SUBJECTS_OF_TARGET[target] if kind in _holders]

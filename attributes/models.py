@@ -15,6 +15,8 @@ class AttributeDefinition(DomainModel):
     class Target(models.TextChoices):
         USER = "user", "User"
         TENANT = "tenant", "Tenant"
+        GROUP = "group", "Group"
+        USER_AND_GROUP = "user_and_group", "Users and groups"
 
     class Type(models.TextChoices):
         STRING = "string", "String"
@@ -42,6 +44,15 @@ class AttributeDefinition(DomainModel):
         null=True, blank=True, help_text="Maximum characters of a string (each item of a list)."
     )
     max_items = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum items of a list of strings.")
+    default = models.JSONField(
+        null=True, blank=True, help_text="The effective value of a user with no value of its own or from a group."
+    )
+    merge = models.CharField(
+        max_length=16,
+        choices=[("replace", "Replace"), ("union", "Union")],
+        default="replace",
+        help_text="union (string_list only): a user's effective value is the sorted union of every source.",
+    )
     description = models.TextField(blank=True, default="")
     pii = models.BooleanField(default=False, help_text="Personally identifiable: redacted in audit records.")
     searchable = models.BooleanField(
@@ -84,3 +95,19 @@ class SearchIndex(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.state})"
+
+
+#: The targets whose definitions a subject of a kind holds values of (a ``user_and_group`` definition
+#: constrains both kinds).
+TARGETS_OF_SUBJECT = {
+    "user": ("user", "user_and_group"),
+    "group": ("group", "user_and_group"),
+    "tenant": ("tenant",),
+}
+#: The kinds of subject a definition's target constrains.
+SUBJECTS_OF_TARGET = {
+    "user": ("user",),
+    "group": ("group",),
+    "tenant": ("tenant",),
+    "user_and_group": ("user", "group"),
+}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from attributes.models import AttributeDefinition
+from attributes.models import TARGETS_OF_SUBJECT, AttributeDefinition
 from core.errors import NotFound
 
 
 def definitions_for(*, tenant_id: UUID, target: str) -> list[AttributeDefinition]:
-    return list(AttributeDefinition.objects.filter(tenant_id=tenant_id, target=target))
+    """The definitions a subject of kind ``target`` (user, group, tenant) holds values of."""
+    return list(AttributeDefinition.objects.filter(tenant_id=tenant_id, target__in=TARGETS_OF_SUBJECT[target]))
 
 
 def definition_get(*, tenant_id: UUID, key: str) -> AttributeDefinition:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Model, QuerySet
 
 from attributes import holders
+from attributes.effective_rules import effective_rules_check
 from attributes.models import KEY_PATTERN, AttributeDefinition
 from attributes.search_indexes import index_name as search_index_name
 from attributes.tasks import drop_search_index_task, sync_search_index_task
@@ -26,7 +27,7 @@ from outbox.changes import record_change
 
 Type = AttributeDefinition.Type
 CONSTRAINT_FIELDS = ("required", "allowed_values", "pattern", "min_value", "max_value", "max_length", "max_items")
-UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "description", "pii", "searchable")
+UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "default", "merge", "description", "pii", "searchable")
 SEARCHABLE_TYPES = (Type.INTEGER, Type.NUMBER, Type.DATE, Type.DATETIME, Type.STRING, Type.ENUM)
 IMMUTABLE_FIELDS = ("key", "target", "type")
 
@@ -52,6 +53,8 @@ def definition_data(definition: AttributeDefinition) -> dict[str, Any]:
         "max_value": _plain_number(definition.max_value),
         "max_length": definition.max_length,
         "max_items": definition.max_items,
+        "default": definition.default,
+        "merge": definition.merge,
         "description": definition.description,
         "pii": definition.pii,
         "searchable": definition.searchable,
@@ -109,24 +112,26 @@ def definition_check(definition: AttributeDefinition) -> None:
         errors.append(
             FieldError("/searchable", "applies_to", "only for integer, number, date, datetime, string and enum")
         )
+    errors += effective_rules_check(definition)
     if len(definition.description or "") > 2000:
         errors.append(FieldError("/description", "max_length", "at most 2000 characters"))
     if errors:
         raise ValidationFailed(errors)
 
 
-def _subjects(definition: AttributeDefinition) -> QuerySet[Any]:
-    return holders.subjects_of(definition.target, definition.tenant_id)
+def _subject_sets(definition: AttributeDefinition) -> list[QuerySet[Any]]:
+    return holders.subject_sets_of(definition.target, definition.tenant_id)
 
 
 def _conflicting_subjects(definition: AttributeDefinition) -> int:
     """How many subjects hold a value (or lack a required one) that ``definition`` refuses."""
-    subjects = _subjects(definition)
-    missing = subjects.exclude(attributes__has_key=definition.key).count() if definition.required else 0
-    invalid = 0
-    for values in subjects.filter(attributes__has_key=definition.key).values_list("attributes", flat=True).iterator():
-        _, errors = validate_value(definition, values[definition.key], f"/attributes/{definition.key}")
-        invalid += bool(errors)
+    missing = invalid = 0
+    for subjects in _subject_sets(definition):
+        missing += subjects.exclude(attributes__has_key=definition.key).count() if definition.required else 0
+        holding = subjects.filter(attributes__has_key=definition.key).values_list("attributes", flat=True)
+        for values in holding.iterator():
+            _, errors = validate_value(definition, values[definition.key], f"/attributes/{definition.key}")
+            invalid += bool(errors)
     return missing + invalid
 
 
@@ -209,6 +214,7 @@ def definition_update(
 REPLACE_DEFAULTS = {
     "target": "user", "required": False, "allowed_values": None, "pattern": "", "min_value": None,
     "max_value": None, "max_length": None, "max_items": None, "description": "", "pii": False, "searchable": False,
+    "default": None, "merge": "replace",
 }  # fmt: skip
 
 
@@ -221,7 +227,7 @@ def definition_replace(
 
 def definition_delete(*, definition: AttributeDefinition, expected_version: int | None = None) -> None:
     with locked_for_write(definition, expected_version=expected_version) as locked:
-        in_use = _subjects(locked).filter(attributes__has_key=locked.key).count()
+        in_use = sum(s.filter(attributes__has_key=locked.key).count() for s in _subject_sets(locked))
         if in_use:
             raise Conflict(f"attribute {locked.key!r} is set on {in_use} {locked.target}s; remove the values first")
         data = definition_data(locked)

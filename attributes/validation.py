@@ -241,3 +241,12 @@ def merge_attribute_patch(current: Mapping[str, Any], patch: Any) -> Any:
         else:
             merged[key] = value
     return merged
+
+
+def attributes_changed(
+    current: Mapping[str, Any], patch: Any, *, merge: bool, definitions: Iterable[AttributeDefinition]
+) -> dict[str, Any] | None:
+    """The validated map after ``patch`` (replacing ``current``, or merged into it with ``None``
+    removing a key); ``None`` when that leaves the values as they were."""
+    new_values = validate_attributes(definitions, merge_attribute_patch(current, patch) if merge else patch)
+    return None if new_values == current else new_values

@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
@@ -175,7 +176,8 @@ class ServiceFormMixin:
         if self.errors:  # type: ignore[attr-defined]
             return
         try:
-            self.saved = self.service(dict(self.cleaned_data))  # type: ignore[attr-defined]
+            with transaction.atomic():  # a savepoint: a refusal midway (a cycle after the fields) writes nothing
+                self.saved = self.service(dict(self.cleaned_data))  # type: ignore[attr-defined]
         except ValidationFailed as error:
             self.show_service_errors(error)
         except DomainError as error:

@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "tenants",
     "attributes",
     "users",
+    "groups",
     "outbox",
     "iam_project",
     "access",
@@ -107,9 +108,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # The PIP's hot paths answer here, with the observability and security headers of the middleware
-    # below and without session, CSRF, messages or DRF (api/lean.py); every other request,
-    # and every refusal, goes on through the rest of the stack.
+    # The PIP's hot paths answer here (api/lean.py), with the observability and security headers of the
+    # middleware below, without session, CSRF, messages or DRF; other requests and refusals go on through.
     "api.lean.LeanApiMiddleware",
     "core.observability.ObservabilityMiddleware",
     "core.observability.ProbesMiddleware",

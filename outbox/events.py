@@ -24,6 +24,7 @@ class EventType:
 TENANT = "tenant"
 USER = "user"
 ATTRIBUTE_DEFINITION = "attribute_definition"
+GROUP = "group"
 
 EVENT_TYPES: dict[str, EventType] = {
     event.name: event
@@ -38,6 +39,11 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("UserUpdated", USER, "A user's fields changed (attributes too, if with them)."),
         EventType("UserAttributesChanged", USER, "Only a user's attribute values changed."),
         EventType("UserDeleted", USER, "A user was deleted."),
+        EventType("GroupCreated", GROUP, "A group was created."),
+        EventType("GroupUpdated", GROUP, "A group's key, name, external id, priority or attributes changed."),
+        EventType("GroupDeleted", GROUP, "A group was deleted with its memberships."),
+        EventType("GroupMembersAdded", GROUP, "Users and/or groups were added to a group (one bulk request)."),
+        EventType("GroupMembersRemoved", GROUP, "Users and/or groups were removed from a group."),
         EventType("AttributeDefinitionCreated", ATTRIBUTE_DEFINITION, "An attribute definition was created."),
         EventType("AttributeDefinitionUpdated", ATTRIBUTE_DEFINITION, "An attribute definition changed."),
         EventType("AttributeDefinitionDeleted", ATTRIBUTE_DEFINITION, "An attribute definition was deleted."),

@@ -1,4 +1,4 @@
-"""OPA bundles: one tenant's users and attributes as ``bundle.tar.gz`` (``data.json`` + ``.manifest``).
+"""OPA bundles: one tenant's users (with their effective attributes) and groups as ``bundle.tar.gz`` (``data.json`` + ``.manifest``).
 
 Built streaming in bounded memory: users come from a server-side cursor in chunks, their attribute
 maps are copied as JSON text, ``data.json`` and the gzip'd tar are spooled to disk past
@@ -23,10 +23,11 @@ from typing import IO
 
 from django.db import connection
 
+from resolver.bundle_groups import USERS, TenantGroups
+
 SPOOL_BYTES = 8 * 1024 * 1024
 CHUNK_ROWS = 2000
 REVISION = "SELECT coalesce((SELECT value FROM tenants_tenantrevision WHERE tenant_id = %s), 0)"
-USERS = "SELECT external_id, id::text, status, attributes::text, version FROM users_user WHERE tenant_id = %s ORDER BY external_id"
 TENANT = "SELECT slug, status, attributes::text, version FROM tenants_tenant WHERE id = %s"
 
 
@@ -53,17 +54,19 @@ def _write_data(out: IO[bytes], tenant_id: str) -> tuple[str, int]:
     with connection.cursor() as cursor:
         cursor.execute(TENANT, [tenant_id])
         slug, status, attributes, version = cursor.fetchone()
+    groups = TenantGroups(tenant_id)
     out.write(
         f'{{"iam":{{"tenants":{{{json.dumps(slug)}:{{"id":"{tenant_id}","status":"{status}",'
-        f'"attributes":{attributes},"version":{version},"users":{{'.encode()
+        f'"attributes":{attributes},"version":{version},"groups":{{{groups.groups_json()}}},"users":{{'.encode()
     )
     count = 0
     with connection.chunked_cursor() as cursor:
         cursor.execute(USERS, [tenant_id])
         while rows := cursor.fetchmany(CHUNK_ROWS):
             chunk = ",".join(
-                f'{json.dumps(ext)}:{{"id":"{uid}","status":"{ustatus}","attributes":{attrs},"version":{uver}}}'
-                for ext, uid, ustatus, attrs, uver in rows
+                f'{json.dumps(ext)}:{{"id":"{uid}","status":"{ustatus}",'
+                f'"attributes":{groups.attributes_text(attrs, direct)},"version":{uver}}}'
+                for ext, uid, ustatus, attrs, uver, direct in rows
             )
             out.write((("," if count else "") + chunk).encode())
             count += len(rows)

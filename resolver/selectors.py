@@ -13,23 +13,26 @@ from typing import Any, NamedTuple
 
 from django.db import connection
 
-COLUMNS = """
+from resolver.effective import COLUMNS as EFFECTIVE_COLUMNS
+from resolver.effective import EFFECTIVE, effective_text, groups_etag_part, max_depth
+
+COLUMNS = f"""
     u.id::text, u.external_id, u.status, u.attributes::text, u.version,
-    t.id::text, t.slug, t.status, t.attributes::text, t.version, t.schema_version
+    t.id::text, t.slug, t.status, t.attributes::text, t.version, t.schema_version, {EFFECTIVE_COLUMNS}
 """
 BY_TENANT_ID = f"""
-    SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id
+    SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id {EFFECTIVE}
     WHERE t.id = %s AND u.external_id = %s AND t.deleted_at IS NULL
 """
 BY_TENANT_SLUG = f"""
-    SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id
+    SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id {EFFECTIVE}
     WHERE t.slug = %s AND u.external_id = %s AND t.deleted_at IS NULL
 """
 BATCH = f"""
     SELECT r.idx, {COLUMNS}
     FROM unnest(%s::uuid[], %s::text[], %s::text[]) WITH ORDINALITY AS r(tid, tslug, ext, idx)
     JOIN tenants_tenant t ON (t.id = r.tid OR t.slug = r.tslug) AND t.deleted_at IS NULL
-    JOIN users_user u ON u.tenant_id = t.id AND u.external_id = r.ext
+    JOIN users_user u ON u.tenant_id = t.id AND u.external_id = r.ext {EFFECTIVE}
 """
 
 
@@ -53,40 +56,47 @@ def as_uuid(ref: str) -> uuid.UUID | None:
         return None
 
 
-def render(row: tuple[Any, ...]) -> Resolved:
-    uid, ext, ustatus, uattrs, uver, tid, slug, tstatus, tattrs, tver, sver = row
+def render(row: tuple[Any, ...], explain: bool = False) -> Resolved:
+    """A row as JSON bytes; ``attributes`` are the effective ones (resolver/effective.py)."""
+    uid, ext, ustatus, own, uver, tid, slug, tstatus, tattrs, tver, sver, groups, rules = row
+    uattrs, sources = effective_text(own, groups, rules, explain=explain)
+    etag = (
+        f"{uid}.{uver}.{tver}.{sver}" + (f".{groups_etag_part(groups)}" if groups else "") + (".x" if explain else "")
+    )
+    explained = f',"sources":{sources}' if sources is not None else ""
     ext_json = json.dumps(ext)
     tenant = f'{{"id":"{tid}","slug":"{slug}","status":"{tstatus}","attributes":{tattrs},"version":{tver}}}'
     native = (
         f'{{"id":"{uid}","external_id":{ext_json},"status":"{ustatus}","attributes":{uattrs},'
-        f'"version":{uver},"tenant":{tenant}}}'
+        f'"version":{uver},"tenant":{tenant}{explained}}}'
     )
     # AuthZEN subject: attribute keys never contain ':' so the "iam:" properties cannot collide.
     properties = uattrs[1:-1].strip()
     extra = f'"iam:id":"{uid}","iam:status":"{ustatus}","iam:version":{uver},"iam:tenant":{tenant}'
+    extra += f',"iam:sources":{sources}' if sources is not None else ""
     authzen = f'{{"type":"user","id":{ext_json},"properties":{{{properties + "," if properties else ""}{extra}}}}}'
     # The subject's id is in the ETag: a subject deleted and created again under the same external id
     # starts again at version 1, and must not revalidate (304) against the old subject's ETag.
-    return Resolved(tid, slug, f'"{uid}.{uver}.{tver}.{sver}"', native.encode(), authzen.encode())
+    return Resolved(tid, slug, f'"{etag}"', native.encode(), authzen.encode())
 
 
-def subject_resolve(*, tenant_ref: str, external_id: str) -> Resolved | None:
+def subject_resolve(*, tenant_ref: str, external_id: str, explain: bool = False) -> Resolved | None:
     tenant_id = as_uuid(tenant_ref)
     with connection.cursor() as cursor:
         if tenant_id is not None:
-            cursor.execute(BY_TENANT_ID, [tenant_id, external_id])
+            cursor.execute(BY_TENANT_ID, [max_depth(), tenant_id, external_id])
         else:
-            cursor.execute(BY_TENANT_SLUG, [tenant_ref, external_id])
+            cursor.execute(BY_TENANT_SLUG, [max_depth(), tenant_ref, external_id])
         row = cursor.fetchone()
-    return render(row) if row else None
+    return render(row, explain) if row else None
 
 
-def subjects_resolve(*, items: list[tuple[str, str]]) -> dict[int, Resolved]:
+def subjects_resolve(*, items: list[tuple[str, str]], explain: bool = False) -> dict[int, Resolved]:
     """Resolve many (tenant ref, external id) pairs in one statement; keys are the items' indexes."""
     if not items:
         return {}
     tenant_ids = [as_uuid(ref) for ref, _ in items]
     slugs = [None if tid is not None else ref for tid, (ref, _) in zip(tenant_ids, items, strict=True)]
     with connection.cursor() as cursor:
-        cursor.execute(BATCH, [tenant_ids, slugs, [ext for _, ext in items]])
-        return {int(row[0]) - 1: render(row[1:]) for row in cursor.fetchall()}
+        cursor.execute(BATCH, [tenant_ids, slugs, [ext for _, ext in items], max_depth()])
+        return {int(row[0]) - 1: render(row[1:], explain) for row in cursor.fetchall()}

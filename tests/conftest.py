@@ -22,7 +22,7 @@ __all__ = ["ADMIN_PASSWORD", "TENANT_ADMIN_PASSWORD", "KafkaServer", "NatsServer
 
 pytest_plugins = ["tests.pokes"]  # every test: the relay's on-commit pokes recorded, not sent
 CONFIGURED_DATABASE = bool(os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
-DOMAIN_TABLES = ("tenants_tenant", "users_user", "attributes_attributedefinition")
+DOMAIN_TABLES = ("tenants_tenant", "users_user", "attributes_attributedefinition", "groups_group", "groups_membership")
 DOMAIN_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(' + "|".join(DOMAIN_TABLES) + r')"?\b', re.I)
 
 

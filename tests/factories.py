@@ -6,6 +6,8 @@ import factory
 
 from attributes import services as attribute_services
 from attributes.models import AttributeDefinition
+from groups import services as group_services
+from groups.models import Group
 from tenants import services as tenant_services
 from tenants.models import Tenant
 from users import services as user_services
@@ -48,3 +50,15 @@ class UserFactory(factory.Factory):
     @classmethod
     def _create(cls, model_class, *args, **kwargs):  # type: ignore[no-untyped-def]
         return user_services.user_create(**kwargs)
+
+
+class GroupFactory(factory.Factory):
+    class Meta:
+        model = Group
+
+    tenant = factory.SubFactory(TenantFactory)
+    key = factory.Sequence(lambda n: f"group-{n}")
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return group_services.group_create(**kwargs)

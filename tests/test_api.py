@@ -320,7 +320,7 @@ def test_definition_crud(api, acme) -> None:  # type: ignore[no-untyped-def]
         ({"key": "x", "type": "integer", "min_value": 5, "max_value": 1}, "/max_value"),
         ({"key": "x", "type": "boolean", "max_length": 3}, "/max_length"),
         ({"key": "x", "type": "integer", "allowed_values": ["a"]}, "/allowed_values"),
-        ({"key": "x", "type": "string", "target": "group"}, "/target"),
+        ({"key": "x", "type": "string", "target": "robot"}, "/target"),
     ],
 )
 def test_bad_definitions_are_400(api, acme, body, pointer) -> None:  # type: ignore[no-untyped-def]

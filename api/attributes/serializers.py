@@ -7,12 +7,13 @@ from core.api.serializers import StrictCharField, StrictInputSerializer
 
 FIELDS = [
     "id", "key", "target", "type", "required", "allowed_values", "pattern", "min_value", "max_value",
-    "max_length", "max_items", "description", "pii", "searchable", "version", "created_at", "updated_at",
+    "max_length", "max_items", "default", "merge", "description", "pii", "searchable", "version", "created_at", "updated_at",
 ]  # fmt: skip
 
 
 class DefinitionOutputSerializer(serializers.ModelSerializer):
     allowed_values = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    default = serializers.JSONField(allow_null=True)
 
     class Meta:
         model = AttributeDefinition
@@ -36,6 +37,10 @@ class DefinitionInputSerializer(StrictInputSerializer):
     max_value = serializers.FloatField(required=False, allow_null=True)
     max_length = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=100_000)
     max_items = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10_000)
+    default = serializers.JSONField(
+        required=False, allow_null=True, help_text="A user's value when no source gives one."
+    )
+    merge = serializers.ChoiceField(choices=["replace", "union"], required=False)
     description = StrictCharField(required=False, allow_blank=True, max_length=2000)
     pii = serializers.BooleanField(required=False)
     searchable = serializers.BooleanField(required=False)

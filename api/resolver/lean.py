@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from access import scopes as S
 from access.principals import Principal
 from api.lean import FALL_THROUGH, LeanRoute
-from api.resolver.views import prefetch_keys, subject_lookup, subjects_lookup, wants_authzen
+from api.resolver.views import prefetch_keys, subject_lookup, subjects_lookup, wants_authzen, wants_explain
 from core.client_json import BadJSON, check_depth, unstorable_text
 
 SUBJECT = r"^/api/v1/pip/tenants/(?P<tenant>[^/]+)/subjects/(?P<external_id>.+)$"
@@ -29,6 +29,7 @@ def lookup(request: HttpRequest, principal: Principal, kwargs: dict[str, str], p
         authzen=wants_authzen(request.GET.get("format", "native")),
         if_none_match=request.META.get("HTTP_IF_NONE_MATCH"),
         prefetched=prefetched or None,
+        explain=wants_explain(request.GET.get("explain", "false")),
     )
 
 
@@ -37,8 +38,12 @@ def lookup_prefetch(request: HttpRequest, kwargs: dict[str, str]) -> list[str]:
 
 
 def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], prefetched: list[Any]) -> HttpResponse:
-    data = request._lean_json  # type: ignore[attr-defined]  # set on Django's request by parse_batch
-    return subjects_lookup(principal=principal, data=data, authzen=wants_authzen(request.GET.get("format", "native")))
+    return subjects_lookup(
+        principal=principal,
+        data=request._lean_json,  # type: ignore[attr-defined]  # set on Django's request by parse_batch
+        authzen=wants_authzen(request.GET.get("format", "native")),
+        explain=wants_explain(request.GET.get("explain", "false")),
+    )
 
 
 def batch_prefetch(request: HttpRequest, kwargs: dict[str, str]) -> list[str]:

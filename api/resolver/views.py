@@ -29,6 +29,9 @@ TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, descriptio
 EXTERNAL_ID_PARAM = OpenApiParameter(
     "external_id", str, OpenApiParameter.PATH, description="The subject's external id, percent-encoded ('/' allowed)."
 )
+EXPLAIN_PARAM = OpenApiParameter(
+    "explain", bool, OpenApiParameter.QUERY, description="true: each attribute's sources (user, group:<key>, default)."
+)
 SUBJECT_SCHEMA = {"type": "object", "additionalProperties": True}
 
 
@@ -47,6 +50,13 @@ def wants_authzen(value: str) -> bool:
     return value == "authzen"
 
 
+def wants_explain(value: str) -> bool:
+    """``?explain=``: false (the default) or true; anything else is a 400."""
+    if value not in ("true", "false"):
+        raise ValidationFailed([FieldError("/explain", "enum", "one of true, false")])
+    return value == "true"
+
+
 class SubjectLookupView(ScopedView, APIView):
     """``GET /api/v1/pip/tenants/{tenant}/subjects/{external_id}``: a subject and its tenant."""
 
@@ -54,7 +64,7 @@ class SubjectLookupView(ScopedView, APIView):
     throttle_scope = "pip"
 
     @extend_schema(
-        parameters=[TENANT_PARAM, EXTERNAL_ID_PARAM, FORMAT_PARAM],
+        parameters=[TENANT_PARAM, EXTERNAL_ID_PARAM, FORMAT_PARAM, EXPLAIN_PARAM],
         responses={200: OpenApiResponse(OpenApiTypes.OBJECT), 304: None},
         operation_id="pip_subject_lookup",
     )
@@ -65,6 +75,7 @@ class SubjectLookupView(ScopedView, APIView):
             external_id=external_id,
             authzen=wants_authzen(request.query_params.get("format", "native")),
             if_none_match=request.headers.get("If-None-Match"),
+            explain=wants_explain(request.query_params.get("explain", "false")),
         )
 
 
@@ -76,6 +87,7 @@ def subject_lookup(
     authzen: bool,
     if_none_match: str | None,
     prefetched: list[Any] | None = None,
+    explain: bool = False,
 ) -> HttpResponse:
     """The single lookup's answer (200 or 304), for the DRF view and the lean door alike.
 
@@ -85,7 +97,10 @@ def subject_lookup(
     tenant_id = as_uuid(tenant)
     if tenant_id is not None and not principal.reaches(tenant_id):
         raise NotFound("no such subject")
-    resolved = _resolve(tenant, tenant_id, external_id, prefetched)
+    if explain:  # a diagnosis: always from the database, never cached
+        resolved = subject_resolve(tenant_ref=tenant, external_id=external_id, explain=True)
+    else:
+        resolved = _resolve(tenant, tenant_id, external_id, prefetched)
     if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
         raise NotFound("no such subject")
     headers = {"ETag": resolved.etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": "Authorization"}
@@ -148,7 +163,7 @@ class SubjectBatchView(ScopedView, APIView):
     throttle_scope = "pip"
 
     @extend_schema(
-        parameters=[FORMAT_PARAM],
+        parameters=[FORMAT_PARAM, EXPLAIN_PARAM],
         request=BatchRequest,
         responses={
             200: inline_serializer(
@@ -163,13 +178,14 @@ class SubjectBatchView(ScopedView, APIView):
             principal=self.principal,
             data=request.data,
             authzen=wants_authzen(request.query_params.get("format", "native")),
+            explain=wants_explain(request.query_params.get("explain", "false")),
         )
 
 
-def subjects_lookup(*, principal: Principal, data: Any, authzen: bool) -> HttpResponse:
+def subjects_lookup(*, principal: Principal, data: Any, authzen: bool, explain: bool = False) -> HttpResponse:
     """The batch's answer, for the DRF view and the lean door alike: one query, bodies spliced as bytes."""
     items = batch_items(data)
-    resolved = subjects_resolve(items=items)
+    resolved = subjects_resolve(items=items, explain=explain)
     parts = []
     for index, (tenant, external_id) in enumerate(items):
         found = resolved.get(index)

@@ -1,3 +1,3 @@
 """The console: one ModelAdmin module per app, registered with Django's admin site on import."""
 
-from console.admin import access, attributes, audit, imports, outbox, tenants, users  # noqa: F401 - registers the admins
+from console.admin import access, attributes, audit, groups, imports, outbox, tenants, users  # noqa: F401 - registers the admins

@@ -15,6 +15,7 @@ from django.utils.safestring import SafeString
 
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
+from console.admin.groups import USER_PANEL_FIELDS, UserGroupsAdmin
 from console.attribute_fields import (
     AttributeFieldsetsAdmin,
     AttributeFormMixin,
@@ -89,7 +90,7 @@ USER_FIELDS = ("external_id", "email", "display_name", "status")
 
 
 @admin.register(User)
-class UserAdmin(AttributeFieldsetsAdmin, ServiceModelAdmin):
+class UserAdmin(UserGroupsAdmin, AttributeFieldsetsAdmin, ServiceModelAdmin):
     """Adding a user takes two steps: choose the tenant, then the form with that tenant's attribute fields."""
 
     form = UserForm
@@ -115,7 +116,7 @@ class UserAdmin(AttributeFieldsetsAdmin, ServiceModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         record = ["id", "version", "created_at", "updated_at"]
-        return record if obj is None else ["tenant", *record]  # a user never moves to another tenant
+        return record if obj is None else ["tenant", *record, *USER_PANEL_FIELDS]  # a user never moves tenant
 
     def chosen_tenant(self, request: HttpRequest) -> Tenant | None:
         """The tenant an add form is for (``?tenant=`` in step two, the posted field on save), if visible."""

@@ -83,7 +83,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DomainError):
         set_rollback()
         headers = {}
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(getattr(exc, "members", None) or {})  # a domain error's own members
         if isinstance(exc, PreconditionFailed) and exc.current_version is not None:
             extra["current_version"] = exc.current_version
             headers["ETag"] = f'"{exc.current_version}"'

@@ -1,0 +1,82 @@
+"""The CRUD of a tenant's versioned aggregate through its services: ETag on every answer, If-Match on
+every write, PUT as a full replacement (absent fields take ``put_defaults``), PATCH merging attributes.
+
+A viewset names its serializers and selector and implements the three service hooks; the doors'
+rules (a 201 with the ETag, a 204 on delete, the version from If-Match) live here once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import Serializer
+
+from api.base import TenantScopedViewSet, expected_version, with_etag
+
+
+def crud_scopes(read: str, write: str) -> dict[str, str]:
+    """The scope of each CRUD action: ``read`` to list and retrieve, ``write`` for the rest."""
+    return {"list": read, "retrieve": read, "create": write, "update": write, "partial_update": write, "destroy": write}
+
+
+class VersionedCrudViewSet(TenantScopedViewSet):
+    input_serializer: type[Serializer]
+    output_serializer: type[Serializer]
+    put_defaults: dict[str, Any] = {}
+
+    def fetch(self, pk: str) -> Any:
+        """The tenant's object with id ``pk`` (404 otherwise)."""
+        raise NotImplementedError
+
+    def service_create(self, **data: Any) -> Any:
+        raise NotImplementedError
+
+    def service_update(self, obj: Any, **kwargs: Any) -> Any:
+        """``expected_version``, ``attributes``, ``merge_attributes`` and the changed fields."""
+        raise NotImplementedError
+
+    def service_delete(self, obj: Any, *, expected_version: int | None) -> None:
+        raise NotImplementedError
+
+    def _answer(self, obj: Any, code: int = status.HTTP_200_OK) -> Response:
+        return with_etag(Response(self.output_serializer(obj).data, status=code), obj.version)
+
+    def list(self, request: Request, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self.output_serializer(page, many=True).data)
+
+    def create(self, request: Request, **kwargs: Any) -> Response:
+        data = self.input_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._answer(self.service_create(**data.validated_data), status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, **kwargs: Any) -> Response:
+        return self._answer(self.fetch(kwargs[self.lookup_url_kwarg or self.lookup_field]))
+
+    def update(self, request: Request, **kwargs: Any) -> Response:
+        return self._write(request, kwargs[self.lookup_url_kwarg or self.lookup_field], partial=False)
+
+    def partial_update(self, request: Request, **kwargs: Any) -> Response:
+        return self._write(request, kwargs[self.lookup_url_kwarg or self.lookup_field], partial=True)
+
+    def _write(self, request: Request, pk: str, *, partial: bool) -> Response:
+        obj = self.fetch(pk)
+        data = self.input_serializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        attributes = fields.pop("attributes", None if partial else {})
+        if not partial:
+            fields = {**self.put_defaults, **fields}
+        obj = self.service_update(
+            obj, expected_version=expected_version(request), attributes=attributes, merge_attributes=partial, **fields
+        )
+        return self._answer(obj)
+
+    def destroy(self, request: Request, **kwargs: Any) -> Response:
+        self.service_delete(
+            self.fetch(kwargs[self.lookup_url_kwarg or self.lookup_field]), expected_version=expected_version(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
