@@ -1,5 +1,5 @@
 """The CRUD of a tenant's versioned aggregate through its services: ETag on every answer, If-Match on
-every write, PUT as a full replacement (absent fields take ``put_defaults``), PATCH merging attributes.
+every write, PUT as a full replacement (the service's ``*_replace``), PATCH merging attributes.
 
 A viewset names its serializers and selector and implements the three service hooks; the doors'
 rules (a 201 with the ETag, a 204 on delete, the version from If-Match) live here once.
@@ -25,7 +25,6 @@ def crud_scopes(read: str, write: str) -> dict[str, str]:
 class VersionedCrudViewSet(TenantScopedViewSet):
     input_serializer: type[Serializer]
     output_serializer: type[Serializer]
-    put_defaults: dict[str, Any] = {}
 
     def fetch(self, pk: str) -> Any:
         """The tenant's object with id ``pk`` (404 otherwise)."""
@@ -36,6 +35,10 @@ class VersionedCrudViewSet(TenantScopedViewSet):
 
     def service_update(self, obj: Any, **kwargs: Any) -> Any:
         """``expected_version``, ``attributes``, ``merge_attributes`` and the changed fields."""
+        raise NotImplementedError
+
+    def service_replace(self, obj: Any, **kwargs: Any) -> Any:
+        """PUT: ``expected_version``, ``attributes`` and the given fields; the service defaults the rest."""
         raise NotImplementedError
 
     def service_delete(self, obj: Any, *, expected_version: int | None) -> None:
@@ -67,12 +70,11 @@ class VersionedCrudViewSet(TenantScopedViewSet):
         data = self.input_serializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        attributes = fields.pop("attributes", None if partial else {})
-        if not partial:
-            fields = {**self.put_defaults, **fields}
-        obj = self.service_update(
-            obj, expected_version=expected_version(request), attributes=attributes, merge_attributes=partial, **fields
-        )
+        version = expected_version(request)
+        if partial:
+            obj = self.service_update(obj, expected_version=version, merge_attributes=True, **fields)
+        else:
+            obj = self.service_replace(obj, expected_version=version, **fields)
         return self._answer(obj)
 
     def destroy(self, request: Request, **kwargs: Any) -> Response:
