@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 
 from attributes.models import AttributeDefinition
 from attributes.validation import DATETIME_SHAPE, validate_attributes
-from console.support import add_field_errors
+from console.support import ModelAdminBase, ModelFormBase, add_field_errors
 from core.errors import FieldError, ValidationFailed
 
 Type = AttributeDefinition.Type
@@ -31,6 +31,7 @@ ATTRIBUTES_DESCRIPTION = (
     "An empty field leaves the attribute unset."
 )
 POINTER = "/attributes"
+_Form = TypeVar("_Form", bound=forms.ModelForm)
 
 
 def field_name(key: str) -> str:
@@ -277,7 +278,7 @@ def show_attribute_errors(form: forms.BaseForm, errors: Iterable[FieldError], *,
                 errors_of.setdefault(name, form.error_class()).append(message)
 
 
-class AttributeFormMixin:
+class AttributeFormMixin(ModelFormBase):
     """A ModelForm mixin: the attribute map from the typed fields, validated like the API.
 
     Subclasses are built per tenant by :func:`with_attribute_fields` (``attribute_definitions`` and
@@ -288,34 +289,34 @@ class AttributeFormMixin:
     attribute_definitions: list[AttributeDefinition] = []
 
     def full_clean(self) -> None:
-        super().full_clean()  # type: ignore[misc]
-        if not self.is_bound:  # type: ignore[attr-defined]
-            stored = getattr(self.instance, "attributes", None) or {}  # type: ignore[attr-defined]
+        super().full_clean()
+        if not self.is_bound:
+            stored = getattr(self.instance, "attributes", None) or {}
             if stored:
                 try:
                     validate_attributes(self.attribute_definitions, stored)
                 except ValidationFailed as error:
-                    show_attribute_errors(self, error.errors, bound=False)  # type: ignore[arg-type]
+                    show_attribute_errors(self, error.errors, bound=False)
 
     def show_service_errors(self, error: ValidationFailed) -> None:
         """The service's refusal: each attribute's rules on its typed field, the others by ``add_field_errors``."""
         own = [item for item in error.errors if item.pointer == POINTER or item.pointer.startswith(f"{POINTER}/")]
-        show_attribute_errors(self, own)  # type: ignore[arg-type]
+        show_attribute_errors(self, own)
         others = [item for item in error.errors if item not in own]
         if others:
-            add_field_errors(self, ValidationFailed(others))  # type: ignore[arg-type]
+            add_field_errors(self, ValidationFailed(others))
 
 
 def with_attribute_fields(
-    form_class: type[forms.ModelForm], definitions: list[AttributeDefinition], stored: Mapping[str, Any]
-) -> type[forms.ModelForm]:
+    form_class: type[_Form], definitions: list[AttributeDefinition], stored: Mapping[str, Any]
+) -> type[_Form]:
     """``form_class`` with one typed field per definition (and per stored key without one)."""
     fields = attribute_fields(definitions, stored)
     attrs: dict[str, Any] = {"attribute_definitions": list(definitions), **fields}
     return type(form_class.__name__, (form_class,), attrs)
 
 
-class AttributeFieldsetsAdmin:
+class AttributeFieldsetsAdmin(ModelAdminBase):
     """A ModelAdmin mixin for pages whose form comes from ``attribute_form(request, obj)`` (built by
     :func:`with_attribute_fields`): the record's own fields, then one typed field per attribute
     definition, then the record's version and timestamps. ``main_fields(obj)`` names the first group."""
@@ -339,4 +340,4 @@ class AttributeFieldsetsAdmin:
 
     def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         kwargs["form"] = self.attribute_form(request, obj)
-        return super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        return super().get_form(request, obj, change, **kwargs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -22,6 +22,12 @@ from django.utils.html import format_html
 from access.principals import console_principal
 from core.actors import acting_as
 from core.errors import DomainError, ValidationFailed
+
+if TYPE_CHECKING:  # the mixins' bases for the type checker; at run time a mixin is a plain class
+    ModelFormBase = forms.ModelForm
+    ModelAdminBase = admin.ModelAdmin
+else:
+    ModelFormBase = ModelAdminBase = object
 
 
 def short_id(value: Any) -> str:
@@ -145,7 +151,7 @@ class TenantScopedAdmin(admin.ModelAdmin):
         raise Http404("no such object")
 
 
-class ReadOnlyAdminMixin:
+class ReadOnlyAdminMixin(ModelAdminBase):
     """A ModelAdmin mixin: rows are shown, never added, changed or deleted here (superusers included);
     they are written by the services only. Put it before the admin base class."""
 
@@ -159,7 +165,7 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class ServiceFormMixin:
+class ServiceFormMixin(ModelFormBase):
     """A model form whose last check is the write itself, through the service :class:`ServiceModelAdmin`
     hands it as ``service``: each rule runs once, in the service, instead of again in the form (Django's
     ``instance.full_clean`` and uniqueness queries are skipped). The service's ``ValidationFailed`` lands
@@ -171,20 +177,20 @@ class ServiceFormMixin:
 
     def _post_clean(self) -> None:
         if self.service is None:
-            super()._post_clean()  # type: ignore[misc]
+            super()._post_clean()  # type: ignore[misc]  # ModelForm's hook that runs instance.full_clean; django-stubs omit it
             return
-        if self.errors:  # type: ignore[attr-defined]
+        if self.errors:
             return
         try:
             with transaction.atomic():  # a savepoint: a refusal midway (a cycle after the fields) writes nothing
-                self.saved = self.service(dict(self.cleaned_data))  # type: ignore[attr-defined]
+                self.saved = self.service(dict(self.cleaned_data))
         except ValidationFailed as error:
             self.show_service_errors(error)
         except DomainError as error:
-            self.add_error(None, f"{error.title}: {error.detail}")  # type: ignore[attr-defined]
+            self.add_error(None, f"{error.title}: {error.detail}")
 
     def show_service_errors(self, error: ValidationFailed) -> None:
-        add_field_errors(self, error)  # type: ignore[arg-type]
+        add_field_errors(self, error)
 
 
 class ServiceModelAdmin(TenantScopedAdmin):

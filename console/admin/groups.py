@@ -26,7 +26,7 @@ from console.attribute_fields import (
     attribute_values,
     with_attribute_fields,
 )
-from console.support import ServiceFormMixin, ServiceModelAdmin
+from console.support import ModelAdminBase, ServiceFormMixin, ServiceModelAdmin
 from groups import services
 from groups.models import Group, Membership
 from groups.selectors import direct_groups_of_user
@@ -162,12 +162,12 @@ def _sources(sources: list[dict[str, Any]]) -> str:
 USER_PANEL_FIELDS = ("direct_groups", "effective_attributes")
 
 
-class UserGroupsAdmin:
+class UserGroupsAdmin(ModelAdminBase):
     """A UserAdmin mixin: the user page lists the user's groups and its effective attributes with their
     sources (what the PIP answers with ``?explain=true``)."""
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
             return fieldsets
         panel = ("Groups and effective attributes", {"fields": list(USER_PANEL_FIELDS)})

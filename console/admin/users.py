@@ -141,7 +141,7 @@ class UserAdmin(UserGroupsAdmin, AttributeFieldsetsAdmin, ServiceModelAdmin):
             definitions_for(tenant_id=tenant.pk, target=AttributeDefinition.Target.USER) if tenant is not None else []
         )
         form = with_attribute_fields(UserForm, definitions, obj.attributes if obj is not None else {})
-        form.chosen_tenant = tenant if obj is None else None  # type: ignore[attr-defined]
+        form.chosen_tenant = tenant if obj is None else None
         request._iam_user_form = (cache_key, form)  # type: ignore[attr-defined]
         return form
 
