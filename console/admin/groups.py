@@ -109,7 +109,7 @@ class GroupAdmin(AttributeFieldsetsAdmin, ServiceModelAdmin):
                 "remove_groups": _picker("Remove groups", "child", Group, self.admin_site),
             }
             form = type(form.__name__, (form,), pickers)
-        request._iam_group_form = (key, form)  # type: ignore[attr-defined]
+        request._iam_group_form = (key, form)  # type: ignore[attr-defined]  # a per-request memo of ours on Django's request
         return form
 
     @admin.display(description="members")

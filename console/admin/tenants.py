@@ -63,7 +63,7 @@ class TenantAdmin(AttributeFieldsetsAdmin, ServiceModelAdmin):
             definitions_for(tenant_id=obj.pk, target=AttributeDefinition.Target.TENANT) if obj is not None else []
         )
         form = with_attribute_fields(TenantForm, definitions, obj.attributes if obj is not None else {})
-        request._iam_tenant_form = (key, form)  # type: ignore[attr-defined]
+        request._iam_tenant_form = (key, form)  # type: ignore[attr-defined]  # a per-request memo of ours on Django's request
         return form
 
     def main_fields(self, obj: Tenant | None) -> list[str]:

@@ -142,7 +142,7 @@ class UserAdmin(UserGroupsAdmin, AttributeFieldsetsAdmin, ServiceModelAdmin):
         )
         form = with_attribute_fields(UserForm, definitions, obj.attributes if obj is not None else {})
         form.chosen_tenant = tenant if obj is None else None
-        request._iam_user_form = (cache_key, form)  # type: ignore[attr-defined]
+        request._iam_user_form = (cache_key, form)  # type: ignore[attr-defined]  # a per-request memo of ours on Django's request
         return form
 
     def main_fields(self, obj: User | None) -> list[str]:
