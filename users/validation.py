@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
+from django.db.models import CharField
 
 from attributes.models import AttributeDefinition
 from attributes.validation import validate_attributes
@@ -15,14 +16,23 @@ from core.errors import FieldError, ValidationFailed
 from users.models import User
 
 USER_FIELDS = ("external_id", "email", "display_name", "status", "attributes")
-EXTERNAL_ID_MAX = User._meta.get_field("external_id").max_length
-EMAIL_MAX = User._meta.get_field("email").max_length
-DISPLAY_NAME_MAX = User._meta.get_field("display_name").max_length
+
+
+def _max_length(name: str) -> int:
+    """The limit of one of the user's text fields, as the model declares it."""
+    field = User._meta.get_field(name)
+    assert isinstance(field, CharField) and field.max_length is not None, f"User.{name} is a CharField with a limit"
+    return field.max_length
+
+
+EXTERNAL_ID_MAX = _max_length("external_id")
+EMAIL_MAX = _max_length("email")
+DISPLAY_NAME_MAX = _max_length("display_name")
 _email = EmailValidator()
 
 
 def validate_external_id(value: Any) -> list[FieldError]:
-    if not isinstance(value, str) or not 1 <= len(value) <= EXTERNAL_ID_MAX:  # type: ignore[operator]
+    if not isinstance(value, str) or not 1 <= len(value) <= EXTERNAL_ID_MAX:
         return [FieldError("/external_id", "length", f"must be 1-{EXTERNAL_ID_MAX} characters")]
     if not value.isprintable():
         return [FieldError("/external_id", "printable", "must contain printable characters only")]
@@ -34,7 +44,7 @@ def validate_external_id(value: Any) -> list[FieldError]:
 def _field_errors(values: Mapping[str, Any]) -> list[FieldError]:
     errors = validate_external_id(values["external_id"])
     email = values["email"]
-    if not isinstance(email, str) or len(email) > EMAIL_MAX:  # type: ignore[operator]
+    if not isinstance(email, str) or len(email) > EMAIL_MAX:
         errors.append(FieldError("/email", "type", f"a string of at most {EMAIL_MAX} characters"))
     elif email:
         try:
@@ -42,7 +52,7 @@ def _field_errors(values: Mapping[str, Any]) -> list[FieldError]:
         except ValidationError:
             errors.append(FieldError("/email", "email", "not a valid email address"))
     display_name = values["display_name"]
-    if not isinstance(display_name, str) or len(display_name) > DISPLAY_NAME_MAX:  # type: ignore[operator]
+    if not isinstance(display_name, str) or len(display_name) > DISPLAY_NAME_MAX:
         errors.append(FieldError("/display_name", "max_length", f"a string of at most {DISPLAY_NAME_MAX} characters"))
     if values["status"] not in User.Status.values:
         errors.append(FieldError("/status", "enum", f"one of {', '.join(User.Status.values)}"))

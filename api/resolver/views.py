@@ -217,7 +217,7 @@ def batch_items(data: Any) -> list[tuple[str, str]]:
         tenant, external_id = item["tenant"], item["external_id"]
         if not isinstance(tenant, str) or not 1 <= len(tenant) <= TENANT_REF_MAX:
             errors.append(FieldError(f"/subjects/{index}/tenant", "type", "a tenant id or slug"))
-        if not isinstance(external_id, str) or not 1 <= len(external_id) <= EXTERNAL_ID_MAX:  # type: ignore[operator]
+        if not isinstance(external_id, str) or not 1 <= len(external_id) <= EXTERNAL_ID_MAX:
             errors.append(FieldError(f"/subjects/{index}/external_id", "type", f"1-{EXTERNAL_ID_MAX} characters"))
         items.append((tenant, external_id))
     if errors:
