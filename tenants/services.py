@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -130,7 +131,9 @@ def tenant_replace(
     )
 
 
-def _lifecycle(tenant: Tenant, event_type: str, expected_version: int | None, change) -> Tenant:  # type: ignore[no-untyped-def]
+def _lifecycle(
+    tenant: Tenant, event_type: str, expected_version: int | None, change: Callable[[Tenant], None]
+) -> Tenant:
     with locked_for_write(tenant, expected_version=expected_version) as locked:
         before = tenant_data(locked)
         change(locked)
