@@ -130,8 +130,9 @@ class _Parser:
 
     def parse(self) -> Node:
         node = self.expr(0)
-        if self.peek() is not None:
-            raise QueryError("syntax", f"unexpected {self.peek()[1]!r} after a complete expression")  # type: ignore[index]
+        extra = self.peek()
+        if extra is not None:
+            raise QueryError("syntax", f"unexpected {extra[1]!r} after a complete expression")
         return node
 
     def expr(self, depth: int) -> Node:
