@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import PurePath
+from typing import overload
 
 FORMATS = ("csv", "jsonl")
 # How a file says what it is: its media type (an API upload) or its name (a console upload, a path).
@@ -10,6 +11,12 @@ MEDIA_TYPES = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
+@overload
+def file_format(*, declared: str | None = None, name: str = "", media_type: str = "", fallback: str) -> str: ...
+@overload
+def file_format(
+    *, declared: str | None = None, name: str = "", media_type: str = "", fallback: None = None
+) -> str | None: ...
 def file_format(
     *, declared: str | None = None, name: str = "", media_type: str = "", fallback: str | None = None
 ) -> str | None:

@@ -84,7 +84,7 @@ class ImportJobAdmin(TenantScopedAdmin):
                 tenant=form.cleaned_data["tenant"],
                 content=upload.read(),
                 file_name=name,
-                fmt=file_format(name=name, media_type=upload.content_type or "", fallback="jsonl"),  # type: ignore[arg-type]
+                fmt=file_format(name=name, media_type=upload.content_type or "", fallback="jsonl"),
                 mode=form.cleaned_data["mode"],
                 dry_run=form.cleaned_data["dry_run"],
             )

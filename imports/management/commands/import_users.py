@@ -46,7 +46,7 @@ class Command(BaseCommand):
             tenant = tenant_get(ref=str(options["tenant"]), queryset=Tenant.objects.filter(deleted_at__isnull=True))
         except NotFound:
             raise CommandError(f"no tenant {options['tenant']!r}") from None
-        fmt = file_format(declared=options["format"], name=path.name, fallback="jsonl") or "jsonl"
+        fmt = file_format(declared=options["format"], name=path.name, fallback="jsonl")
         started = time.monotonic()
         try:
             actor = Principal("system", f"import_users:{path.name}", frozenset(), None)
