@@ -46,8 +46,10 @@ class GroupForm(AttributeFormMixin, ServiceFormMixin, forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if "external_id" in self.fields:
-            self.fields["external_id"].strip = False  # type: ignore[attr-defined]  # a CharField; django-stubs type form fields as Field
-            self.fields["external_id"].empty_value = None  # type: ignore[attr-defined]  # likewise
+            external_id = self.fields["external_id"]
+            assert isinstance(external_id, forms.CharField), "the model's CharField"
+            external_id.strip = False
+            external_id.empty_value = None
         tenant_id = None if self.instance._state.adding else self.instance.tenant_id
         for name in MEMBER_FIELDS:
             if name in self.fields:

@@ -63,7 +63,9 @@ class UserForm(AttributeFormMixin, ServiceFormMixin, forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["external_id"].strip = False  # type: ignore[attr-defined]  # a CharField; django-stubs type form fields as Field
+        external_id = self.fields["external_id"]
+        assert isinstance(external_id, forms.CharField), "the model's CharField"
+        external_id.strip = False
         if "tenant" in self.fields and self.chosen_tenant is not None:
             self.fields["tenant"].widget = ChosenTenantWidget(self.chosen_tenant, "?")
 
