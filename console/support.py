@@ -219,7 +219,8 @@ class ServiceModelAdmin(TenantScopedAdmin):
         return type(form.__name__, bases, {"service": staticmethod(service)})
 
     def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
-        saved = form.saved  # type: ignore[attr-defined]  # written by the form's last check
+        assert isinstance(form, ServiceFormMixin), "get_form() mixes it in"
+        saved = form.saved  # written by the form's last check
         obj.pk = saved.pk
         obj.__dict__.update({k: v for k, v in saved.__dict__.items() if not k.startswith("_")})
 
