@@ -64,7 +64,7 @@ def pii_reads_flush() -> int:
     try:
         with connection.cursor() as cursor:
             cursor.execute(UPSERT, [[k for k, _ in keys], [h for _, h in keys], [pending[k] for k in keys]])
-    except Exception:  # noqa: BLE001 - the answer is already served: keep the counts for the next flush
+    except Exception:
         logger.exception("could not record PII read counts")
         with _LOCK:
             for item, count in pending.items():

@@ -80,7 +80,9 @@ def attributes_clean(value: Any) -> list[str] | None:
     if len(value) > MAX_KEYS:
         raise ValidationFailed([FieldError("/attributes", "max_items", f"at most {MAX_KEYS} attribute keys")])
     errors = [
-        FieldError(f"/attributes/{index}", "pattern", f"{unicodedata.normalize('NFKC', item)[:64]!r} is not an attribute key")
+        FieldError(
+            f"/attributes/{index}", "pattern", f"{unicodedata.normalize('NFKC', item)[:64]!r} is not an attribute key"
+        )
         for index, item in enumerate(value)
         if item != ALL and not _KEY.fullmatch(item)
     ]

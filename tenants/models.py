@@ -36,7 +36,7 @@ class Tenant(DomainModel):
     )
     events_include_pii = models.BooleanField(
         default=False,
-        help_text="Events carry the values of PII-flagged attributes; otherwise {\"redacted\": true} (docs/events.md).",
+        help_text='Events carry the values of PII-flagged attributes; otherwise {"redacted": true} (docs/events.md).',
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -143,7 +143,7 @@ def test_cached_lookup_is_one_round_trip_and_no_query(client, acme, with_redis, 
 def test_cache_miss_is_one_query_and_two_round_trips(client, acme, with_redis, cost) -> None:  # type: ignore[no-untyped-def]
     client.get("/api/v1/pip/tenants/acme/subjects/u1")
     client.get("/api/v1/pip/tenants/acme/subjects/u2")  # tokens of the tenant exist
-    with_redis.delete(*with_redis.keys("*pip:e2:*"))
+    with_redis.delete(*with_redis.keys("*pip:e3:*"))
     with cost() as c:
         assert client.get("/api/v1/pip/tenants/acme/subjects/u2").status_code == 200
     assert (c.round_trips, dict(c.commands), len(c.queries)) == (2, {**ONE_ROUND_TRIP, "set": 1}, 1)

@@ -11,8 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from access import scopes as S
+from access.pii_audit import pii_read_count
+from access.release import restrict
 from api.base import TenantScopedViewSet, expected_version, with_etag
 from api.users.serializers import UserInputSerializer, UserOutputSerializer
+from attributes.selectors import pii_keys
+from core.errors import FieldError, ValidationFailed
 from users import services
 from users.filters import AttributeFilterBackend, AttributeOrderingFilter, UserFilter
 from users.models import User
@@ -66,19 +70,56 @@ class UserViewSet(TenantScopedViewSet):
             return User.objects.none()
         return users_of(tenant=self.tenant)
 
+    def released(self, data: Any) -> Any:
+        """Serialized users (one or a list) with the attribute values the principal's release policy
+        lets out (access/release.py); reads of PII by a key are counted (access/pii_audit.py)."""
+        many = isinstance(data, list)
+        items = data if many else [data]
+        release, pii = self.principal.release, pii_keys(self.tenant.id)
+        if release.full and not pii:
+            return data
+        with_pii = 0
+        for item in items:
+            item["attributes"], released_pii = restrict(dict(item["attributes"]), pii, release)
+            with_pii += released_pii
+        if with_pii and self.principal.kind == "key":
+            pii_read_count(key_id=self.principal.id, subjects=with_pii)
+        return data
+
+    def within_release(self, fields: dict[str, Any], held: dict[str, Any], *, partial: bool = True) -> dict[str, Any]:
+        """A write names only keys the principal may read (a withheld key is refused as an unknown one
+        is: no hint), and a PUT keeps the values the principal cannot see instead of removing them."""
+        release = self.principal.release
+        given = fields.get("attributes")
+        if release.full or given is None:
+            return fields
+        pii = pii_keys(self.tenant.id)
+        errors = [
+            FieldError(f"/attributes/{key}", "unknown", f"no attribute definition {key!r} for this tenant")
+            for key in sorted(given)
+            if not release.allows(key, pii)
+        ]
+        if errors:
+            raise ValidationFailed(errors)
+        if not partial:
+            fields["attributes"] = {**{k: v for k, v in held.items() if not release.allows(k, pii)}, **given}
+        return fields
+
     def list(self, request: Request, tenant: str) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(UserOutputSerializer(page, many=True).data)
+        return self.get_paginated_response(self.released(UserOutputSerializer(page, many=True).data))
 
     def create(self, request: Request, tenant: str) -> Response:
         data = UserInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.user_create(tenant=self.tenant, **data.validated_data)
-        return with_etag(Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED), user.version)
+        user = services.user_create(tenant=self.tenant, **self.within_release(dict(data.validated_data), {}))
+        return with_etag(
+            Response(self.released(UserOutputSerializer(user).data), status=status.HTTP_201_CREATED), user.version
+        )
 
     def retrieve(self, request: Request, tenant: str, user_id: str) -> Response:
         user = user_get(tenant=self.tenant, user_id=user_id)
-        return with_etag(Response(UserOutputSerializer(user).data), user.version)
+        return with_etag(Response(self.released(UserOutputSerializer(user).data)), user.version)
 
     def update(self, request: Request, tenant: str, user_id: str) -> Response:
         return self._write(request, user_id, partial=False)
@@ -90,10 +131,11 @@ class UserViewSet(TenantScopedViewSet):
         user = user_get(tenant=self.tenant, user_id=user_id)
         data = UserInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
+        fields = self.within_release(dict(data.validated_data), user.attributes, partial=partial)
         write = services.user_update if partial else services.user_replace
         extra: dict[str, Any] = {"merge_attributes": True} if partial else {}
-        user = write(user=user, expected_version=expected_version(request), **extra, **data.validated_data)
-        return with_etag(Response(UserOutputSerializer(user).data), user.version)
+        user = write(user=user, expected_version=expected_version(request), **extra, **fields)
+        return with_etag(Response(self.released(UserOutputSerializer(user).data)), user.version)
 
     def destroy(self, request: Request, tenant: str, user_id: str) -> Response:
         user = user_get(tenant=self.tenant, user_id=user_id)

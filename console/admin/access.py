@@ -8,8 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from access import scopes as S
-from access.keys import api_key_create, api_key_revoke
-from access.models import ApiKey, TenantAdministrator
+from access.keys import api_key_create, api_key_release_set, api_key_revoke
+from access.models import ApiKey, PiiReadCount, TenantAdministrator
 from console.support import add_field_errors
 from core.errors import ValidationFailed
 from tenants.models import Tenant
@@ -23,9 +23,36 @@ class ApiKeyForm(forms.ModelForm):
         choices=[(s, f"{s} — {d}") for s, d in S.SCOPES.items()], widget=forms.CheckboxSelectMultiple
     )
 
+    attributes = forms.CharField(
+        required=False,
+        help_text="Release policy: comma-separated attribute keys the key may read (* for every key); "
+        "empty for every key. PII-flagged values need the pii:read scope too.",
+    )
+
     class Meta:
         model = ApiKey
-        fields = ["name", "scopes", "expires_at"]
+        fields = ["name", "scopes", "attributes", "expires_at"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:  # the change page edits the release policy only
+            self.initial["attributes"] = ",".join(self.instance.attributes or [])
+
+
+class ApiKeyReleaseForm(forms.ModelForm):
+    """The change page: a key's release policy (its attribute list and pii:read); the rest is fixed."""
+
+    attributes = forms.CharField(required=False, help_text=ApiKeyForm.base_fields["attributes"].help_text)
+    pii_read = forms.BooleanField(required=False, label="pii:read", help_text=S.SCOPES[S.PII_READ])
+
+    class Meta:
+        model = ApiKey
+        fields: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["attributes"] = ",".join(self.instance.attributes or [])
+        self.initial["pii_read"] = S.PII_READ in (self.instance.scopes or [])
 
 
 @admin.register(ApiKey)
@@ -45,7 +72,21 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # a key's scopes and tenants are fixed: revoke it and create another
+        return request.user.is_superuser  # the release policy only (ApiKeyReleaseForm); scopes and tenants are fixed
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is not None:
+            kwargs["form"] = ApiKeyReleaseForm
+            kwargs["fields"] = ["attributes", "pii_read"]
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None:
+            return [(None, {"fields": ["attributes", "pii_read"]})]
+        return super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return []
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoked keys stay for the audit trail
@@ -54,6 +95,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            try:
+                api_key_release_set(
+                    key=obj, attributes=form.cleaned_data["attributes"], pii=form.cleaned_data["pii_read"]
+                )
+            except ValidationFailed as error:
+                add_field_errors(form, error, default_field="attributes")
+                raise
+            return
         try:
             key, raw = api_key_create(
                 name=form.cleaned_data["name"],
@@ -61,6 +111,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 tenants=list(form.cleaned_data["tenants"]),
                 expires_at=form.cleaned_data["expires_at"],
                 created_by=f"console:{request.user.get_username()}",
+                attributes=form.cleaned_data.get("attributes") or None,
             )
         except ValidationFailed as error:  # pragma: no cover - the form's choices already restrict
             add_field_errors(form, error, default_field="scopes")
@@ -95,3 +146,33 @@ class TenantAdministratorAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
+
+
+@admin.register(PiiReadCount)
+class PiiReadCountAdmin(admin.ModelAdmin):
+    """Reads of PII by pii:read keys, per key per hour (access/pii_audit.py): read-only."""
+
+    list_display = ["hour", "key", "key_id", "count"]
+    list_filter = ["hour"]
+    search_fields = ["=key_id"]
+    date_hierarchy = "hour"
+
+    @admin.display(description="key")
+    def key(self, obj: PiiReadCount) -> str:
+        found = ApiKey.objects.filter(pk=obj.key_id).first()
+        return str(found) if found is not None else "(deleted key)"
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
