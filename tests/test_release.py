@@ -294,3 +294,26 @@ def test_create_api_key_command_takes_an_attribute_list(acme) -> None:  # type: 
         call_command(
             "create_api_key", "--name", "bad", "--scopes", "pip:read", "--attributes", "ｓsn", stderr=io.StringIO()
         )
+
+
+def test_the_console_edits_a_keys_release_policy_and_shows_the_pii_counts(admin_client_logged_in, acme) -> None:  # type: ignore[no-untyped-def]
+    client, key = client_for(acme, "plain")
+    page = admin_client_logged_in.get(f"/admin/access/apikey/{key.pk}/change/")
+    assert (
+        page.status_code == 200 and b'name="release_attributes"' in page.content and b'name="pii_read"' in page.content
+    )
+    refused = admin_client_logged_in.post(f"/admin/access/apikey/{key.pk}/change/", {"release_attributes": "ｓsn"})
+    assert refused.status_code == 200 and ApiKey.objects.get(pk=key.pk).attributes is None  # the form again
+    saved = admin_client_logged_in.post(
+        f"/admin/access/apikey/{key.pk}/change/", {"release_attributes": "department,ssn", "pii_read": "on"}
+    )
+    assert saved.status_code == 302, saved.content
+    stored = ApiKey.objects.get(pk=key.pk)
+    assert stored.attributes == ["department", "ssn"] and "pii:read" in stored.scopes
+    assert json.loads(client.get(url("alice")).content)["attributes"] == {"department": "eng", "ssn": "123-45-6789"}
+    _PENDING.clear()
+    pii_reads_flush()
+    client.get(url("alice", "?format=authzen"))
+    pii_reads_flush()
+    listing = admin_client_logged_in.get("/admin/access/piireadcount/")
+    assert listing.status_code == 200 and b"k-plain" in listing.content

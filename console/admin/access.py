@@ -10,9 +10,18 @@ from django.http import HttpRequest
 from access import scopes as S
 from access.keys import api_key_create, api_key_release_set, api_key_revoke
 from access.models import ApiKey, PiiReadCount, TenantAdministrator
+from access.release import attributes_clean
 from console.support import add_field_errors
 from core.errors import ValidationFailed
 from tenants.models import Tenant
+
+
+def clean_attribute_list(text: str) -> list[str] | None:
+    """The release policy's list as the service will check it: refused here, on the field."""
+    try:
+        return attributes_clean(text)
+    except ValidationFailed as error:
+        raise forms.ValidationError([f"{item.pointer} [{item.rule}] {item.detail}" for item in error.errors]) from None
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -23,26 +32,27 @@ class ApiKeyForm(forms.ModelForm):
         choices=[(s, f"{s} — {d}") for s, d in S.SCOPES.items()], widget=forms.CheckboxSelectMultiple
     )
 
-    attributes = forms.CharField(
+    release_attributes = forms.CharField(
         required=False,
+        label="Attributes",
         help_text="Release policy: comma-separated attribute keys the key may read (* for every key); "
         "empty for every key. PII-flagged values need the pii:read scope too.",
     )
 
     class Meta:
         model = ApiKey
-        fields = ["name", "scopes", "attributes", "expires_at"]
+        fields = ["name", "scopes", "expires_at"]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:  # the change page edits the release policy only
-            self.initial["attributes"] = ",".join(self.instance.attributes or [])
+    def clean_release_attributes(self) -> list[str] | None:
+        return clean_attribute_list(self.cleaned_data["release_attributes"])
 
 
 class ApiKeyReleaseForm(forms.ModelForm):
     """The change page: a key's release policy (its attribute list and pii:read); the rest is fixed."""
 
-    attributes = forms.CharField(required=False, help_text=ApiKeyForm.base_fields["attributes"].help_text)
+    release_attributes = forms.CharField(
+        required=False, label="Attributes", help_text=ApiKeyForm.base_fields["release_attributes"].help_text
+    )
     pii_read = forms.BooleanField(required=False, label="pii:read", help_text=S.SCOPES[S.PII_READ])
 
     class Meta:
@@ -51,8 +61,11 @@ class ApiKeyReleaseForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.initial["attributes"] = ",".join(self.instance.attributes or [])
+        self.initial["release_attributes"] = ",".join(self.instance.attributes or [])
         self.initial["pii_read"] = S.PII_READ in (self.instance.scopes or [])
+
+    def clean_release_attributes(self) -> list[str] | None:
+        return clean_attribute_list(self.cleaned_data["release_attributes"])
 
 
 @admin.register(ApiKey)
@@ -77,12 +90,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is not None:
             kwargs["form"] = ApiKeyReleaseForm
-            kwargs["fields"] = ["attributes", "pii_read"]
+            kwargs["fields"] = ["release_attributes", "pii_read"]
         return super().get_form(request, obj, change, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is not None:
-            return [(None, {"fields": ["attributes", "pii_read"]})]
+            return [(None, {"fields": ["release_attributes", "pii_read"]})]
         return super().get_fieldsets(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -96,13 +109,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
         if change:
-            try:
-                api_key_release_set(
-                    key=obj, attributes=form.cleaned_data["attributes"], pii=form.cleaned_data["pii_read"]
-                )
-            except ValidationFailed as error:
-                add_field_errors(form, error, default_field="attributes")
-                raise
+            attributes, pii = form.cleaned_data["release_attributes"], form.cleaned_data["pii_read"]
+            api_key_release_set(key=obj, attributes=attributes, pii=pii)  # the form checked the list
             return
         try:
             key, raw = api_key_create(
@@ -111,7 +119,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 tenants=list(form.cleaned_data["tenants"]),
                 expires_at=form.cleaned_data["expires_at"],
                 created_by=f"console:{request.user.get_username()}",
-                attributes=form.cleaned_data.get("attributes") or None,
+                attributes=form.cleaned_data.get("release_attributes"),
             )
         except ValidationFailed as error:  # pragma: no cover - the form's choices already restrict
             add_field_errors(form, error, default_field="scopes")
