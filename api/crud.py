@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from api.base import TenantScopedViewSet, expected_version, with_etag
+from api.release import released
 
 
 def crud_scopes(read: str, write: str) -> dict[str, str]:
@@ -42,11 +43,16 @@ class VersionedCrudViewSet(TenantScopedViewSet):
         raise NotImplementedError
 
     def _answer(self, obj: Any, code: int = status.HTTP_200_OK) -> Response:
-        return with_etag(Response(self.output_serializer(obj).data, status=code), obj.version)
+        return with_etag(
+            Response(released(self.principal, self.tenant.id, self.output_serializer(obj).data), status=code),
+            obj.version,
+        )
 
     def list(self, request: Request, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(self.output_serializer(page, many=True).data)
+        return self.get_paginated_response(
+            released(self.principal, self.tenant.id, self.output_serializer(page, many=True).data)
+        )
 
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.input_serializer(data=request.data)

@@ -317,3 +317,40 @@ def test_the_console_edits_a_keys_release_policy_and_shows_the_pii_counts(admin_
     pii_reads_flush()
     listing = admin_client_logged_in.get("/admin/access/piireadcount/")
     assert listing.status_code == 200 and b"k-plain" in listing.content
+
+
+@pytest.mark.parametrize("kind", list(KEYS))
+def test_groups_and_tenants_apis_release_only_the_policy(acme, kind) -> None:  # type: ignore[no-untyped-def]
+    client, _ = client_for(acme, kind)
+    groups = json.loads(client.get("/api/v1/tenants/acme/groups/").content)["results"]
+    assert [group["attributes"] for group in groups] == [visible({"ssn": "000-00-0000"}, kind)]
+    tenant = json.loads(client.get("/api/v1/tenants/acme/").content)
+    assert tenant["attributes"] == visible(TENANT_VALUES, kind)
+    (listed,) = json.loads(client.get("/api/v1/tenants/").content)["results"]
+    assert listed["attributes"] == visible(TENANT_VALUES, kind)
+
+
+def test_a_narrow_writer_cannot_name_or_wipe_what_it_cannot_see(acme) -> None:  # type: ignore[no-untyped-def]
+    key, raw = api_key_create(
+        name="writer", scopes=["directory:write"], tenants=[acme], attributes=["department", "clearance"]
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    alice = json.loads(client.get("/api/v1/tenants/acme/users/?external_id=alice").content)["results"][0]
+    named = client.patch(f"/api/v1/tenants/acme/users/{alice['id']}/", {"attributes": {"ssn": "x"}}, format="json")
+    unknown = client.patch(f"/api/v1/tenants/acme/users/{alice['id']}/", {"attributes": {"nosuch": "x"}}, format="json")
+    assert named.status_code == unknown.status_code == 400
+    assert json.loads(named.content)["errors"][0]["rule"] == json.loads(unknown.content)["errors"][0]["rule"]
+    put = client.put(
+        f"/api/v1/tenants/acme/users/{alice['id']}/",
+        {"external_id": "alice", "attributes": {"department": "sales"}},
+        format="json",
+    )
+    assert put.status_code == 200, put.content
+    assert json.loads(put.content)["attributes"] == {"department": "sales"}
+    from users.models import User
+
+    assert User.objects.get(external_id="alice", tenant=acme).attributes == {
+        "department": "sales",
+        "ssn": "123-45-6789",
+    }

@@ -11,9 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from access import scopes as S
-from access.pii_audit import pii_read_count
-from access.release import restrict
 from api.base import TenantScopedViewSet, expected_version, with_etag
+from api.release import released
 from api.users.serializers import UserInputSerializer, UserOutputSerializer
 from attributes.selectors import pii_keys
 from core.errors import FieldError, ValidationFailed
@@ -71,20 +70,7 @@ class UserViewSet(TenantScopedViewSet):
         return users_of(tenant=self.tenant)
 
     def released(self, data: Any) -> Any:
-        """Serialized users (one or a list) with the attribute values the principal's release policy
-        lets out (access/release.py); reads of PII by a key are counted (access/pii_audit.py)."""
-        many = isinstance(data, list)
-        items = data if many else [data]
-        release, pii = self.principal.release, pii_keys(self.tenant.id)
-        if release.full and not pii:
-            return data
-        with_pii = 0
-        for item in items:
-            item["attributes"], released_pii = restrict(dict(item["attributes"]), pii, release)
-            with_pii += released_pii
-        if with_pii and self.principal.kind == "key":
-            pii_read_count(key_id=self.principal.id, subjects=with_pii)
-        return data
+        return released(self.principal, self.tenant.id, data)
 
     def within_release(self, fields: dict[str, Any], held: dict[str, Any], *, partial: bool = True) -> dict[str, Any]:
         """A write names only keys the principal may read (a withheld key is refused as an unknown one

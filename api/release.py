@@ -1,0 +1,34 @@
+"""The release policy at the API's doors (access/release.py): what a principal may read of the
+attribute values in an answer of the users, groups and tenants APIs; reads of PII by a key counted."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from access.pii_audit import pii_read_count
+from access.principals import Principal
+from access.release import restrict
+from attributes.selectors import pii_keys
+
+
+def released(principal: Principal, tenant_id: UUID | str | None, data: Any) -> Any:
+    """``data`` (one serialized object or a list, each with ``attributes``) with the values the
+    principal's policy lets out; ``tenant_id`` ``None``: each object is a tenant (its own ``id``)."""
+    release, with_pii = principal.release, 0
+    if release.full and principal.kind != "key":  # a console user: nothing to cut, nothing to count
+        return data
+    items = data if isinstance(data, list) else [data]
+    cached: dict[str, set[str]] = {}
+    for item in items:
+        owner = str(tenant_id if tenant_id is not None else item["id"])
+        if owner not in cached:
+            cached[owner] = pii_keys(UUID(owner))
+        pii = cached[owner]
+        if release.full and not pii:
+            continue
+        item["attributes"], released_pii = restrict(dict(item["attributes"]), pii, release)
+        with_pii += released_pii
+    if with_pii and principal.kind == "key":
+        pii_read_count(key_id=principal.id, subjects=with_pii)
+    return data
