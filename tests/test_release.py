@@ -331,7 +331,7 @@ def test_groups_and_tenants_apis_release_only_the_policy(acme, kind) -> None:  #
 
 
 def test_a_narrow_writer_cannot_name_or_wipe_what_it_cannot_see(acme) -> None:  # type: ignore[no-untyped-def]
-    key, raw = api_key_create(
+    _, raw = api_key_create(
         name="writer", scopes=["directory:write"], tenants=[acme], attributes=["department", "clearance"]
     )
     client = APIClient()
