@@ -3,15 +3,14 @@
 Each process adds up its counts in memory and writes them with **one** upsert (``INSERT … ON
 CONFLICT DO UPDATE``, every pending key-hour in one statement) at most every
 ``FLUSH_SECONDS``, or at once when the hour turns: the PIP's hot path pays a dictionary increment,
-not a round trip. What a process counted in its last seconds before it is killed is lost (a clean
-exit flushes them); the counts are an audit trail of who reads PII how much, not a ledger. A
+not a round trip. What a process counted in its last seconds before it is killed is lost (a gunicorn
+worker's exit flushes them); the counts are an audit trail of who reads PII how much, not a ledger. A
 Prometheus counter labelled by key id would be a cardinality risk: ``pii_reads_total`` has no
 labels, the table has the per-key detail (the console's "PII read counts").
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
@@ -72,6 +71,3 @@ def pii_reads_flush() -> int:
                 _PENDING[item] = _PENDING.get(item, 0) + count
         return 0
     return len(keys)
-
-
-atexit.register(pii_reads_flush)

@@ -71,8 +71,12 @@ def pii_in_events_from(source: PiiInEvents) -> None:
 def event_data(data: dict[str, Any], pii: set[str], carried: bool) -> dict[str, Any]:
     """The event's ``data``: each PII-flagged value replaced by ``{"redacted": true}`` unless the
     tenant lets its events carry them (docs/events.md, "PII in events")."""
+    if carried:
+        return data
+    if data.get("pii") is True and data.get("default") is not None and "key" in data:  # a PII definition
+        return {**data, "default": dict(REDACTED)}
     attributes = data.get("attributes")
-    if carried or not pii or not isinstance(attributes, dict) or not pii.intersection(attributes):
+    if not pii or not isinstance(attributes, dict) or not pii.intersection(attributes):
         return data
     redacted = {key: dict(REDACTED) if key in pii and value is not None else value for key, value in attributes.items()}
     return {**data, "attributes": redacted}
@@ -114,7 +118,8 @@ def record_changes(changes: list[Change]) -> None:
         if carries_attributes and change.tenant_id not in pii_by_tenant:
             pii_by_tenant[change.tenant_id] = pii_keys(change.tenant_id)
         pii = pii_by_tenant.get(change.tenant_id, set())
-        if pii and change.tenant_id not in carried:
+        pii_default = change.data.get("pii") is True and change.data.get("default") is not None
+        if (pii or pii_default) and change.tenant_id not in carried:
             carried[change.tenant_id] = any(source(change.tenant_id) for source in _pii_in_events)
         row = event_build(
             event_type=change.event_type,

@@ -354,3 +354,16 @@ def test_a_narrow_writer_cannot_name_or_wipe_what_it_cannot_see(acme) -> None:  
         "department": "sales",
         "ssn": "123-45-6789",
     }
+
+
+@pytest.mark.parametrize("carried", [False, True])
+def test_a_pii_definitions_default_is_a_pii_value(with_redis, carried) -> None:  # type: ignore[no-untyped-def]
+    tenant = TenantFactory(slug="dflt", events_include_pii=carried)
+    DefinitionFactory(tenant=tenant, key="ssn", type="string", pii=True, default="000-00-0000")
+    (row,) = OutboxEvent.objects.filter(tenant_id=tenant.id, event_type="AttributeDefinitionCreated")
+    assert row.payload["data"]["default"] == ("000-00-0000" if carried else {"redacted": True})
+    for kind in ("plain", "pii"):
+        client, _ = client_for(tenant, kind)
+        client.credentials(HTTP_AUTHORIZATION=client._credentials["HTTP_AUTHORIZATION"])
+        body = json.loads(client.get("/api/v1/tenants/dflt/attribute-definitions/ssn/").content)
+        assert body["default"] == ("000-00-0000" if kind == "pii" else {"redacted": True})
