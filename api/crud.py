@@ -1,5 +1,5 @@
 """The CRUD of a tenant's versioned aggregate through its services: ETag on every answer, If-Match on
-every write, PUT as a full replacement (absent fields take ``put_defaults``), PATCH merging attributes.
+every write, PUT as a full replacement (the service's ``*_replace``), PATCH merging attributes.
 
 A viewset names its serializers and selector and implements the three service hooks; the doors'
 rules (a 201 with the ETag, a 204 on delete, the version from If-Match) live here once.
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from api.base import TenantScopedViewSet, expected_version, with_etag
-from api.release import released
+from api.release import released, within_release
 
 
 def crud_scopes(read: str, write: str) -> dict[str, str]:
@@ -26,7 +26,6 @@ def crud_scopes(read: str, write: str) -> dict[str, str]:
 class VersionedCrudViewSet(TenantScopedViewSet):
     input_serializer: type[Serializer]
     output_serializer: type[Serializer]
-    put_defaults: dict[str, Any] = {}
 
     def fetch(self, pk: str) -> Any:
         """The tenant's object with id ``pk`` (404 otherwise)."""
@@ -37,6 +36,10 @@ class VersionedCrudViewSet(TenantScopedViewSet):
 
     def service_update(self, obj: Any, **kwargs: Any) -> Any:
         """``expected_version``, ``attributes``, ``merge_attributes`` and the changed fields."""
+        raise NotImplementedError
+
+    def service_replace(self, obj: Any, **kwargs: Any) -> Any:
+        """PUT: ``expected_version``, ``attributes`` and the given fields; the service defaults the rest."""
         raise NotImplementedError
 
     def service_delete(self, obj: Any, *, expected_version: int | None) -> None:
@@ -57,7 +60,8 @@ class VersionedCrudViewSet(TenantScopedViewSet):
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.input_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return self._answer(self.service_create(**data.validated_data), status.HTTP_201_CREATED)
+        fields = within_release(self.principal, self.tenant.id, dict(data.validated_data), {}, partial=True)
+        return self._answer(self.service_create(**fields), status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, **kwargs: Any) -> Response:
         return self._answer(self.fetch(kwargs[self.lookup_url_kwarg or self.lookup_field]))
@@ -72,13 +76,14 @@ class VersionedCrudViewSet(TenantScopedViewSet):
         obj = self.fetch(pk)
         data = self.input_serializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        attributes = fields.pop("attributes", None if partial else {})
-        if not partial:
-            fields = {**self.put_defaults, **fields}
-        obj = self.service_update(
-            obj, expected_version=expected_version(request), attributes=attributes, merge_attributes=partial, **fields
+        fields = within_release(
+            self.principal, self.tenant.id, dict(data.validated_data), obj.attributes, partial=partial
         )
+        version = expected_version(request)
+        if partial:
+            obj = self.service_update(obj, expected_version=version, merge_attributes=True, **fields)
+        else:
+            obj = self.service_replace(obj, expected_version=version, **fields)
         return self._answer(obj)
 
     def destroy(self, request: Request, **kwargs: Any) -> Response:

@@ -10,6 +10,7 @@ from access.pii_audit import pii_read_count
 from access.principals import Principal
 from access.release import restrict
 from attributes.selectors import pii_keys
+from core.errors import FieldError, ValidationFailed
 
 
 def released(principal: Principal, tenant_id: UUID | str | None, data: Any) -> Any:
@@ -32,3 +33,29 @@ def released(principal: Principal, tenant_id: UUID | str | None, data: Any) -> A
     if with_pii and principal.kind == "key":
         pii_read_count(key_id=principal.id, subjects=with_pii)
     return data
+
+
+def within_release(
+    principal: Principal, tenant_id: UUID, fields: dict[str, Any], held: dict[str, Any], *, partial: bool
+) -> dict[str, Any]:
+    """A write's fields, for a principal with a release policy: it names only keys the principal may
+    read (a withheld key is refused as an unknown one is: no hint), and a PUT keeps the values the
+    principal cannot see (``held``: the object's current values) instead of removing them."""
+    release = principal.release
+    given = fields.get("attributes")
+    if release.full or (given is None and partial):
+        return fields
+    given = given or {}
+    pii = pii_keys(tenant_id)
+    errors = [
+        FieldError(f"/attributes/{key}", "unknown", f"no attribute definition {key!r} for this tenant")
+        for key in sorted(given)
+        if not release.allows(key, pii)
+    ]
+    if errors:
+        raise ValidationFailed(errors)
+    if not partial:
+        withheld = {key: value for key, value in held.items() if not release.allows(key, pii)}
+        if withheld or "attributes" in fields:
+            fields["attributes"] = {**withheld, **given}
+    return fields

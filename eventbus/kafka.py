@@ -197,8 +197,9 @@ class KafkaAdapter:
         with self._lock:
             if self._pid != os.getpid() or self._producer is None:
                 self._pid = os.getpid()  # a forked child builds its own: librdkafka's threads stay behind
+                # The topic's state is not the producer's: after a fatal error _after_error has already
+                # asked for it to be looked up again; after ensure_stream() a second look costs a round trip.
                 self._producer = Producer(self.producer_config())
-                self._topic_ready = False
             return self._producer
 
     def _discard_producer(self) -> None:

@@ -144,6 +144,22 @@ def group_update(
     return locked
 
 
+#: What PUT gives a field it omits (``group_replace``).
+REPLACE_DEFAULTS: dict[str, Any] = {"display_name": "", "external_id": None, "priority": 0}
+
+
+def group_replace(
+    *, group: Group, expected_version: int | None = None, attributes: dict[str, Any] | None = None, **fields: Any
+) -> Group:
+    """PUT: the group becomes what is given; an absent field takes its default, absent attributes are removed."""
+    return group_update(
+        group=group,
+        expected_version=expected_version,
+        attributes=attributes if attributes is not None else {},
+        **{**REPLACE_DEFAULTS, **fields},
+    )
+
+
 def _members_event(group: Group, event_type: str, users: list[str], groups: list[str]) -> Change:
     data = {"id": str(group.id), "tenant_id": str(group.tenant_id), "key": group.key, "version": group.version}
     return Change(event_type, group.tenant_id, group.id, group.version, {**data, "users": users, "groups": groups},

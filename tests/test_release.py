@@ -367,3 +367,22 @@ def test_a_pii_definitions_default_is_a_pii_value(with_redis, carried) -> None: 
         client.credentials(HTTP_AUTHORIZATION=client._credentials["HTTP_AUTHORIZATION"])
         body = json.loads(client.get("/api/v1/tenants/dflt/attribute-definitions/ssn/").content)
         assert body["default"] == ("000-00-0000" if kind == "pii" else {"redacted": True})
+
+
+def test_a_narrow_writer_keeps_a_groups_and_a_tenants_withheld_values_on_put(acme) -> None:  # type: ignore[no-untyped-def]
+    _, raw = api_key_create(
+        name="w", scopes=["directory:write"], tenants=[acme], attributes=["department", "clearance", "region"]
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    (group,) = json.loads(client.get("/api/v1/tenants/acme/groups/").content)["results"]
+    put = client.put(f"/api/v1/tenants/acme/groups/{group['id']}/", {"key": "staff", "attributes": {}}, format="json")
+    assert put.status_code == 200, put.content
+    from groups.models import Group
+
+    assert Group.objects.get(pk=group["id"]).attributes == {"ssn": "000-00-0000"}
+    tenant_put = client.put("/api/v1/tenants/acme/", {"slug": "acme", "name": "Acme"}, format="json")
+    assert tenant_put.status_code == 200, tenant_put.content
+    assert json.loads(tenant_put.content)["attributes"] == {}  # region removed by the PUT; hq_phone withheld
+    acme.refresh_from_db()
+    assert acme.attributes == {"hq_phone": "+33 1 23 45 67 89"}

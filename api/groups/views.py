@@ -35,7 +35,6 @@ MEMBER_PARAM = OpenApiParameter(
     "member_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="A user or group id."
 )
 ONE = [TENANT_PARAM, GROUP_PARAM]
-WRITE_DEFAULTS = {"display_name": "", "external_id": None, "priority": 0}
 
 
 def _ids(data: Any) -> Any:
@@ -72,7 +71,6 @@ class GroupViewSet(VersionedCrudViewSet):
     lookup_url_kwarg = "group_id"
     serializer_class = output_serializer = GroupOutputSerializer
     input_serializer = GroupInputSerializer
-    put_defaults = WRITE_DEFAULTS
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = GroupFilter
     ordering_fields = ["created_at", "updated_at", "key", "priority"]
@@ -97,6 +95,9 @@ class GroupViewSet(VersionedCrudViewSet):
 
     def service_update(self, obj: Group, **kwargs: Any) -> Group:
         return services.group_update(group=obj, **kwargs)
+
+    def service_replace(self, obj: Group, **kwargs: Any) -> Group:
+        return services.group_replace(group=obj, **kwargs)
 
     def service_delete(self, obj: Group, *, expected_version: int | None) -> None:
         services.group_delete(group=obj, expected_version=expected_version)

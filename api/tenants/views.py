@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import ScopedViewSet, expected_version, tenants_visible_to, with_etag
-from api.release import released
+from api.release import released, within_release
 from api.tenants.serializers import TenantInputSerializer, TenantOutputSerializer
 from tenants import services
 from tenants.models import Tenant
@@ -83,7 +83,7 @@ class TenantViewSet(ScopedViewSet):
         obj = self._tenant()
         data = TenantInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
+        fields = within_release(self.principal, obj.id, dict(data.validated_data), obj.attributes, partial=partial)
         self._check_lifecycle_scope(obj, fields if partial else {**services.REPLACE_DEFAULTS, **fields})
         write = services.tenant_update if partial else services.tenant_replace
         extra: dict[str, Any] = {"merge_attributes": True} if partial else {}

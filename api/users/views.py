@@ -12,10 +12,8 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import TenantScopedViewSet, expected_version, with_etag
-from api.release import released
-from api.users.serializers import UserInputSerializer, UserOutputSerializer
-from attributes.selectors import pii_keys
-from core.errors import FieldError, ValidationFailed
+from api.release import released, within_release
+from api.users.serializers import USER_OUTPUT_FIELDS, UserInputSerializer, UserOutputSerializer, user_rows
 from users import services
 from users.filters import AttributeFilterBackend, AttributeOrderingFilter, UserFilter
 from users.models import User
@@ -73,27 +71,14 @@ class UserViewSet(TenantScopedViewSet):
         return released(self.principal, self.tenant.id, data)
 
     def within_release(self, fields: dict[str, Any], held: dict[str, Any], *, partial: bool = True) -> dict[str, Any]:
-        """A write names only keys the principal may read (a withheld key is refused as an unknown one
-        is: no hint), and a PUT keeps the values the principal cannot see instead of removing them."""
-        release = self.principal.release
-        given = fields.get("attributes")
-        if release.full or given is None:
-            return fields
-        pii = pii_keys(self.tenant.id)
-        errors = [
-            FieldError(f"/attributes/{key}", "unknown", f"no attribute definition {key!r} for this tenant")
-            for key in sorted(given)
-            if not release.allows(key, pii)
-        ]
-        if errors:
-            raise ValidationFailed(errors)
-        if not partial:
-            fields["attributes"] = {**{k: v for k, v in held.items() if not release.allows(k, pii)}, **given}
-        return fields
+        return within_release(self.principal, self.tenant.id, fields, held, partial=partial)
 
     def list(self, request: Request, tenant: str) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(self.released(UserOutputSerializer(page, many=True).data))
+        # Rows, not model instances: the page is shaped by user_rows exactly as UserOutputSerializer
+        # would (tests/test_user_list_lean.py). An ordering annotation rides along for the cursor.
+        found = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(found.values(*USER_OUTPUT_FIELDS, *found.query.annotations))
+        return self.get_paginated_response(self.released(user_rows(page or ())))
 
     def create(self, request: Request, tenant: str) -> Response:
         data = UserInputSerializer(data=request.data)
