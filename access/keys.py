@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from access import scopes as S
 from access.models import ApiKey
-from access.principals import Principal
+from access.principals import Principal, key_release
+from access.release import attributes_clean
 from core.errors import FieldError, ValidationFailed
 from tenants.models import Tenant
 
@@ -50,8 +51,13 @@ def api_key_create(
     tenants: list[Tenant] | None = None,
     expires_at: datetime | None = None,
     created_by: str = "",
+    attributes: list[str] | str | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns it and the raw key, which is never stored nor shown again."""
+    """Create a key; returns it and the raw key, which is never stored nor shown again.
+
+    ``attributes``: its release policy's attribute keys (``*`` for every key; ``None`` for every key).
+    """
+    listed = attributes_clean(attributes)
     unknown = sorted(set(scopes) - set(S.SCOPES))
     errors = [FieldError("/scopes", "enum", f"unknown scope {scope!r}") for scope in unknown]
     if not name.strip():
@@ -73,8 +79,21 @@ def api_key_create(
         tenant_ids=sorted(tenant.pk for tenant in tenants or []),
         expires_at=expires_at,
         created_by=created_by,
+        attributes=listed,
     )
     return key, raw
+
+
+def api_key_release_set(*, key: ApiKey, attributes: list[str] | str | None, pii: bool) -> ApiKey:
+    """Change a key's release policy (its attribute list and ``pii:read``); every process drops the
+    keys it holds, so the next request of the key is served under the new policy."""
+    listed = attributes_clean(attributes)
+    scopes = sorted((set(key.scopes) - {S.PII_READ}) | ({S.PII_READ} if pii else set()))
+    ApiKey.objects.filter(pk=key.pk).update(attributes=listed, scopes=scopes)
+    key.attributes, key.scopes = listed, scopes
+    transaction.on_commit(_new_generation)
+    _new_generation()
+    return key
 
 
 def api_key_revoke(*, key: ApiKey) -> None:
@@ -119,7 +138,8 @@ def drop_held() -> None:
 
 def _principal(key: ApiKey) -> Principal:
     tenant_ids: frozenset[UUID] | None = None if key.all_tenants else frozenset(key.tenant_ids)
-    return Principal("key", key.name, S.expand(frozenset(key.scopes)), tenant_ids, str(key.pk))
+    release = key_release(key.scopes, key.attributes)
+    return Principal("key", key.name, S.expand(frozenset(key.scopes)), tenant_ids, str(key.pk), release)
 
 
 def _fetch(key_hash: str) -> ApiKey | None:

@@ -24,6 +24,12 @@ class ApiKey(models.Model):
     tenant_ids = ArrayField(
         models.UUIDField(), default=list, blank=True, help_text="The tenants the key reaches (fixed at creation)."
     )
+    attributes = ArrayField(
+        models.CharField(max_length=64),
+        null=True,
+        blank=True,
+        help_text="The attribute keys the key may read (* for every key); empty for every key. PII needs pii:read.",
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(max_length=150, blank=True, default="")
@@ -54,3 +60,19 @@ class TenantAdministrator(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} administers {self.tenant}"
+
+
+class PiiReadCount(models.Model):
+    """How many subjects a key read PII-flagged values of, per hour (``access.pii_audit``)."""
+
+    key_id = models.UUIDField()
+    hour = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "PII read count"
+        ordering = ["-hour", "key_id"]
+        constraints = [models.UniqueConstraint(fields=["key_id", "hour"], name="pii_read_count_key_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} {self.hour:%Y-%m-%d %H}:00 {self.count}"

@@ -15,9 +15,10 @@ from uuid import UUID
 from django.db.models import QuerySet
 
 from access import scopes as S
+from access.release import FULL, Release, release_of
 from tenants.models import Tenant
 
-CONSOLE_ADMIN_SCOPES = frozenset({S.PIP_READ, S.DIRECTORY_READ, S.DIRECTORY_WRITE, S.SCHEMA_WRITE})
+CONSOLE_ADMIN_SCOPES = frozenset({S.PIP_READ, S.PII_READ, S.DIRECTORY_READ, S.DIRECTORY_WRITE, S.SCHEMA_WRITE})
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Principal:
     scopes: frozenset[str]
     tenant_ids: frozenset[UUID] | None  # None: every tenant
     id: str = ""
+    release: Release = FULL  # which attribute values it may read (access/release.py)
 
     @property
     def label(self) -> str:
@@ -90,3 +92,8 @@ def principal_of(user: Any) -> Principal | None:
         if cached is not None:
             user._iam_principal = cached
     return cached
+
+
+def key_release(scopes: list[str], attributes: list[str] | None) -> Release:
+    """The release policy of a key: its attribute list, PII only with ``pii:read``."""
+    return release_of(attributes, pii=S.PII_READ in scopes)

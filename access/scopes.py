@@ -7,12 +7,14 @@ DIRECTORY_READ = "directory:read"
 DIRECTORY_WRITE = "directory:write"
 SCHEMA_WRITE = "schema:write"
 TENANTS_WRITE = "tenants:write"
+PII_READ = "pii:read"
 
 SCOPES = {
     PIP_READ: "Policy Information Point lookups (subjects and their attributes).",
     DIRECTORY_READ: "Read tenants, users and attribute definitions.",
     DIRECTORY_WRITE: "Create, change and delete users; change a tenant's name and attribute values.",
     SCHEMA_WRITE: "Create, change and delete attribute definitions.",
+    PII_READ: "Read the values of PII-flagged attributes (counted per key per hour).",
     TENANTS_WRITE: "Create, delete, suspend and resume tenants, change their slug (keys for all tenants only).",
 }
 IMPLIED = {

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from api.base import TenantScopedViewSet, expected_version, with_etag
+from api.release import released, within_release
 
 
 def crud_scopes(read: str, write: str) -> dict[str, str]:
@@ -45,16 +46,22 @@ class VersionedCrudViewSet(TenantScopedViewSet):
         raise NotImplementedError
 
     def _answer(self, obj: Any, code: int = status.HTTP_200_OK) -> Response:
-        return with_etag(Response(self.output_serializer(obj).data, status=code), obj.version)
+        return with_etag(
+            Response(released(self.principal, self.tenant.id, self.output_serializer(obj).data), status=code),
+            obj.version,
+        )
 
     def list(self, request: Request, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(self.output_serializer(page, many=True).data)
+        return self.get_paginated_response(
+            released(self.principal, self.tenant.id, self.output_serializer(page, many=True).data)
+        )
 
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.input_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return self._answer(self.service_create(**data.validated_data), status.HTTP_201_CREATED)
+        fields = within_release(self.principal, self.tenant.id, dict(data.validated_data), {}, partial=True)
+        return self._answer(self.service_create(**fields), status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, **kwargs: Any) -> Response:
         return self._answer(self.fetch(kwargs[self.lookup_url_kwarg or self.lookup_field]))
@@ -69,7 +76,9 @@ class VersionedCrudViewSet(TenantScopedViewSet):
         obj = self.fetch(pk)
         data = self.input_serializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
+        fields = within_release(
+            self.principal, self.tenant.id, dict(data.validated_data), obj.attributes, partial=partial
+        )
         version = expected_version(request)
         if partial:
             obj = self.service_update(obj, expected_version=version, merge_attributes=True, **fields)

@@ -68,7 +68,7 @@ class LeanRoute:
     scope: str
     sample: str
     handler: Callable[[HttpRequest, Principal, dict[str, str], list[Any]], HttpResponse | None]
-    prefetch: Callable[[HttpRequest, dict[str, str]], list[str]] = lambda request, kwargs: []
+    prefetch: Callable[[HttpRequest, Principal, dict[str, str]], list[str]] = lambda request, principal, kwargs: []
     accepts: Callable[[HttpRequest], bool] = lambda request: True  # False: the full stack answers
     throttle_scope: str = "pip"
     compiled: re.Pattern = field(init=False)
@@ -174,7 +174,7 @@ class LeanApiMiddleware:
             keys.record_use(key)
         if not principal.has(route.scope) or not route.accepts(request):
             return FALL_THROUGH  # 403, or a request the route leaves to the full stack
-        prefetch = route.prefetch(request, kwargs)
+        prefetch = route.prefetch(request, principal, kwargs)
         counter, limit, seconds, remaining = PrincipalRateThrottle.counter(route.throttle_scope, principal)
         get = [keys.GENERATION_KEY, *prefetch] if generation is not None else prefetch
         try:

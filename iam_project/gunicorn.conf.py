@@ -200,9 +200,14 @@ def worker_exit(server, worker):
     """Turn any exit of a worker that never booted into WORKER_BOOT_ERROR, halting the master.
 
     A worker told to stop while booting (alive is False: SIGQUIT/SIGINT from a shutting-down master)
-    exits as usual.
+    exits as usual. A booted worker writes the PII read counts it still holds (access/pii_audit.py).
     """
-    if getattr(worker, "booted", True) or not getattr(worker, "alive", True):
+    if getattr(worker, "booted", True):
+        from access.pii_audit import pii_reads_flush
+
+        pii_reads_flush()
+        return
+    if not getattr(worker, "alive", True):
         return
     sys.stdout.flush()
     sys.stderr.flush()

@@ -14,8 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import orjson
 from django.db import connection, reset_queries, transaction
 
+from access.release import FULL, Release, restrict
+from attributes.selectors import pii_keys
 from core.client_json import BadJSON, decode_json
 from core.csv_cells import cell_unescape, csv_writer
 from tenants.models import Tenant
@@ -169,12 +172,14 @@ EXPORT = (
 )
 
 
-def users_export(*, tenant: Tenant, fmt: str, out: IO[str]) -> int:
+def users_export(*, tenant: Tenant, fmt: str, out: IO[str], release: Release = FULL) -> int:
     """Stream the tenant's users to ``out`` (server-side cursor, chunks): it imports back unchanged.
 
     CSV cells that a spreadsheet would run as a formula are escaped (``core/csv_cells.py``);
-    the CSV import undoes that escaping.
+    the CSV import undoes that escaping. ``release``: the attribute values a key's release policy
+    lets out (access/release.py; an operator's export is whole, docs/pip.md "Release policies").
     """
+    pii = pii_keys(tenant.id) if not release.full else set()
     count = 0
     writer = None
     if fmt == "csv":
@@ -184,6 +189,8 @@ def users_export(*, tenant: Tenant, fmt: str, out: IO[str]) -> int:
         cursor.execute(EXPORT, [tenant.id])
         while rows := cursor.fetchmany(2000):
             for external_id, email, display_name, status, attributes in rows:
+                if not release.full:
+                    attributes = orjson.dumps(restrict(orjson.loads(attributes), pii, release)[0]).decode()
                 if writer is not None:
                     writer.writerow([external_id, email, display_name, status, attributes])
                 else:

@@ -58,6 +58,30 @@ def on_change(listener: ChangeListener) -> ChangeListener:
     return listener
 
 
+PiiInEvents = Callable[[UUID], bool]
+_pii_in_events: list[PiiInEvents] = []
+REDACTED = {"redacted": True}
+
+
+def pii_in_events_from(source: PiiInEvents) -> None:
+    """Register ``source(tenant_id)`` → whether the tenant's events carry PII values (``tenants.apps``)."""
+    _pii_in_events.append(source)
+
+
+def event_data(data: dict[str, Any], pii: set[str], carried: bool) -> dict[str, Any]:
+    """The event's ``data``: each PII-flagged value replaced by ``{"redacted": true}`` unless the
+    tenant lets its events carry them (docs/events.md, "PII in events")."""
+    if carried:
+        return data
+    if data.get("pii") is True and data.get("default") is not None and "key" in data:  # a PII definition
+        return {**data, "default": dict(REDACTED)}
+    attributes = data.get("attributes")
+    if not pii or not isinstance(attributes, dict) or not pii.intersection(attributes):
+        return data
+    redacted = {key: dict(REDACTED) if key in pii and value is not None else value for key, value in attributes.items()}
+    return {**data, "attributes": redacted}
+
+
 def _bump_revisions(tenant_ids: list[UUID]) -> None:
     """+1 on each tenant's change counter, held locked until the transaction ends.
 
@@ -87,19 +111,24 @@ def record_changes(changes: list[Change]) -> None:
     if not changes:
         return
     pii_by_tenant: dict[UUID, set[str]] = {}
+    carried: dict[UUID, bool] = {}
     events, audits = [], []
     for change in changes:
+        carries_attributes = (change.before or {}).get("attributes") or change.data.get("attributes")
+        if carries_attributes and change.tenant_id not in pii_by_tenant:
+            pii_by_tenant[change.tenant_id] = pii_keys(change.tenant_id)
+        pii = pii_by_tenant.get(change.tenant_id, set())
+        pii_default = change.data.get("pii") is True and change.data.get("default") is not None
+        if (pii or pii_default) and change.tenant_id not in carried:
+            carried[change.tenant_id] = any(source(change.tenant_id) for source in _pii_in_events)
         row = event_build(
             event_type=change.event_type,
             tenant_id=change.tenant_id,
             aggregate_id=change.aggregate_id,
             aggregate_version=change.aggregate_version,
-            data=change.data,
+            data=event_data(change.data, pii, carried.get(change.tenant_id, False)),
         )
         events.append(row)
-        carries_attributes = (change.before or {}).get("attributes") or change.data.get("attributes")
-        if carries_attributes and change.tenant_id not in pii_by_tenant:
-            pii_by_tenant[change.tenant_id] = pii_keys(change.tenant_id)
         action = next((a for suffix, a in ACTIONS.items() if change.event_type.endswith(suffix)), "update")
         audits.append(
             audit_build(

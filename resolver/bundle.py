@@ -21,14 +21,20 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
+import orjson
 from django.db import connection
 
+from access.release import FULL, Release, restrict
 from resolver.bundle_groups import USERS, TenantGroups
 
 SPOOL_BYTES = 8 * 1024 * 1024
 CHUNK_ROWS = 2000
 REVISION = "SELECT coalesce((SELECT value FROM tenants_tenantrevision WHERE tenant_id = %s), 0)"
-TENANT = "SELECT slug, status, attributes::text, version FROM tenants_tenant WHERE id = %s"
+TENANT = """
+    SELECT slug, status, attributes::text, version,
+           (SELECT array_agg(d.key) FROM attributes_attributedefinition d WHERE d.tenant_id = t.id AND d.pii)
+    FROM tenants_tenant t WHERE id = %s
+"""
 
 
 @dataclass(frozen=True)
@@ -36,28 +42,47 @@ class Bundle:
     revision: str
     file: IO[bytes]
     size: int
+    pii: int = 0  # users whose PII-flagged values are in it (access/pii_audit.py)
 
 
-def bundle_revision(tenant_id: str) -> str:
-    """Opaque; changes with every committed change of the tenant, its users or its schema."""
+def bundle_revision(tenant_id: str, release: Release = FULL) -> str:
+    """Opaque; changes with every committed change of the tenant, its users or its schema, and
+    differs between release policies (a key never revalidates against another policy's bundle)."""
     with connection.cursor() as cursor:
         cursor.execute(REVISION, [tenant_id])
         (counter,) = cursor.fetchone()
-    return hashlib.sha256(json.dumps(["tenant-revision", tenant_id, counter]).encode()).hexdigest()[:32]
+    revision = hashlib.sha256(json.dumps(["tenant-revision", tenant_id, counter]).encode()).hexdigest()[:32]
+    return f"{revision}-{release.fingerprint}" if release.fingerprint else revision
+
+
+class _Cut:
+    """An attribute map's JSON text cut to a release policy, counting the users it released PII of."""
+
+    def __init__(self, pii_list: list[str] | None, release: Release) -> None:
+        self.pii, self.release, self.count = frozenset(pii_list or ()), release, 0
+        self.noop = release.full and not self.pii
+
+    def __call__(self, text: str, subject: bool = False) -> str:
+        if self.noop:
+            return text
+        values, released_pii = restrict(orjson.loads(text), self.pii, self.release)
+        self.count += released_pii and subject
+        return text if self.release.full else orjson.dumps(values).decode()
 
 
 def bundle_root(slug: str) -> str:
     return f"iam/tenants/{slug}"
 
 
-def _write_data(out: IO[bytes], tenant_id: str) -> tuple[str, int]:
+def _write_data(out: IO[bytes], tenant_id: str, release: Release = FULL) -> tuple[str, int, int]:
     with connection.cursor() as cursor:
         cursor.execute(TENANT, [tenant_id])
-        slug, status, attributes, version = cursor.fetchone()
+        slug, status, attributes, version, pii_list = cursor.fetchone()
+    cut = _Cut(pii_list, release)
     groups = TenantGroups(tenant_id)
     out.write(
         f'{{"iam":{{"tenants":{{{json.dumps(slug)}:{{"id":"{tenant_id}","status":"{status}",'
-        f'"attributes":{attributes},"version":{version},"groups":{{{groups.groups_json()}}},"users":{{'.encode()
+        f'"attributes":{cut(attributes)},"version":{version},"groups":{{{groups.groups_json(cut)}}},"users":{{'.encode()
     )
     count = 0
     with connection.chunked_cursor() as cursor:
@@ -65,19 +90,20 @@ def _write_data(out: IO[bytes], tenant_id: str) -> tuple[str, int]:
         while rows := cursor.fetchmany(CHUNK_ROWS):
             chunk = ",".join(
                 f'{json.dumps(ext)}:{{"id":"{uid}","status":"{ustatus}",'
-                f'"attributes":{groups.attributes_text(attrs, direct)},"version":{uver}}}'
+                f'"attributes":{cut(groups.attributes_text(attrs, direct), True)},"version":{uver}}}'
                 for ext, uid, ustatus, attrs, uver, direct in rows
             )
             out.write((("," if count else "") + chunk).encode())
             count += len(rows)
     out.write(b"}}}}}")
-    return slug, count
+    return slug, count, cut.count
 
 
-def bundle_build(tenant_id: str, revision: str) -> Bundle:
-    """Build the bundle into a spooled temporary file (memory up to SPOOL_BYTES, then disk)."""
+def bundle_build(tenant_id: str, revision: str, release: Release = FULL) -> Bundle:
+    """Build the bundle into a spooled temporary file (memory up to SPOOL_BYTES, then disk), with the
+    attribute values ``release`` lets out (access/release.py)."""
     data = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - handed to tarfile
-    slug, _ = _write_data(data, tenant_id)
+    slug, _, pii = _write_data(data, tenant_id, release)
     data_size = data.tell()
     data.seek(0)
     manifest = json.dumps({"revision": revision, "roots": [bundle_root(slug)]}).encode()
@@ -93,4 +119,4 @@ def bundle_build(tenant_id: str, revision: str) -> Bundle:
     data.close()
     size = output.tell()
     output.seek(0)
-    return Bundle(revision, output, size)
+    return Bundle(revision, output, size, pii)

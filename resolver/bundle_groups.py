@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from functools import lru_cache
 
 import orjson
@@ -71,9 +72,9 @@ class TenantGroups:
         values, _ = compute({}, self._reached(combination), self.rules)
         return orjson.dumps(values).decode()
 
-    def groups_json(self) -> str:
-        """``{"<key>": {"id", "priority", "attributes", "version"}, …}``."""
+    def groups_json(self, cut: Callable[[str], str] = lambda text: text) -> str:
+        """``{"<key>": {"id", "priority", "attributes", "version"}, …}``; ``cut``: the release policy's filter."""
         return ",".join(
-            f'{json.dumps(key)}:{{"id":"{group_id}","priority":{priority},"attributes":{attributes},"version":{version}}}'
+            f'{json.dumps(key)}:{{"id":"{group_id}","priority":{priority},"attributes":{cut(attributes)},"version":{version}}}'
             for group_id, key, priority, attributes, version in self.group_rows
         )

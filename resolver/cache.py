@@ -45,8 +45,9 @@ def subject_token_key(tenant_id: UUID | str, external_id: str) -> str:
     return f"pip:sg:{tenant_id}:{_h(external_id)}"
 
 
-def entry_key(tenant_id: UUID | str, external_id: str) -> str:
-    return f"pip:e2:{tenant_id}:{_h(external_id)}"  # e2: entries are (tokens…, Resolved tuple)
+def entry_key(tenant_id: UUID | str, external_id: str, fingerprint: str = "") -> str:
+    """Per release policy (``fingerprint``, access/release.py): no key is served an entry built for another."""
+    return f"pip:e3:{tenant_id}:{_h(external_id)}:{fingerprint}"  # e3: entries are (tokens…, Resolved tuple)
 
 
 def slug_key(slug: str) -> str:
@@ -96,19 +97,27 @@ def _memo_slug(slug: str, tenant_id: str) -> None:
     _SLUG_MEMO[slug] = (tenant_id, time.monotonic() + SLUG_MEMO_SECONDS)
 
 
-def lookup_keys(tenant_id: str, external_id: str) -> list[str]:
-    """What :func:`lookup` reads: the tenant's token, the subject's token and the entry."""
-    return [tenant_token_key(tenant_id), subject_token_key(tenant_id, external_id), entry_key(tenant_id, external_id)]
+def lookup_keys(tenant_id: str, external_id: str, fingerprint: str = "") -> list[str]:
+    """What :func:`lookup` reads: the tenant's token, the subject's token and the entry of the policy."""
+    return [
+        tenant_token_key(tenant_id),
+        subject_token_key(tenant_id, external_id),
+        entry_key(tenant_id, external_id, fingerprint),
+    ]
 
 
 def lookup(
-    tenant_id: str, external_id: str, slug: str | None = None, prefetched: list[Any] | None = None
+    tenant_id: str,
+    external_id: str,
+    slug: str | None = None,
+    prefetched: list[Any] | None = None,
+    fingerprint: str = "",
 ) -> tuple[Any, tuple[str, str] | None]:
     """(entry or None, the tokens to store a fresh entry under — None if the cache is unavailable).
 
     ``prefetched``: the values of :func:`lookup_keys`, already read in the request's round trip.
     """
-    keys = lookup_keys(tenant_id, external_id)
+    keys = lookup_keys(tenant_id, external_id, fingerprint)
     try:
         if prefetched is not None:
             found = {key: value for key, value in zip(keys, prefetched, strict=True) if value is not None}
@@ -137,9 +146,11 @@ def lookup(
     return None, (tenant_token, subject_token)
 
 
-def store(tenant_id: str, external_id: str, tokens: tuple[str, str], value: Any) -> None:
+def store(tenant_id: str, external_id: str, tokens: tuple[str, str], value: Any, fingerprint: str = "") -> None:
     try:
-        cache.set(entry_key(tenant_id, external_id), (tokens[0], tokens[1], value), settings.PIP_CACHE_SECONDS)
+        cache.set(
+            entry_key(tenant_id, external_id, fingerprint), (tokens[0], tokens[1], value), settings.PIP_CACHE_SECONDS
+        )
     except Exception:  # noqa: BLE001
         pass
 

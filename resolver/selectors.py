@@ -11,14 +11,17 @@ import json
 import uuid
 from typing import Any, NamedTuple
 
+import orjson
 from django.db import connection
 
+from access.release import FULL, Release, restrict
 from resolver.effective import COLUMNS as EFFECTIVE_COLUMNS
 from resolver.effective import EFFECTIVE, effective_text, groups_etag_part, max_depth
 
 COLUMNS = f"""
     u.id::text, u.external_id, u.status, u.attributes::text, u.version,
-    t.id::text, t.slug, t.status, t.attributes::text, t.version, t.schema_version, {EFFECTIVE_COLUMNS}
+    t.id::text, t.slug, t.status, t.attributes::text, t.version, t.schema_version, {EFFECTIVE_COLUMNS},
+    (SELECT array_agg(d.key) FROM attributes_attributedefinition d WHERE d.tenant_id = t.id AND d.pii)
 """
 BY_TENANT_ID = f"""
     SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id {EFFECTIVE}
@@ -45,6 +48,7 @@ class Resolved(NamedTuple):
     etag: str
     native: bytes
     authzen: bytes
+    pii: bool = False  # PII-flagged values are among the released ones (access/pii_audit.py counts them)
 
 
 def as_uuid(ref: str) -> uuid.UUID | None:
@@ -56,12 +60,34 @@ def as_uuid(ref: str) -> uuid.UUID | None:
         return None
 
 
-def render(row: tuple[Any, ...], explain: bool = False) -> Resolved:
-    """A row as JSON bytes; ``attributes`` are the effective ones (resolver/effective.py)."""
-    uid, ext, ustatus, own, uver, tid, slug, tstatus, tattrs, tver, sver, groups, rules = row
+def released(
+    uattrs: str, tattrs: str, sources: str | None, pii_list: list[str] | None, release: Release
+) -> tuple[str, str, str | None, bool]:
+    """The attribute texts (subject's, tenant's, sources) cut to what ``release`` lets out, and whether
+    PII values are among them; the texts as they are for the full policy on a tenant without PII."""
+    pii = frozenset(pii_list or ())
+    if release.full and not pii:
+        return uattrs, tattrs, sources, False
+    user_values, user_pii = restrict(orjson.loads(uattrs), pii, release)
+    tenant_values, tenant_pii = restrict(orjson.loads(tattrs), pii, release)
+    if release.full:
+        return uattrs, tattrs, sources, user_pii or tenant_pii
+    if sources is not None:
+        sources = orjson.dumps({k: v for k, v in orjson.loads(sources).items() if k in user_values}).decode()
+    return orjson.dumps(user_values).decode(), orjson.dumps(tenant_values).decode(), sources, user_pii or tenant_pii
+
+
+def render(row: tuple[Any, ...], explain: bool = False, release: Release = FULL) -> Resolved:
+    """A row as JSON bytes; ``attributes`` are the effective ones (resolver/effective.py), cut to
+    what the caller's release policy lets out (access/release.py)."""
+    uid, ext, ustatus, own, uver, tid, slug, tstatus, tattrs, tver, sver, groups, rules, pii_list = row
     uattrs, sources = effective_text(own, groups, rules, explain=explain)
+    uattrs, tattrs, sources, pii = released(uattrs, tattrs, sources, pii_list, release)
     etag = (
-        f"{uid}.{uver}.{tver}.{sver}" + (f".{groups_etag_part(groups)}" if groups else "") + (".x" if explain else "")
+        f"{uid}.{uver}.{tver}.{sver}"
+        + (f".{groups_etag_part(groups)}" if groups else "")
+        + (".x" if explain else "")
+        + (f".{release.fingerprint}" if release.fingerprint else "")
     )
     explained = f',"sources":{sources}' if sources is not None else ""
     ext_json = json.dumps(ext)
@@ -77,10 +103,12 @@ def render(row: tuple[Any, ...], explain: bool = False) -> Resolved:
     authzen = f'{{"type":"user","id":{ext_json},"properties":{{{properties + "," if properties else ""}{extra}}}}}'
     # The subject's id is in the ETag: a subject deleted and created again under the same external id
     # starts again at version 1, and must not revalidate (304) against the old subject's ETag.
-    return Resolved(tid, slug, f'"{etag}"', native.encode(), authzen.encode())
+    return Resolved(tid, slug, f'"{etag}"', native.encode(), authzen.encode(), pii)
 
 
-def subject_resolve(*, tenant_ref: str, external_id: str, explain: bool = False) -> Resolved | None:
+def subject_resolve(
+    *, tenant_ref: str, external_id: str, explain: bool = False, release: Release = FULL
+) -> Resolved | None:
     tenant_id = as_uuid(tenant_ref)
     with connection.cursor() as cursor:
         if tenant_id is not None:
@@ -88,10 +116,12 @@ def subject_resolve(*, tenant_ref: str, external_id: str, explain: bool = False)
         else:
             cursor.execute(BY_TENANT_SLUG, [max_depth(), tenant_ref, external_id])
         row = cursor.fetchone()
-    return render(row, explain) if row else None
+    return render(row, explain, release) if row else None
 
 
-def subjects_resolve(*, items: list[tuple[str, str]], explain: bool = False) -> dict[int, Resolved]:
+def subjects_resolve(
+    *, items: list[tuple[str, str]], explain: bool = False, release: Release = FULL
+) -> dict[int, Resolved]:
     """Resolve many (tenant ref, external id) pairs in one statement; keys are the items' indexes."""
     if not items:
         return {}
@@ -99,4 +129,4 @@ def subjects_resolve(*, items: list[tuple[str, str]], explain: bool = False) -> 
     slugs = [None if tid is not None else ref for tid, (ref, _) in zip(tenant_ids, items, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(BATCH, [tenant_ids, slugs, [ext for _, ext in items], max_depth()])
-        return {int(row[0]) - 1: render(row[1:], explain) for row in cursor.fetchall()}
+        return {int(row[0]) - 1: render(row[1:], explain, release) for row in cursor.fetchall()}

@@ -34,6 +34,10 @@ class Tenant(DomainModel):
     schema_version = models.PositiveBigIntegerField(
         default=0, editable=False, help_text="Bumped by every change of the tenant's attribute definitions."
     )
+    events_include_pii = models.BooleanField(
+        default=False,
+        help_text='Events carry the values of PII-flagged attributes; otherwise {"redacted": true} (docs/events.md).',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -19,7 +19,7 @@ from core.guards import domain_write
 from outbox.changes import record_change
 from tenants.models import Tenant, TenantRevision
 
-UPDATABLE_FIELDS = ("slug", "name", "status")
+UPDATABLE_FIELDS = ("slug", "name", "status", "events_include_pii")
 
 
 def tenant_data(tenant: Tenant) -> dict[str, Any]:
@@ -29,6 +29,7 @@ def tenant_data(tenant: Tenant) -> dict[str, Any]:
         "slug": tenant.slug,
         "name": tenant.name,
         "status": tenant.status,
+        "events_include_pii": tenant.events_include_pii,
         "attributes": tenant.attributes,
         "version": tenant.version,
         "deleted_at": tenant.deleted_at.isoformat() if tenant.deleted_at else None,
@@ -47,9 +48,14 @@ def _full_clean(tenant: Tenant) -> None:
 
 
 def tenant_create(
-    *, slug: str, name: str, status: str = Tenant.Status.ACTIVE, attributes: dict[str, Any] | None = None
+    *,
+    slug: str,
+    name: str,
+    status: str = Tenant.Status.ACTIVE,
+    attributes: dict[str, Any] | None = None,
+    events_include_pii: bool = False,
 ) -> Tenant:
-    tenant = Tenant(slug=slug, name=name, status=status, attributes={})
+    tenant = Tenant(slug=slug, name=name, status=status, attributes={}, events_include_pii=events_include_pii)
     _full_clean(tenant)
     if attributes:
         # A new tenant has no definitions yet, so any attribute key is unknown.
@@ -115,7 +121,7 @@ def tenant_update(
     return locked
 
 
-REPLACE_DEFAULTS = {"status": Tenant.Status.ACTIVE}
+REPLACE_DEFAULTS = {"status": Tenant.Status.ACTIVE, "events_include_pii": False}
 
 
 def tenant_replace(

@@ -18,7 +18,17 @@ from tests.factories import DefinitionFactory, TenantFactory, UserFactory
 from users.models import User
 
 pytestmark = pytest.mark.django_db
-TENANT_FIELDS = {"id", "slug", "name", "status", "attributes", "version", "created_at", "updated_at"}
+TENANT_FIELDS = {
+    "id",
+    "slug",
+    "name",
+    "status",
+    "events_include_pii",
+    "attributes",
+    "version",
+    "created_at",
+    "updated_at",
+}
 USER_FIELDS = {
     "id",
     "external_id",

@@ -143,7 +143,7 @@ def test_cached_lookup_is_one_round_trip_and_no_query(client, acme, with_redis, 
 def test_cache_miss_is_one_query_and_two_round_trips(client, acme, with_redis, cost) -> None:  # type: ignore[no-untyped-def]
     client.get("/api/v1/pip/tenants/acme/subjects/u1")
     client.get("/api/v1/pip/tenants/acme/subjects/u2")  # tokens of the tenant exist
-    with_redis.delete(*with_redis.keys("*pip:e2:*"))
+    with_redis.delete(*with_redis.keys("*pip:e3:*"))
     with cost() as c:
         assert client.get("/api/v1/pip/tenants/acme/subjects/u2").status_code == 200
     assert (c.round_trips, dict(c.commands), len(c.queries)) == (2, {**ONE_ROUND_TRIP, "set": 1}, 1)
@@ -200,3 +200,22 @@ def test_the_pip_throttle_counts_one_per_request_in_a_fixed_window(client, acme,
         PrincipalRateThrottle.THROTTLE_RATES = saved
     assert statuses == [200, 200, 200, 429]
     assert 0 < int(refused["Retry-After"]) <= 3600 and refused["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("pii_read", [False, True])
+def test_a_key_with_a_release_policy_pays_the_same_one_round_trip(acme, with_redis, cost, pii_read) -> None:  # type: ignore[no-untyped-def]
+    """The policy travels with the key's principal: its own cache entry, no extra round trip or query."""
+    DefinitionFactory(tenant=acme, key="ssn", type="string", pii=True)
+    listed = ["n", "ssn", *[f"k{i}" for i in range(8)]]  # a 10-key policy
+    _, raw = api_key_create(
+        name="narrow", scopes=["pip:read", *(["pii:read"] if pii_read else [])], tenants=[acme], attributes=listed
+    )
+    narrow = APIClient()
+    narrow.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    first = narrow.get("/api/v1/pip/tenants/acme/subjects/u1")
+    assert first.json()["attributes"] == {"n": 1}
+    assert narrow.get("/api/v1/pip/tenants/acme/subjects/u1").content == first.content  # the entry stored
+    with cost() as c:
+        response = narrow.get("/api/v1/pip/tenants/acme/subjects/u1")
+    assert response.content == first.content
+    assert (c.round_trips, dict(c.commands), c.queries) == (1, ONE_ROUND_TRIP, [])

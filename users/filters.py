@@ -16,6 +16,7 @@ from django.db.models import Q, QuerySet
 from rest_framework.filters import BaseFilterBackend, OrderingFilter
 from rest_framework.request import Request
 
+from access.release import FULL
 from attributes.models import AttributeDefinition
 from attributes.query import MAX_CONDITIONS, QueryError, parse_expression, parse_parameter
 from attributes.search import ORDERABLE_TYPES, Compiler, query_error, sort_expression
@@ -37,9 +38,17 @@ class UserFilter(django_filters.FilterSet):
 
 
 def _definitions(view: Any) -> list[AttributeDefinition]:
+    """The definitions a search may name: those the caller's release policy lets out (access/release.py),
+    so that searching or sorting by a withheld key is the 400 of an unknown key, never an oracle."""
     cached = getattr(view, "_user_definitions", None)
     if cached is None:
-        cached = definitions_for(tenant_id=view.tenant.id, target=AttributeDefinition.Target.USER)
+        principal = getattr(view, "principal", None)
+        release = principal.release if principal is not None else FULL
+        cached = [
+            definition
+            for definition in definitions_for(tenant_id=view.tenant.id, target=AttributeDefinition.Target.USER)
+            if release.allows(definition.key, {definition.key} if definition.pii else set())
+        ]
         view._user_definitions = cached
     return cached
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
@@ -52,21 +54,30 @@ class AttributeDefinitionViewSet(TenantScopedViewSet):
             return AttributeDefinition.objects.none()
         return AttributeDefinition.objects.filter(tenant=self.tenant)
 
+    def released(self, data: Any) -> Any:
+        """A PII definition's ``default`` is a PII value: ``{"redacted": true}`` without ``pii:read``."""
+        if not self.principal.release.pii:
+            for item in data if isinstance(data, list) else [data]:
+                if item.get("pii") and item.get("default") is not None:
+                    item["default"] = {"redacted": True}
+        return data
+
     def list(self, request: Request, tenant: str) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(DefinitionOutputSerializer(page, many=True).data)
+        return self.get_paginated_response(self.released(DefinitionOutputSerializer(page, many=True).data))
 
     def create(self, request: Request, tenant: str) -> Response:
         data = DefinitionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         definition = services.definition_create(tenant=self.tenant, **data.validated_data)
         return with_etag(
-            Response(DefinitionOutputSerializer(definition).data, status=status.HTTP_201_CREATED), definition.version
+            Response(self.released(DefinitionOutputSerializer(definition).data), status=status.HTTP_201_CREATED),
+            definition.version,
         )
 
     def retrieve(self, request: Request, tenant: str, key: str) -> Response:
         definition = definition_get(tenant_id=self.tenant.id, key=key)
-        return with_etag(Response(DefinitionOutputSerializer(definition).data), definition.version)
+        return with_etag(Response(self.released(DefinitionOutputSerializer(definition).data)), definition.version)
 
     def update(self, request: Request, tenant: str, key: str) -> Response:
         return self._write(request, key, partial=False)
@@ -80,7 +91,7 @@ class AttributeDefinitionViewSet(TenantScopedViewSet):
         data.is_valid(raise_exception=True)
         write = services.definition_update if partial else services.definition_replace
         definition = write(definition=definition, expected_version=expected_version(request), **data.validated_data)
-        return with_etag(Response(DefinitionOutputSerializer(definition).data), definition.version)
+        return with_etag(Response(self.released(DefinitionOutputSerializer(definition).data)), definition.version)
 
     def destroy(self, request: Request, tenant: str, key: str) -> Response:
         definition = definition_get(tenant_id=self.tenant.id, key=key)

@@ -33,8 +33,9 @@ def lookup(request: HttpRequest, principal: Principal, kwargs: dict[str, str], p
     )
 
 
-def lookup_prefetch(request: HttpRequest, kwargs: dict[str, str]) -> list[str]:
-    return prefetch_keys(kwargs["tenant"], kwargs["external_id"])
+def lookup_prefetch(request: HttpRequest, principal: Principal, kwargs: dict[str, str]) -> list[str]:
+    """The entry of the key's release policy: the policy travels with the principal (no round trip)."""
+    return prefetch_keys(kwargs["tenant"], kwargs["external_id"], principal.release)
 
 
 def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], prefetched: list[Any]) -> HttpResponse:
@@ -46,7 +47,7 @@ def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], pr
     )
 
 
-def batch_prefetch(request: HttpRequest, kwargs: dict[str, str]) -> list[str]:
+def batch_prefetch(request: HttpRequest, principal: Principal, kwargs: dict[str, str]) -> list[str]:
     return []
 
 

@@ -16,7 +16,9 @@ from rest_framework.views import APIView
 
 from access import scopes as S
 from access.permissions import ScopedView
+from access.pii_audit import pii_read_count
 from access.principals import Principal
+from access.release import FULL, Release
 from core.errors import FieldError, NotFound, ValidationFailed
 from resolver import cache as pip_cache
 from resolver.selectors import Resolved, as_uuid, subject_resolve, subjects_resolve
@@ -97,49 +99,59 @@ def subject_lookup(
     tenant_id = as_uuid(tenant)
     if tenant_id is not None and not principal.reaches(tenant_id):
         raise NotFound("no such subject")
+    release = principal.release
     if explain:  # a diagnosis: always from the database, never cached
-        resolved = subject_resolve(tenant_ref=tenant, external_id=external_id, explain=True)
+        resolved = subject_resolve(tenant_ref=tenant, external_id=external_id, explain=True, release=release)
     else:
-        resolved = _resolve(tenant, tenant_id, external_id, prefetched)
+        resolved = _resolve(tenant, tenant_id, external_id, prefetched, release)
     if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
         raise NotFound("no such subject")
     headers = {"ETag": resolved.etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": "Authorization"}
     if etag_matches(if_none_match, resolved.etag):
         return HttpResponseNotModified(headers=headers)
+    if resolved.pii and principal.kind == "key":
+        pii_read_count(key_id=principal.id)
     body = resolved.authzen if authzen else resolved.native
     return HttpResponse(body, content_type="application/json", headers=headers)
 
 
-def prefetch_keys(tenant: str, external_id: str) -> list[str]:
-    """The cache keys a lookup reads, when this process knows the tenant's id without I/O."""
+def prefetch_keys(tenant: str, external_id: str, release: Release = FULL) -> list[str]:
+    """The cache keys a lookup reads (its release policy's entry), when this process knows the
+    tenant's id without I/O."""
     if not pip_cache.enabled():
         return []
     tenant_id = as_uuid(tenant)
     key_tenant = str(tenant_id) if tenant_id is not None else pip_cache.memoised_tenant_id(tenant)
-    return [] if key_tenant is None else pip_cache.lookup_keys(key_tenant, external_id)
+    return [] if key_tenant is None else pip_cache.lookup_keys(key_tenant, external_id, release.fingerprint)
 
 
-def _resolve(tenant: str, tenant_id: Any, external_id: str, prefetched: list[Any] | None) -> Resolved | None:
+def _resolve(
+    tenant: str, tenant_id: Any, external_id: str, prefetched: list[Any] | None, release: Release
+) -> Resolved | None:
     if not pip_cache.enabled():
-        return subject_resolve(tenant_ref=tenant, external_id=external_id)
+        return subject_resolve(tenant_ref=tenant, external_id=external_id, release=release)
     key_tenant = str(tenant_id) if tenant_id is not None else pip_cache.tenant_id_for_slug(tenant)
     tokens = None
     if key_tenant is not None:
         if prefetched and tenant_id is None and pip_cache.memoised_tenant_id(tenant) != key_tenant:
             prefetched = None  # read under another tenant id than the one now memoised
         cached, tokens = pip_cache.lookup(
-            key_tenant, external_id, slug=None if tenant_id is not None else tenant, prefetched=prefetched or None
+            key_tenant,
+            external_id,
+            slug=None if tenant_id is not None else tenant,
+            prefetched=prefetched or None,
+            fingerprint=release.fingerprint,
         )
         if cached is not None:
             return cached
-    resolved = subject_resolve(tenant_ref=tenant, external_id=external_id)
+    resolved = subject_resolve(tenant_ref=tenant, external_id=external_id, release=release)
     if resolved is not None:
         if tenant_id is None and resolved.tenant_id != key_tenant:
             # The slug was unknown, or mapped to another (since deleted) tenant: learn it, cache nothing
             # under a tenant id whose tokens the subject's writes would not touch.
             pip_cache.remember_slug(resolved.tenant_slug, resolved.tenant_id)
         elif tokens is not None and key_tenant is not None:  # tokens come only with a key_tenant
-            pip_cache.store(key_tenant, external_id, tokens, resolved)
+            pip_cache.store(key_tenant, external_id, tokens, resolved, release.fingerprint)
     return resolved
 
 
@@ -185,11 +197,12 @@ class SubjectBatchView(ScopedView, APIView):
 def subjects_lookup(*, principal: Principal, data: Any, authzen: bool, explain: bool = False) -> HttpResponse:
     """The batch's answer, for the DRF view and the lean door alike: one query, bodies spliced as bytes."""
     items = batch_items(data)
-    resolved = subjects_resolve(items=items, explain=explain)
-    parts = []
+    resolved = subjects_resolve(items=items, explain=explain, release=principal.release)
+    parts, pii = [], 0
     for index, (tenant, external_id) in enumerate(items):
         found = resolved.get(index)
         if found is not None and principal.reaches(as_uuid(found.tenant_id)):
+            pii += found.pii
             body = found.authzen if authzen else found.native
             parts.append(b'{"index":%d,"found":true,"etag":%s,"subject":%s}' % (index, orjson.dumps(found.etag), body))
         else:
@@ -197,6 +210,8 @@ def subjects_lookup(*, principal: Principal, data: Any, authzen: bool, explain: 
                 b'{"index":%d,"found":false,"tenant":%s,"external_id":%s,"error":"not_found"}'
                 % (index, orjson.dumps(tenant), orjson.dumps(external_id))
             )
+    if pii and principal.kind == "key":
+        pii_read_count(key_id=principal.id, subjects=pii)
     return HttpResponse(b'{"results":[' + b",".join(parts) + b"]}", content_type="application/json")
 
 
@@ -243,12 +258,15 @@ class BundleView(ScopedView, APIView):
         from tenants.selectors import tenant_get
 
         found = tenant_get(ref=tenant, queryset=self.principal.tenants())
-        revision = bundle_revision(str(found.id))
+        release = self.principal.release
+        revision = bundle_revision(str(found.id), release)
         etag = f'"{revision}"'
         headers = {"ETag": etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": "Authorization"}
         if etag_matches(request.headers.get("If-None-Match"), etag):
             return HttpResponseNotModified(headers=headers)
-        bundle = bundle_build(str(found.id), revision)
+        bundle = bundle_build(str(found.id), revision, release)
+        if bundle.pii and self.principal.kind == "key":
+            pii_read_count(key_id=self.principal.id, subjects=bundle.pii)
         response = FileResponse(bundle.file, content_type="application/gzip", headers=headers)
         response["Content-Length"] = str(bundle.size)
         return response

@@ -11,7 +11,17 @@ class TenantOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Tenant
-        fields = ["id", "slug", "name", "status", "attributes", "version", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "status",
+            "events_include_pii",
+            "attributes",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
@@ -19,4 +29,7 @@ class TenantInputSerializer(StrictInputSerializer):
     slug = StrictCharField(max_length=63, help_text="DNS label, unique, never UUID-shaped.")
     name = StrictCharField(max_length=200)
     status = serializers.ChoiceField(choices=Tenant.Status.choices, required=False)
+    events_include_pii = serializers.BooleanField(
+        required=False, help_text='Events carry PII-flagged values (default false: {"redacted": true}).'
+    )
     attributes = AttributesField(required=False, help_text="PUT replaces the map; PATCH merges, null removes a key.")

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import ScopedViewSet, expected_version, tenants_visible_to, with_etag
+from api.release import released, within_release
 from api.tenants.serializers import TenantInputSerializer, TenantOutputSerializer
 from tenants import services
 from tenants.models import Tenant
@@ -55,17 +56,22 @@ class TenantViewSet(ScopedViewSet):
 
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(TenantOutputSerializer(page, many=True).data)
+        return self.get_paginated_response(released(self.principal, None, TenantOutputSerializer(page, many=True).data))
 
     def create(self, request: Request) -> Response:
         data = TenantInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tenant = services.tenant_create(**data.validated_data)
-        return with_etag(Response(TenantOutputSerializer(tenant).data, status=status.HTTP_201_CREATED), tenant.version)
+        return with_etag(
+            Response(
+                released(self.principal, None, TenantOutputSerializer(tenant).data), status=status.HTTP_201_CREATED
+            ),
+            tenant.version,
+        )
 
     def retrieve(self, request: Request, tenant: str) -> Response:
         obj = self._tenant()
-        return with_etag(Response(TenantOutputSerializer(obj).data), obj.version)
+        return with_etag(Response(released(self.principal, None, TenantOutputSerializer(obj).data)), obj.version)
 
     def update(self, request: Request, tenant: str) -> Response:
         return self._write(request, partial=False)
@@ -77,12 +83,12 @@ class TenantViewSet(ScopedViewSet):
         obj = self._tenant()
         data = TenantInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
+        fields = within_release(self.principal, obj.id, dict(data.validated_data), obj.attributes, partial=partial)
         self._check_lifecycle_scope(obj, fields if partial else {**services.REPLACE_DEFAULTS, **fields})
         write = services.tenant_update if partial else services.tenant_replace
         extra: dict[str, Any] = {"merge_attributes": True} if partial else {}
         obj = write(tenant=obj, expected_version=expected_version(request), **extra, **fields)
-        return with_etag(Response(TenantOutputSerializer(obj).data), obj.version)
+        return with_etag(Response(released(self.principal, None, TenantOutputSerializer(obj).data)), obj.version)
 
     def _check_lifecycle_scope(self, obj: Tenant, fields: dict[str, Any]) -> None:
         """Suspending, resuming or renaming the slug of a tenant needs tenants:write (not directory:write)."""

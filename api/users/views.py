@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import TenantScopedViewSet, expected_version, with_etag
+from api.release import released, within_release
 from api.users.serializers import USER_OUTPUT_FIELDS, UserInputSerializer, UserOutputSerializer, user_rows
 from users import services
 from users.filters import AttributeFilterBackend, AttributeOrderingFilter, UserFilter
@@ -66,22 +67,30 @@ class UserViewSet(TenantScopedViewSet):
             return User.objects.none()
         return users_of(tenant=self.tenant)
 
+    def released(self, data: Any) -> Any:
+        return released(self.principal, self.tenant.id, data)
+
+    def within_release(self, fields: dict[str, Any], held: dict[str, Any], *, partial: bool = True) -> dict[str, Any]:
+        return within_release(self.principal, self.tenant.id, fields, held, partial=partial)
+
     def list(self, request: Request, tenant: str) -> Response:
         # Rows, not model instances: the page is shaped by user_rows exactly as UserOutputSerializer
         # would (tests/test_user_list_lean.py). An ordering annotation rides along for the cursor.
         found = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(found.values(*USER_OUTPUT_FIELDS, *found.query.annotations))
-        return self.get_paginated_response(user_rows(page or ()))
+        return self.get_paginated_response(self.released(user_rows(page or ())))
 
     def create(self, request: Request, tenant: str) -> Response:
         data = UserInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.user_create(tenant=self.tenant, **data.validated_data)
-        return with_etag(Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED), user.version)
+        user = services.user_create(tenant=self.tenant, **self.within_release(dict(data.validated_data), {}))
+        return with_etag(
+            Response(self.released(UserOutputSerializer(user).data), status=status.HTTP_201_CREATED), user.version
+        )
 
     def retrieve(self, request: Request, tenant: str, user_id: str) -> Response:
         user = user_get(tenant=self.tenant, user_id=user_id)
-        return with_etag(Response(UserOutputSerializer(user).data), user.version)
+        return with_etag(Response(self.released(UserOutputSerializer(user).data)), user.version)
 
     def update(self, request: Request, tenant: str, user_id: str) -> Response:
         return self._write(request, user_id, partial=False)
@@ -93,10 +102,11 @@ class UserViewSet(TenantScopedViewSet):
         user = user_get(tenant=self.tenant, user_id=user_id)
         data = UserInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
+        fields = self.within_release(dict(data.validated_data), user.attributes, partial=partial)
         write = services.user_update if partial else services.user_replace
         extra: dict[str, Any] = {"merge_attributes": True} if partial else {}
-        user = write(user=user, expected_version=expected_version(request), **extra, **data.validated_data)
-        return with_etag(Response(UserOutputSerializer(user).data), user.version)
+        user = write(user=user, expected_version=expected_version(request), **extra, **fields)
+        return with_etag(Response(self.released(UserOutputSerializer(user).data)), user.version)
 
     def destroy(self, request: Request, tenant: str, user_id: str) -> Response:
         user = user_get(tenant=self.tenant, user_id=user_id)

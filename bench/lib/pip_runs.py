@@ -193,7 +193,7 @@ class Runs:
             while warm.poll() is None and entries < self.args.users:
                 time.sleep(1)
                 if client.dbsize() >= 2 * self.args.users:
-                    entries = sum(1 for _ in client.scan_iter(match="*pip:e2:*", count=10000))
+                    entries = sum(1 for _ in client.scan_iter(match="*pip:e3:*", count=10000))
         finally:
             if warm.poll() is None:
                 warm.send_signal(signal.SIGINT)
@@ -202,7 +202,7 @@ class Runs:
             except subprocess.TimeoutExpired:
                 warm.kill()
                 warm.wait(5)
-        entries = sum(1 for _ in client.scan_iter(match="*pip:e2:*", count=10000))
+        entries = sum(1 for _ in client.scan_iter(match="*pip:e3:*", count=10000))
         info = {"seconds": round(time.monotonic() - started, 1), "entries": entries, "users": self.args.users}
         log(f"cache warmed in {info['seconds']} s: {entries:,} entries for {self.args.users:,} users")
         return info

@@ -28,7 +28,7 @@ class TenantForm(AttributeFormMixin, ServiceFormMixin, forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "status"]
+        fields = ["slug", "name", "status", "events_include_pii"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -37,7 +37,7 @@ class TenantForm(AttributeFormMixin, ServiceFormMixin, forms.ModelForm):
         return cleaned
 
 
-TENANT_FIELDS = ("slug", "name", "status")
+TENANT_FIELDS = ("slug", "name", "status", "events_include_pii")
 
 
 @admin.register(Tenant)

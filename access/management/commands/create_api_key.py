@@ -1,4 +1,4 @@
-"""``manage.py create_api_key --name NAME --scopes a,b [--tenants slug,…] [--expires-days N]``.
+"""``manage.py create_api_key --name NAME --scopes a,b [--tenants slug,…] [--expires-days N] [--attributes k,…]``.
 
 Prints the key once; only its hash is stored.
 """
@@ -42,6 +42,12 @@ class Command(BaseCommand):
         parser.add_argument("--scopes", required=True, help="Comma-separated, e.g. pip:read,directory:read")
         parser.add_argument("--tenants", default="", help="Comma-separated tenant slugs; empty for every tenant.")
         parser.add_argument(
+            "--attributes",
+            default=None,
+            help="Comma-separated attribute keys the key may read (* for every key; PII also needs pii:read). "
+            "Omit for every key.",
+        )
+        parser.add_argument(
             "--expires-days",
             type=positive_days,
             default=None,
@@ -49,7 +55,14 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: object, name: str, scopes: str, tenants: str, expires_days: int | None, **options: object
+        self,
+        *args: object,
+        name: str,
+        scopes: str,
+        tenants: str,
+        expires_days: int | None,
+        attributes: str | None = None,
+        **options: object,
     ) -> None:
         slugs = [slug.strip() for slug in tenants.split(",") if slug.strip()]
         found = list(Tenant.objects.filter(slug__in=slugs))
@@ -64,6 +77,7 @@ class Command(BaseCommand):
                 tenants=found,
                 expires_at=expires_at,
                 created_by="command:create_api_key",
+                attributes=attributes,
             )
         except ValidationFailed as error:
             raise CommandError(error.detail) from None
