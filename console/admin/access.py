@@ -11,7 +11,7 @@ from access import scopes as S
 from access.keys import api_key_create, api_key_release_set, api_key_revoke
 from access.models import ApiKey, PiiReadCount, TenantAdministrator
 from access.release import attributes_clean
-from console.support import add_field_errors
+from console.support import ReadOnlyAdminMixin, add_field_errors
 from core.errors import ValidationFailed
 from tenants.models import Tenant
 
@@ -157,7 +157,7 @@ class TenantAdministratorAdmin(admin.ModelAdmin):
 
 
 @admin.register(PiiReadCount)
-class PiiReadCountAdmin(admin.ModelAdmin):
+class PiiReadCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Reads of PII by pii:read keys, per key per hour (access/pii_audit.py): read-only."""
 
     list_display = ["hour", "key", "key_id", "count"]
@@ -175,12 +175,3 @@ class PiiReadCountAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
