@@ -109,6 +109,39 @@ def two_tenants(django_user_model):  # type: ignore[no-untyped-def]
 
 
 # --- NATS ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the test module's own (a missing binary fails under CI=true)."""
+    from tests.proc_helpers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def with_redis(settings, redis_url):  # type: ignore[no-untyped-def]
+    """The production cache configuration (``REDIS_URL`` set), against the module's redis-server; the
+    process-local memos (slugs, held keys) emptied before and after."""
+    import redis
+    from django.core.cache import cache
+
+    from access import keys
+    from resolver.cache import _SLUG_MEMO
+
+    settings.CACHES = {"default": {"BACKEND": "core.redis_cache.RedisCache", "LOCATION": redis_url}}
+    settings.SHARED_CACHE = True
+    cache.clear()
+    _SLUG_MEMO.clear()
+    keys.drop_held()
+    yield redis.Redis.from_url(redis_url)
+    cache.clear()
+    _SLUG_MEMO.clear()
+    keys.drop_held()
+
+
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[NatsServer]:
     store = Path(tempfile.mkdtemp(prefix="iam-test-nats-"))

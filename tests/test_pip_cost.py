@@ -21,36 +21,9 @@ from rest_framework.test import APIClient
 from access import keys
 from access.keys import api_key_create, api_key_revoke
 from core.redis_cache import Wire
-from resolver.cache import _SLUG_MEMO
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
-from tests.proc_helpers import RedisServer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def with_redis(settings, redis_url):  # type: ignore[no-untyped-def]
-    """The production cache configuration (``REDIS_URL`` set), against the module's redis-server."""
-    from django.core.cache import cache
-
-    settings.CACHES = {"default": {"BACKEND": "core.redis_cache.RedisCache", "LOCATION": redis_url}}
-    settings.SHARED_CACHE = True
-    cache.clear()
-    _SLUG_MEMO.clear()
-    keys.drop_held()
-    yield redis.Redis.from_url(redis_url)
-    cache.clear()
-    _SLUG_MEMO.clear()
-    keys.drop_held()
 
 
 class Cost:

@@ -9,17 +9,14 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
-from access import keys
 from access.keys import api_key_create, api_key_release_set
 from access.models import ApiKey, PiiReadCount
 from access.pii_audit import _PENDING, pii_reads_flush
@@ -27,10 +24,8 @@ from access.release import MAX_KEYS
 from core.errors import ValidationFailed
 from groups import services as group_services
 from outbox.models import OutboxEvent
-from resolver.cache import _SLUG_MEMO
 from tenants import services as tenant_services
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
-from tests.proc_helpers import RedisServer
 from users import services as user_services
 
 pytestmark = pytest.mark.django_db
@@ -51,30 +46,6 @@ KEYS = {
 def visible(values: dict[str, Any], kind: str) -> dict[str, Any]:
     pii, listed = KEYS[kind]
     return {k: v for k, v in values.items() if (pii or k not in PII) and (listed is None or k in listed)}
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def with_redis(settings, redis_url):  # type: ignore[no-untyped-def]
-    from django.core.cache import cache
-
-    settings.CACHES = {"default": {"BACKEND": "core.redis_cache.RedisCache", "LOCATION": redis_url}}
-    settings.SHARED_CACHE = True
-    cache.clear()
-    _SLUG_MEMO.clear()
-    keys.drop_held()
-    yield redis.Redis.from_url(redis_url)
-    cache.clear()
-    _SLUG_MEMO.clear()
-    keys.drop_held()
 
 
 @pytest.fixture
