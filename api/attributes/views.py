@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from access import scopes as S
 from api.attributes.serializers import DefinitionInputSerializer, DefinitionOutputSerializer
 from api.base import TenantScopedViewSet, expected_version, with_etag
+from api.crud import crud_scopes
 from attributes import services
 from attributes.models import AttributeDefinition
 from attributes.selectors import definition_get
@@ -33,14 +34,7 @@ ONE = [TENANT_PARAM, KEY_PARAM]
     destroy=extend_schema(parameters=ONE, responses={204: None}),
 )
 class AttributeDefinitionViewSet(TenantScopedViewSet):
-    scopes = {
-        "list": S.DIRECTORY_READ,
-        "retrieve": S.DIRECTORY_READ,
-        "create": S.SCHEMA_WRITE,
-        "update": S.SCHEMA_WRITE,
-        "partial_update": S.SCHEMA_WRITE,
-        "destroy": S.SCHEMA_WRITE,
-    }
+    scopes = crud_scopes(read=S.DIRECTORY_READ, write=S.SCHEMA_WRITE)
     lookup_url_kwarg = "key"
     serializer_class = DefinitionOutputSerializer
     ordering_fields = ["key", "created_at"]

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import TenantScopedViewSet, expected_version, with_etag
+from api.crud import crud_scopes
 from api.release import released, within_release
 from api.users.serializers import USER_OUTPUT_FIELDS, UserInputSerializer, UserOutputSerializer, user_rows
 from users import services
@@ -46,14 +47,7 @@ ONE = [TENANT_PARAM, USER_PARAM]
     destroy=extend_schema(parameters=ONE, responses={204: None}),
 )
 class UserViewSet(TenantScopedViewSet):
-    scopes = {
-        "list": S.DIRECTORY_READ,
-        "retrieve": S.DIRECTORY_READ,
-        "create": S.DIRECTORY_WRITE,
-        "update": S.DIRECTORY_WRITE,
-        "partial_update": S.DIRECTORY_WRITE,
-        "destroy": S.DIRECTORY_WRITE,
-    }
+    scopes = crud_scopes(read=S.DIRECTORY_READ, write=S.DIRECTORY_WRITE)
     lookup_url_kwarg = "user_id"
     serializer_class = UserOutputSerializer
     filter_backends = [DjangoFilterBackend, AttributeFilterBackend, AttributeOrderingFilter]
