@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 
 from access import scopes as S
@@ -165,10 +165,19 @@ class PiiReadCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=key_id"]
     date_hierarchy = "hour"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PiiReadCount]:
+        """Each row with its key's name and prefix in the page's one query (not a query per row)."""
+        key = ApiKey.objects.filter(pk=OuterRef("key_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(key_name=Subquery(key.values("name")[:1]), key_prefix=Subquery(key.values("prefix")[:1]))
+        )
+
     @admin.display(description="key")
     def key(self, obj: PiiReadCount) -> str:
-        found = ApiKey.objects.filter(pk=obj.key_id).first()
-        return str(found) if found is not None else "(deleted key)"
+        name, prefix = getattr(obj, "key_name", None), getattr(obj, "key_prefix", None)
+        return f"{name} ({prefix}…)" if name is not None else "(deleted key)"
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
