@@ -1,4 +1,8 @@
-"""WSGI entry point for gunicorn: ``gunicorn -c iam_project/gunicorn.conf.py iam_project.wsgi``."""
+"""WSGI entry point for gunicorn: ``gunicorn -c iam_project/gunicorn.conf.py iam_project.wsgi``.
+
+The PIP's lookups are answered in front of Django's request cycle (``api/lean_wsgi.py``); every other
+request goes to Django's WSGI handler unchanged.
+"""
 
 import os
 
@@ -6,4 +10,8 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iam_project.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from api.lean_wsgi import LeanWSGI  # noqa: E402 - after Django is set up
+
+application = LeanWSGI(django_application)
