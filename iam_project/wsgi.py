@@ -5,13 +5,16 @@ request goes to Django's WSGI handler unchanged.
 """
 
 import os
+from typing import Any
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iam_project.settings")
 
 django_application = get_wsgi_application()
+application: Any = django_application
+if getattr(settings, "LEAN_ROUTES", None):  # not in a settings module without the app (bench/baseline_settings.py)
+    from api.lean_wsgi import LeanWSGI
 
-from api.lean_wsgi import LeanWSGI  # noqa: E402 - after Django is set up
-
-application = LeanWSGI(django_application)
+    application = LeanWSGI(django_application)
