@@ -86,11 +86,19 @@ class RelayResult:
     transport_error: str = ""
     event_errors: int = 0
     parked: list[str] = field(default_factory=list)
-    partitions: int = 0  # lanes this run held (and relayed, or found empty)
-    busy_partitions: int = 0  # lanes another run held: that run re-checks them before it lets go
+    held: set[Lane] = field(default_factory=set, repr=False)  # lanes this run held (relayed, or found empty)
+    held_by_others: set[Lane] = field(default_factory=set, repr=False)  # their holder re-checks before letting go
     other_layouts: list[int] = field(
         default_factory=list
     )  # OUTBOX_PARTITIONS values of pending rows written before a change
+
+    @property
+    def partitions(self) -> int:
+        return len(self.held)
+
+    @property
+    def busy_partitions(self) -> int:
+        return len(self.held_by_others - self.held)
 
     @property
     def outcome(self) -> str:
@@ -186,14 +194,13 @@ class OutboxWorker:
         return result
 
     def _run_lane(self, lane: Lane, result: RelayResult, max_rounds: int) -> None:
-        for number in range(max_rounds):
+        for _ in range(max_rounds):
             seen, published = self._locked_round(lane, result)
             if seen < 0:  # another relay holds the lane and re-checks before it lets go
                 result.busy = True
-                result.busy_partitions += 1
+                result.held_by_others.add(lane)
                 return
-            if number == 0:
-                result.partitions += 1
+            result.held.add(lane)
             if result.transport_error or (seen and not published):
                 return  # the bus is down or the lane's next event is failing: back off
             if not self._any_due(lane):  # the lock is released: one more look for rows committed meanwhile
