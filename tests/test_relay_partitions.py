@@ -3,11 +3,8 @@ fan-out of relay runs and the per-partition figures, against a real NATS server.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client import REGISTRY
@@ -19,7 +16,7 @@ from outbox.relay import OutboxWorker
 from outbox.tasks import relay_outbox_task
 from tests.buses import Bus, per_aggregate
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
-from tests.outbox_helpers import drain_outbox
+from tests.outbox_helpers import drain_outbox, lane_held
 from users import services as user_services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.nats]
@@ -87,32 +84,6 @@ def test_an_old_layouts_event_holds_back_the_later_events_of_its_aggregate(event
 
     drain_outbox()
     assert per_aggregate(Bus("nats", event_bus, settings).messages())[str(early.id)] == [1, 2]
-
-
-@contextlib.contextmanager
-def lane_held(lane: Lane) -> Iterator[None]:
-    """The lane's lock held by another connection (another relay), until the block ends."""
-    taken, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        from django.db import connection, transaction
-
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lane.lock_key])
-                taken.set()
-                release.wait(60)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert taken.wait(30)
-        yield
-    finally:
-        release.set()
-        thread.join(30)
 
 
 def test_a_poke_asks_for_one_run_per_idle_partition_with_work_up_to_the_concurrency(event_bus, settings, pokes) -> None:  # type: ignore[no-untyped-def]
