@@ -3,10 +3,13 @@ fan-out of relay runs and the per-partition figures, against a real NATS server.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import uuid
 
 import pytest
+from django.core.management import call_command
 from prometheus_client import REGISTRY
 
 from iam_project.exposition import render
@@ -131,3 +134,18 @@ def test_metrics_show_each_partitions_backlog_and_runs_by_outcome(event_bus, set
     assert REGISTRY.get_sample_value("outbox_relay_runs_total", {"outcome": "published"}) == published_before + 1
     assert REGISTRY.get_sample_value("outbox_relay_runs_total", {"outcome": "idle"}) == idle_before + 1
     assert 'outbox_partition_pending_events{partition="0"} 0.0' in render().decode()
+
+
+def test_outbox_status_lists_the_partitions_holding_pending_events(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.OUTBOX_PARTITIONS = 4
+    tenant = TenantFactory(slug="acme")
+    out = io.StringIO()
+    call_command("outbox_status", stdout=out)
+    partition = partition_of(tenant.id, 4)
+    assert f"  partition {partition}: 1 pending, oldest " in out.getvalue()
+    assert out.getvalue().count("  partition ") == 1  # the empty ones are left out
+
+    out = io.StringIO()
+    call_command("outbox_status", "--json", stdout=out)
+    figures = json.loads(out.getvalue())
+    assert figures["pending"] == 1 and list(figures["pending_by_partition"]) == [str(partition)]
