@@ -13,7 +13,7 @@ from pathlib import Path
 import nats
 
 from devtools.harness import NatsServer
-from devtools.harness.children import free_port
+from devtools.harness.children import free_port, wait_until
 
 
 class ClusterNode(NatsServer):
@@ -78,7 +78,7 @@ async def _read_stream(servers: list[str], stream: str) -> list[tuple[str, dict]
 
     nc = await nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=3)
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=10)  # a cluster that just got its nodes back answers slowly
         info = await js.stream_info(stream)
         total = info.state.messages
         subscription = await js.pull_subscribe(info.config.subjects[0], stream=stream)
@@ -95,4 +95,10 @@ async def _read_stream(servers: list[str], stream: str) -> list[tuple[str, dict]
 
 
 def read_stream(cluster: NatsCluster, stream: str) -> list[tuple[str, dict]]:
-    return asyncio.run(_read_stream(cluster._running_urls(), stream))
+    """The stream's messages, once the cluster answers (right after a restart it may time out)."""
+    return wait_until(
+        lambda: asyncio.run(_read_stream(cluster._running_urls(), stream)),
+        timeout=40,
+        interval=1,
+        message=f"the stream {stream} read",
+    )
