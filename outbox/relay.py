@@ -195,14 +195,19 @@ class OutboxWorker:
 
     def _run_lane(self, lane: Lane, result: RelayResult, max_rounds: int) -> None:
         for _ in range(max_rounds):
+            rejected = result.event_errors
             seen, published = self._locked_round(lane, result)
             if seen < 0:  # another relay holds the lane and re-checks before it lets go
                 result.busy = True
                 result.held_by_others.add(lane)
                 return
             result.held.add(lane)
-            if result.transport_error or (seen and not published):
-                return  # the bus is down or the lane's next event is failing: back off
+            if result.transport_error:
+                return  # the bus is down: back off
+            if seen and not published and result.event_errors == rejected:
+                return  # nothing went out and nothing was set aside: do not spin
+            # A rejected event now backs off (or is parked) and holds back only its own aggregate:
+            # the lane goes on with the others in this run.
             if not self._any_due(lane):  # the lock is released: one more look for rows committed meanwhile
                 return
 
