@@ -239,6 +239,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- events, relay and Celery: iam_project/settings_events.py --------------------------------------
 from iam_project.settings_events import *  # noqa: E402, F403 - the section module, read in order
+from iam_project.settings_scim import *  # noqa: E402, F403 - the SCIM section (docs/scim.md)
 
 KAFKA_CLOUDEVENTS_MODE = _kafka_cloudevents_mode  # validated at the top, with the other start-up values
 
