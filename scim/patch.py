@@ -129,7 +129,7 @@ class Patcher:
                 if urn is not None and isinstance(item, dict):
                     for sub_key, sub_item in item.items():
                         self.one(resource, op, f"{urn}:{sub_key}", sub_item)
-                elif str(key).lower() != "schemas":
+                elif str(key).lower() not in ("schemas", "id", "meta"):  # Okta sends the id along
                     self.one(resource, op, str(key), item)
             return
         try:
