@@ -59,14 +59,22 @@ def attr(
 
 
 def _multi(name: str, *types: str) -> dict[str, Any]:
-    sub = [attr("value"), attr("display"), attr("type", canonical=list(types)), attr("primary", "boolean")]
+    kind = attr("type", canonical=list(types)) if types else attr("type")
+    sub = [attr("value"), attr("display"), kind, attr("primary", "boolean")]
     return attr(name, multi=True, sub=sub)
 
 
 NAME_PARTS = ("formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix")
 #: Core User attributes kept in the user's ``profile`` as given (besides name and emails).
 PROFILE_STRINGS = ("nickName", "profileUrl", "title", "userType", "preferredLanguage", "locale", "timezone")
-PROFILE_MULTI = {"phoneNumbers": ("work", "mobile", "home", "fax", "pager", "other")}
+PROFILE_MULTI = {
+    "phoneNumbers": ("work", "mobile", "home", "fax", "pager", "other"),
+    "ims": ("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"),
+    "photos": ("photo", "thumbnail"),
+    "roles": (),
+    "entitlements": (),
+}
+ADDRESS_PARTS = ("formatted", "streetAddress", "locality", "region", "postalCode", "country")
 ENTERPRISE_STRINGS = ("employeeNumber", "costCenter", "organization", "division", "department")
 
 USER_ATTRIBUTES = [
@@ -78,6 +86,15 @@ USER_ATTRIBUTES = [
     attr("active", "boolean", description="Our status: active, or disabled when false."),
     _multi("emails", "work", "home", "other"),
     *(_multi(name, *types) for name, types in PROFILE_MULTI.items()),
+    attr(
+        "addresses",
+        multi=True,
+        sub=[
+            *(attr(part) for part in ADDRESS_PARTS),
+            attr("type", canonical=["work", "home", "other"]),
+            attr("primary", "boolean"),
+        ],
+    ),
     attr(
         "groups",
         multi=True,

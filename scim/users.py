@@ -34,6 +34,10 @@ PROFILE_LISTS = {
     "addresses": (
         "formatted", "streetAddress", "locality", "region", "postalCode", "country", "type", "primary",
     ),
+    "ims": ("value", "display", "type", "primary"),
+    "photos": ("value", "display", "type", "primary"),
+    "roles": ("value", "display", "type", "primary"),  # Entra sends "roles": [] with every user
+    "entitlements": ("value", "display", "type", "primary"),
 }  # fmt: skip
 IGNORED = {"schemas", "id", "meta", "groups"}  # read-only (or protocol) members of a PUT or POST body
 _TRUE_FALSE = {"true": True, "false": False}
