@@ -85,8 +85,9 @@ class BulkView(ScimView):
                 raise ScimError(400, "method is one of POST, PUT, PATCH, DELETE", "invalidSyntax")
             if method == "POST" and not isinstance(bulk_id, str):
                 raise ScimError(400, "a POST in a bulk request has a bulkId", "invalidSyntax")
-            path = _resolve(operation.get("path"), created)
+            path = operation.get("path")
             kind, _, ident = str(path).strip("/").partition("/")
+            ident = _resolve(ident, created)
             if kind not in stores or (method == "POST") == bool(ident) or "/" in ident:
                 raise ScimError(400, f"{path!r} is not /Users, /Groups or one of theirs for {method}", "invalidPath")
             data = _resolve(operation.get("data"), created)
