@@ -67,12 +67,12 @@ def list_query(params: Mapping[str, Any]) -> ListQuery:
 
 
 def page(queryset: QuerySet[Any], query: ListQuery, resolve: Resolver) -> tuple[int, list[Any]]:
-    """(totalResults, the page's rows) of ``queryset`` filtered and sorted in SQL."""
+    """(totalResults, the page's rows) of ``queryset`` filtered and sorted in SQL; the ``COUNT`` only when
+    the page is full or past the end (``userName eq`` is then one query)."""
     if query.filter is not None:
         queryset = queryset.filter(filter_condition(query.filter, resolve))
-    total = queryset.count()
     if query.count == 0:
-        return total, []
+        return queryset.count(), []
     if query.sort_by is not None:
         try:
             expression = sort_expression(attr_path(query.sort_by), resolve)
@@ -83,7 +83,10 @@ def page(queryset: QuerySet[Any], query: ListQuery, resolve: Resolver) -> tuple[
     else:
         queryset = queryset.order_by(F("created_at").asc(), "id")
     offset = query.start - 1
-    return total, list(queryset[offset : offset + query.count])
+    rows = list(queryset[offset : offset + query.count])
+    if (rows or offset == 0) and len(rows) < query.count:  # the last page: the total is known without a COUNT
+        return offset + len(rows), rows
+    return queryset.count(), rows
 
 
 def list_response(total: int, query: ListQuery, resources: list[dict[str, Any]]) -> dict[str, Any]:
