@@ -66,9 +66,15 @@ def list_query(params: Mapping[str, Any]) -> ListQuery:
     )
 
 
-def page(queryset: QuerySet[Any], query: ListQuery, resolve: Resolver) -> tuple[int, list[Any]]:
+def page(
+    queryset: QuerySet[Any],
+    query: ListQuery,
+    resolve: Resolver,
+    annotate: Callable[[QuerySet[Any]], QuerySet[Any]] | None = None,
+) -> tuple[int, list[Any]]:
     """(totalResults, the page's rows) of ``queryset`` filtered and sorted in SQL; the ``COUNT`` only when
-    the page is full or past the end (``userName eq`` is then one query)."""
+    the page is full or past the end (``userName eq`` is then one query). ``annotate`` adds to the page's
+    query only (what each row shows, not what the COUNT needs)."""
     if query.filter is not None:
         queryset = queryset.filter(filter_condition(query.filter, resolve))
     if query.count == 0:
@@ -83,7 +89,7 @@ def page(queryset: QuerySet[Any], query: ListQuery, resolve: Resolver) -> tuple[
     else:
         queryset = queryset.order_by(F("created_at").asc(), "id")
     offset = query.start - 1
-    rows = list(queryset[offset : offset + query.count])
+    rows = list((annotate(queryset) if annotate else queryset)[offset : offset + query.count])
     if (rows or offset == 0) and len(rows) < query.count:  # the last page: the total is known without a COUNT
         return offset + len(rows), rows
     return queryset.count(), rows

@@ -20,7 +20,7 @@ from django.utils import timezone
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from core.errors import Conflict, NotFound
-from groups.selectors import direct_groups_of_users
+from groups.selectors import direct_groups_of_users, with_direct_groups
 from scim.listing import ListQuery, list_response, page, projector
 from scim.patch import Patcher, operations
 from scim.schemas import ENTERPRISE, TENANT_EXTENSION, USER
@@ -64,9 +64,9 @@ class UserStore:
 
     def listing(self, query: ListQuery) -> dict[str, Any]:
         project = projector(query, self.core, self.extensions)
-        total, users = page(self.queryset(), query, user_resolver(self.definitions))
-        groups = direct_groups_of_users([user.id for user in users])
-        return list_response(total, query, [project(user_resource(u, self.base, groups[u.id])) for u in users])
+        resolve = user_resolver(lambda: self.definitions)  # read only when the filter names the tenant's schema
+        total, users = page(self.queryset(), query, resolve, with_direct_groups)
+        return list_response(total, query, [project(user_resource(u, self.base, u.direct_groups)) for u in users])
 
     def create(self, body: Any) -> User:
         fields = user_fields(body, self.definitions)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from attributes.models import AttributeDefinition
@@ -275,14 +276,14 @@ def _list_item(key: str, sub: str) -> Target:
     return Target(TEXT, "e.v", case_exact=True)
 
 
-def user_resolver(definitions: list[AttributeDefinition]) -> Any:
-    by_key = {definition.key.lower(): definition for definition in definitions}
+def user_resolver(definitions: Callable[[], list[AttributeDefinition]]) -> Any:
+    """The attribute map of a User; ``definitions`` (the tenant's) is called only for its extension."""
 
     def resolve(path: AttrPath) -> Target:
         uri = (path.uri or USER).lower()
         attr, sub = path.attr, path.sub
         if uri == TENANT_EXTENSION.lower():
-            definition = by_key.get(attr.lower())
+            definition = next((d for d in definitions() if d.key.lower() == attr.lower()), None)
             if definition is None or sub is not None:
                 raise BadFilter(f"the tenant has no attribute {attr!r}")
             return _typed(definition)
