@@ -73,7 +73,7 @@ class UserStore:
         same = list(users_of(tenant=self.tenant).filter(external_id__iexact=fields["external_id"])[:2])
         gone = [user for user in same if user.external_id == fields["external_id"] and DEPROVISIONED in user.profile]
         if gone:  # deprovisioned under the suspend rule, now provisioned again
-            return services.user_replace(user=gone[0], attributes=fields.pop("attributes"), **fields)
+            return services.user_replace(user=gone[0], attributes=fields.pop("attributes", {}), **fields)
         if same:
             raise Conflict(f"a user with userName {same[0].external_id!r} already exists in this tenant")
         return services.user_create(tenant=self.tenant, **fields)
@@ -81,14 +81,20 @@ class UserStore:
     def replace(self, user_id: str, body: Any, *, version: int | None) -> User:
         user = self.get(user_id)
         fields = user_fields(body, self.definitions)
-        return services.user_replace(user=user, expected_version=version, attributes=fields.pop("attributes"), **fields)
+        # An extension the body leaves out is not this identity provider's to clear (docs/scim.md, "PUT").
+        attributes = fields.pop("attributes", user.attributes)
+        if not any(str(key).lower() == ENTERPRISE.lower() for key in body) and "enterprise" in user.profile:
+            fields["profile"] = {**fields["profile"], "enterprise": user.profile["enterprise"]}
+        return services.user_replace(user=user, expected_version=version, attributes=attributes, **fields)
 
     def patch(self, user_id: str, body: Any, *, version: int | None) -> User:
         ops = operations(body)
         user = self.get(user_id)
         current = {k: v for k, v in user_resource(user, self.base).items() if k not in ("id", "meta", "schemas")}
         fields = user_fields(PATCHER.apply(current, ops), self.definitions)
-        return services.user_update(user=user, expected_version=version, attributes=fields.pop("attributes"), **fields)
+        return services.user_update(
+            user=user, expected_version=version, attributes=fields.pop("attributes", {}), **fields
+        )
 
     def delete(self, user_id: str, *, version: int | None) -> None:
         user = self.get(user_id)

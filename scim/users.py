@@ -138,11 +138,12 @@ def _tenant_values(value: Any, definitions: list[AttributeDefinition]) -> dict[s
 
 
 def user_fields(body: Any, definitions: list[AttributeDefinition]) -> dict[str, Any]:
-    """A SCIM User (POST or PUT body) as the keyword arguments of ``user_create``/``user_replace``."""
+    """A SCIM User (POST or PUT body) as the keyword arguments of ``user_create``/``user_replace``;
+    ``attributes`` only when the body has the tenant's extension (a PUT without it keeps them)."""
     if not isinstance(body, dict):
         raise invalid_value("a User is a JSON object")
     profile: dict[str, Any] = {}
-    fields: dict[str, Any] = {"status": User.Status.ACTIVE, "display_name": "", "email": "", "attributes": {}}
+    fields: dict[str, Any] = {"status": User.Status.ACTIVE, "display_name": "", "email": ""}
     for key, value in body.items():
         lowered = str(key).lower()
         if lowered == ENTERPRISE.lower():

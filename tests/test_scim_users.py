@@ -89,7 +89,10 @@ def test_put_replaces_and_etags_guard_it(scim) -> None:  # type: ignore[no-untyp
     put = scim.put(url, user_body("alice", displayName="A", **{TENANT_EXT: {"clearance": 2}}), HTTP_IF_MATCH='W/"1"')
     assert put.status_code == 200 and put["ETag"] == 'W/"2"'
     assert "title" not in put.body and put.body["displayName"] == "A" and put.body[TENANT_EXT] == {"clearance": 2}
-    assert scim.put(url, user_body("alice", id="ignored", meta={"x": 1})).status_code == 200  # read-only: ignored
+    kept = scim.put(url, user_body("alice", id="ignored", meta={"x": 1}))  # read-only members: ignored
+    assert kept.status_code == 200 and kept.body[TENANT_EXT] == {"clearance": 2}  # an extension left out: kept
+    cleared = scim.put(url, user_body("alice", **{TENANT_EXT: {}}))
+    assert TENANT_EXT not in cleared.body and cleared.body["meta"]["version"] == 'W/"4"'
     assert scim.put(url, {"displayName": "no userName"}).body["scimType"] == "invalidValue"
     assert scim.put(url, user_body("alice", password="hunter2")).status_code == 400
     assert scim.put(url, user_body("alice", unknownThing=1)).status_code == 400
