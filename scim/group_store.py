@@ -50,6 +50,7 @@ class GroupStore:
 
     def __init__(self, tenant: Any, base: str) -> None:
         self.tenant, self.base = tenant, base
+        self.pending_version: int | None = None
 
     def queryset(self) -> QuerySet[Group]:
         return groups_of(tenant=self.tenant)
@@ -84,19 +85,26 @@ class GroupStore:
 
     def replace(self, group_id: str, body: Any, *, version: int | None) -> Group:
         fields, members = group_fields(body)
+        self.pending_version = version
         with transaction.atomic():
-            group = services.group_update(group=self.get(group_id), expected_version=version, **fields)
-            group = self._replace_members(group, members or [])
+            group = self._replace_members(self.get(group_id), members or [])
+            group = services.group_update(group=group, expected_version=self._if_match(), **fields)
         return group
 
     def _replace_members(self, group: Group, wanted: list[str]) -> Group:
         current = member_ids_of(group)
-        held = set(current)
-        for chunk in _chunks([member for member in current if member not in set(wanted)]):
-            group = services.group_members_remove(group=group, ids=chunk).group
+        held, kept = set(current), set(wanted)
+        # Adds first: an add locks its member groups before the group (groups/services.py's order).
         for chunk in _chunks([member for member in wanted if member not in held]):
-            group = services.group_members_add(group=group, ids=chunk).group
+            group = services.group_members_add(group=group, ids=chunk, expected_version=self._if_match()).group
+        for chunk in _chunks([member for member in current if member not in kept]):
+            group = services.group_members_remove(group=group, ids=chunk, expected_version=self._if_match()).group
         return group
+
+    def _if_match(self) -> int | None:
+        """The If-Match version, for the first service call of a write only (the later ones see its lock)."""
+        version, self.pending_version = self.pending_version, None
+        return version
 
     def _members(self, group: Group, op: str, ids: list[str] | None) -> Group:
         if op == "replace":
@@ -105,13 +113,16 @@ class GroupStore:
             ids = member_ids_of(group)
         write = services.group_members_remove if op == "remove" else services.group_members_add
         for chunk in _chunks(ids or []):
-            group = write(group=group, ids=chunk).group
+            group = write(group=group, ids=chunk, expected_version=self._if_match()).group
         return group
 
     def patch(self, group_id: str, body: Any, *, version: int | None) -> Group:
         ops = operations(body)
+        # If-Match goes to the first service call, which locks the group in the services' own order
+        # (member groups before the group: groups/services.py); nothing is locked here before it.
+        self.pending_version = version
         with transaction.atomic():
-            group = lock_for_write(self.get(group_id), expected_version=version)
+            group = self.get(group_id)
             plain: list[tuple[str, str | None, Any]] = []
             for op, path, value in ops:
                 if path is None and isinstance(value, dict):
@@ -134,7 +145,9 @@ class GroupStore:
                 current = {"displayName": group.display_name or group.key, "externalId": group.external_id}
                 patched = PATCHER.apply({k: v for k, v in current.items() if v is not None}, plain)
                 fields, _ = group_fields(patched)
-                group = services.group_update(group=group, **fields)
+                group = services.group_update(group=group, expected_version=self._if_match(), **fields)
+            if self.pending_version is not None:  # no operation called a service: If-Match is checked here
+                group = lock_for_write(group, expected_version=self._if_match())
         return group
 
     @staticmethod
