@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
+import uuid
 from typing import Any
 
 from scim.errors import invalid_value
@@ -41,6 +42,10 @@ def member_ids(value: Any) -> list[str]:
         member = item.get("value") if isinstance(item, dict) else item
         if not isinstance(member, str):
             raise invalid_value("each member is an object with the value of a user or group id")
+        try:
+            member = str(uuid.UUID(member))  # one spelling, as the membership rows give it back
+        except ValueError:
+            pass  # not an id: the services name it in their 400
         ids.append(member)
     return list(dict.fromkeys(ids))
 

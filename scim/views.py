@@ -80,8 +80,8 @@ class ResourceView(_ResourceView):
         return self.one(self.store.replace(ident, request.data, version=expected_version(request)))
 
     def patch(self, request: Request, tenant: str, ident: str) -> Response:
+        query = list_query(request.query_params)  # a bad parameter refuses the request before it writes
         obj = self.store.patch(ident, request.data, version=expected_version(request))
-        query = list_query(request.query_params)
         if self.kind == "Groups" and not query.attributes:  # RFC 7644 §3.5.2: 204, never a large group's members
             return self.answer(None, 204, obj.version)
         return self.answer(projector(query, self.store.core, self.store.extensions)(self.store.render(obj, query)),
