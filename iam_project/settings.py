@@ -343,7 +343,7 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=60)
 PIP_CACHE_SECONDS = env.int("PIP_CACHE_SECONDS", default=300)
 PIP_CACHE_CONTROL = env.str("PIP_CACHE_CONTROL", default="private, max-age=0, must-revalidate")
 PIP_BATCH_MAX = env.int("PIP_BATCH_MAX", default=100)
-LEAN_ROUTES = ["api.resolver.lean.ROUTES"]  # api/lean.py
+LEAN_ROUTES = ["api.resolver.lean.ROUTES", "iam_project.lean_routes.SCIM_ROUTES"]  # api/lean.py
 
 # --- audit ----------------------------------------------------------------------------------------
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
