@@ -74,7 +74,8 @@ bench: bench-relay bench-import bench-pip bench-search bench-scim ## Run every b
 bench-relay: venv ## Relay throughput and commit-to-JetStream latency vs raw nats-py
 	$(PY) bench/relay.py
 
-bench-pip: venv ## PIP lookups under gunicorn + wrk vs a minimal DRF view (needs Debian's wrk, redis-server)
+bench-pip: venv ## PIP lookups under gunicorn + wrk vs a minimal DRF view (installs Debian's wrk, redis-server where root with apt)
+	@bash scripts/system-deps.sh --bench
 	$(PY) bench/pip.py
 
 bench-import: venv ## import_users of 100k users vs PostgreSQL COPY

@@ -36,7 +36,8 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponse
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.security import SecurityMiddleware
 from django.urls import ResolverMatch, resolve
 from django.utils.module_loading import import_string
@@ -45,6 +46,7 @@ from access import keys
 from access.principals import KeyUser, Principal
 from access.throttling import PrincipalRateThrottle, verdict
 from core.api.problems import PROBLEM_JSON, problem_body
+from core.db.piggyback import Piggyback
 from core.errors import DomainError
 from core.middleware import refusal
 from core.observability import DATABASE_DOWN, database_unavailable, observed, request_id_of, request_id_var
@@ -53,6 +55,7 @@ from core.redis_cache import round_trip
 logger = logging.getLogger(__name__)
 
 FALL_THROUGH = None  # a handler's answer meaning "let the full stack answer this request"
+TRIED = "iam.lean_door_tried"  # set in the WSGI environ by api.lean_wsgi: the door does not try twice
 
 
 @dataclass
@@ -103,25 +106,31 @@ def literal_start(pattern: str) -> str:
 
 
 class LeanApiMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
         self.routes = routes()
         self.security = SecurityMiddleware(get_response)
         # The literal start of each pattern: any other path goes on at the cost of one startswith.
         self.prefixes = tuple({literal_start(route.pattern) for route in self.routes})
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.META.get(TRIED) is None:
+            response = self.answer(request)
+            if response is not None:
+                return response
+        return self.get_response(request)
+
+    def answer(self, request: HttpRequest) -> HttpResponse | None:
+        """The door's answer to a request on one of its routes, or ``None``: the full stack answers."""
         path = request.path_info
         if path.startswith(self.prefixes):
             for route in self.routes:
                 found = route.compiled.match(path)
                 if found is not None:
                     if request.method in route.methods:
-                        response = self.door(request, route, found.groupdict())
-                        if response is not None:
-                            return response
+                        return self.door(request, route, found.groupdict())
                     break
-        return self.get_response(request)
+        return FALL_THROUGH
 
     def door(self, request: HttpRequest, route: LeanRoute, kwargs: dict[str, str]) -> HttpResponse | None:
         """What the middleware in front of the session does for these requests, then :meth:`serve`.
@@ -137,8 +146,19 @@ class LeanApiMiddleware:
         request_id = request_id_of(request)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
+        # No health-check round trip (``CONN_HEALTH_CHECKS``' ``SELECT 1``) in front of a lookup: a
+        # connection found broken on use is closed and the read, which writes nothing, served again
+        # once on a new one.
+        reused = connection.connection is not None
+        connection.health_check_done = True  # type: ignore[attr-defined]  # set by BaseDatabaseWrapper.__init__; django-stubs omit it
         try:
-            response = self.serve(request, route, kwargs)
+            try:
+                response = self.serve(request, route, kwargs)
+            except DATABASE_DOWN:
+                if not reused or connection.in_atomic_block:
+                    raise
+                connection.close()
+                response = self.serve(request, route, kwargs)
         except DATABASE_DOWN:
             response = database_unavailable(request)
         except DisallowedHost:
@@ -162,7 +182,7 @@ class LeanApiMiddleware:
             return FALL_THROUGH
         request.get_host()  # CommonMiddleware's check: a Host outside ALLOWED_HOSTS raises (the full stack's 400)
         shared = settings.SHARED_CACHE
-        held = keys.held(raw) if shared else None
+        held = keys.held(raw)
         if held is None:
             found = keys.principal_for_key(raw)  # the database (and the generation, with a shared cache)
             if found is None:
@@ -176,6 +196,11 @@ class LeanApiMiddleware:
             return FALL_THROUGH  # 403, or a request the route leaves to the full stack
         prefetch = route.prefetch(request, principal, kwargs)
         counter, limit, seconds, remaining = PrincipalRateThrottle.counter(route.throttle_scope, principal)
+        # A held key's generation: with the cache's round trip, or else with the handler's first query.
+        database_check = Piggyback(keys.GENERATION_SQL) if generation is not None and not shared else None
+        held_in_database = generation
+        if database_check is not None:
+            generation = None
         get = [keys.GENERATION_KEY, *prefetch] if generation is not None else prefetch
         try:
             values, count = round_trip(get, incr=(counter, seconds + 1))
@@ -197,9 +222,16 @@ class LeanApiMiddleware:
             response["Retry-After"] = str(int(wait))
         else:
             try:
-                handled = route.handler(request, principal, kwargs, values)
+                if database_check is None:
+                    handled = route.handler(request, principal, kwargs, values)
+                else:
+                    with database_check:
+                        handled = route.handler(request, principal, kwargs, values)
             except DomainError as exc:
                 handled = problem(exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
+            if database_check is not None and keys.db_generation(database_check.read()) != held_in_database:
+                keys.drop_held()  # a key was revoked or changed since this process read it
+                return FALL_THROUGH
             if handled is None:
                 return FALL_THROUGH
             response = handled
