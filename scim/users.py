@@ -326,7 +326,24 @@ def _core(attr: str, sub: str | None) -> Target:
         return target if sub is None else _with_sub(target, sub)
     if name == "meta" and sub is not None and sub.lower() in ("created", "lastmodified"):
         return Target(TIME, f'{T}."{"created_at" if sub.lower() == "created" else "updated_at"}"')
+    if attr.lower() == "schemas" and sub is None:
+        return _schemas()
     raise BadFilter(f"cannot filter on {attr}{'.' + sub if sub else ''}")
+
+
+def _schemas() -> Target:
+    """``schemas``: the URNs :func:`user_resource` lists — the core schema, the enterprise extension
+    when the profile holds one, the tenant's extension when the user has attributes."""
+    urns = (
+        f"ARRAY[%s] || CASE WHEN coalesce({T}.\"profile\" -> 'enterprise', '{{}}') <> '{{}}' THEN ARRAY[%s] "
+        f"ELSE '{{}}'::text[] END || CASE WHEN {T}.\"attributes\" <> '{{}}' THEN ARRAY[%s] ELSE '{{}}'::text[] END"
+    )
+    return Target(
+        rows=f"unnest({urns}) AS e(v) WHERE true",
+        params=(USER, ENTERPRISE, TENANT_EXTENSION),
+        element=lambda sub: Target(TEXT, "e.v") if sub == "value" else _list_item("schemas", sub),
+        sortable=False,
+    )
 
 
 def _with_sub(target: Target, sub: str) -> Target:

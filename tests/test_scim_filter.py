@@ -133,6 +133,11 @@ QUERIES = [
     (f"{TENANT_EXT}:hired pr", {"alice"}),
     (f'{ENTERPRISE}:department eq "eng"', {"alice"}),
     ('meta.created gt "2000-01-01T00:00:00Z"', {"alice", "bob", "Carol"}),
+    # RFC 7644 §3.4.2.2's example: the resources that carry the enterprise extension.
+    (f'schemas eq "{ENTERPRISE}"', {"alice"}),
+    (f'schemas eq "{ENTERPRISE.upper()}"', {"alice"}),
+    (f'schemas eq "{TENANT_EXT}" and not (schemas eq "{ENTERPRISE}")', {"bob", "Carol"}),
+    ('schemas eq "urn:ietf:params:scim:schemas:core:2.0:User"', {"alice", "bob", "Carol"}),
 ]
 
 
