@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -70,13 +71,35 @@ class UserStore:
 
     def create(self, body: Any) -> User:
         fields = user_fields(body, self.definitions)
-        same = list(users_of(tenant=self.tenant).filter(external_id__iexact=fields["external_id"])[:2])
-        gone = [user for user in same if user.external_id == fields["external_id"] and DEPROVISIONED in user.profile]
-        if gone:  # deprovisioned under the suspend rule, now provisioned again
-            return services.user_replace(user=gone[0], attributes=fields.pop("attributes", {}), **fields)
-        if same:
-            raise Conflict(f"a user with userName {same[0].external_id!r} already exists in this tenant")
-        return services.user_create(tenant=self.tenant, **fields)
+        with transaction.atomic():
+            same = self._claim(fields["external_id"])
+            gone = [u for u in same if u.external_id == fields["external_id"] and DEPROVISIONED in u.profile]
+            if gone:  # deprovisioned under the suspend rule, now provisioned again
+                return services.user_replace(user=gone[0], attributes=fields.pop("attributes", {}), **fields)
+            if same:
+                raise Conflict(f"a user with userName {same[0].external_id!r} already exists in this tenant")
+            return services.user_create(tenant=self.tenant, **fields)
+
+    def _claim(self, user_name: str, *, renaming: User | None = None) -> list[User]:
+        """The tenant's users whose userName is ``user_name`` but for case (``renaming`` left out), read
+        under a transaction lock on the name: userName is unique without regard to case (RFC 7643
+        §4.1.1, ``caseExact: false``), so two writes of case-variants of one name are serialised and
+        the second sees the first (a REST API ``external_id`` stays case-sensitive)."""
+        key = f"scim-user-name:{self.tenant.pk}:{user_name.upper()}"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+        same = users_of(tenant=self.tenant).filter(external_id__iexact=user_name)
+        if renaming is not None:
+            same = same.exclude(pk=renaming.pk)
+        return list(same[:2])
+
+    def _renamed(self, user: User, fields: dict[str, Any]) -> None:
+        """Refuse a new userName that another user holds but for case (under the name's lock)."""
+        name = fields.get("external_id", user.external_id)
+        if name != user.external_id:
+            clash = self._claim(name, renaming=user)
+            if clash:
+                raise Conflict(f"a user with userName {clash[0].external_id!r} already exists in this tenant")
 
     def replace(self, user_id: str, body: Any, *, version: int | None) -> User:
         user = self.get(user_id)
@@ -85,16 +108,20 @@ class UserStore:
         attributes = fields.pop("attributes", user.attributes)
         if not any(str(key).lower() == ENTERPRISE.lower() for key in body) and "enterprise" in user.profile:
             fields["profile"] = {**fields["profile"], "enterprise": user.profile["enterprise"]}
-        return services.user_replace(user=user, expected_version=version, attributes=attributes, **fields)
+        with transaction.atomic():
+            self._renamed(user, fields)
+            return services.user_replace(user=user, expected_version=version, attributes=attributes, **fields)
 
     def patch(self, user_id: str, body: Any, *, version: int | None) -> User:
         ops = operations(body)
         user = self.get(user_id)
         current = {k: v for k, v in user_resource(user, self.base).items() if k not in ("id", "meta", "schemas")}
         fields = user_fields(PATCHER.apply(current, ops), self.definitions)
-        return services.user_update(
-            user=user, expected_version=version, attributes=fields.pop("attributes", {}), **fields
-        )
+        with transaction.atomic():
+            self._renamed(user, fields)
+            return services.user_update(
+                user=user, expected_version=version, attributes=fields.pop("attributes", {}), **fields
+            )
 
     def delete(self, user_id: str, *, version: int | None) -> None:
         user = self.get(user_id)

@@ -117,3 +117,35 @@ def test_a_create_racing_an_uncommitted_one_waits_and_gets_409(acme) -> None:  #
     thread.join(timeout=60)
     assert [r.status_code for r in results] == [409]
     assert results[0].body["scimType"] == "uniqueness"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_creates_of_case_variants_of_one_user_name(acme) -> None:  # type: ignore[no-untyped-def]
+    """userName is caseExact false: "Race" and "race" are one name, whichever request comes first."""
+    scim = Scim(acme)
+    results: list = []  # type: ignore[type-arg]
+    start = threading.Barrier(2)
+    threads = [
+        threading.Thread(target=_post, args=(_second_client(scim), user_body(name), results, start))
+        for name in ("Race", "race")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r.status_code for r in results) == [201, 409]
+    assert next(r for r in results if r.status_code == 409).body["scimType"] == "uniqueness"
+    assert User.objects.filter(tenant=acme, external_id__iexact="race").count() == 1
+
+
+def test_a_rename_to_a_case_variant_of_another_user_name_is_409(acme) -> None:  # type: ignore[no-untyped-def]
+    scim = Scim(acme)
+    assert scim.post("/Users", user_body("alice")).status_code == 201
+    bob = scim.post("/Users", user_body("bob")).body["id"]
+    put = scim.put(f"/Users/{bob}", user_body("ALICE"))
+    assert (put.status_code, put.body["scimType"]) == (409, "uniqueness")
+    patch = scim.patch(f"/Users/{bob}", [{"op": "replace", "path": "userName", "value": "Alice"}])
+    assert (patch.status_code, patch.body["scimType"]) == (409, "uniqueness")
+    renamed = scim.put(f"/Users/{bob}", user_body("Bob"))  # its own name in other case: fine
+    assert renamed.status_code == 200 and renamed.body["userName"] == "Bob"
+    assert sorted(User.objects.filter(tenant=acme).values_list("external_id", flat=True)) == ["Bob", "alice"]
