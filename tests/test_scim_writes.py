@@ -71,6 +71,20 @@ def _post(scim: Scim, body: dict, results: list, start: threading.Barrier | None
         connections.close_all()
 
 
+def _race(scim: Scim, *names: str) -> list:  # type: ignore[type-arg]
+    """POST one user per name at once, each from its own client and connection."""
+    results: list = []  # type: ignore[type-arg]
+    start = threading.Barrier(len(names))
+    threads = [
+        threading.Thread(target=_post, args=(_second_client(scim), user_body(name), results, start)) for name in names
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
 def _second_client(scim: Scim) -> Scim:
     twin = Scim.__new__(Scim)
     twin.key, twin.base, twin.client = scim.key, scim.base, APIClient()
@@ -80,16 +94,7 @@ def _second_client(scim: Scim) -> Scim:
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_creates_of_one_user_name(acme) -> None:  # type: ignore[no-untyped-def]
-    scim = Scim(acme)
-    results: list = []  # type: ignore[type-arg]
-    start = threading.Barrier(2)
-    threads = [
-        threading.Thread(target=_post, args=(_second_client(scim), user_body("race"), results, start)) for _ in range(2)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = _race(Scim(acme), "race", "race")
     assert sorted(r.status_code for r in results) == [201, 409]
     assert next(r for r in results if r.status_code == 409).body["scimType"] == "uniqueness"
     assert User.objects.filter(tenant=acme, external_id="race").count() == 1
@@ -122,17 +127,7 @@ def test_a_create_racing_an_uncommitted_one_waits_and_gets_409(acme) -> None:  #
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_creates_of_case_variants_of_one_user_name(acme) -> None:  # type: ignore[no-untyped-def]
     """userName is caseExact false: "Race" and "race" are one name, whichever request comes first."""
-    scim = Scim(acme)
-    results: list = []  # type: ignore[type-arg]
-    start = threading.Barrier(2)
-    threads = [
-        threading.Thread(target=_post, args=(_second_client(scim), user_body(name), results, start))
-        for name in ("Race", "race")
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = _race(Scim(acme), "Race", "race")
     assert sorted(r.status_code for r in results) == [201, 409]
     assert next(r for r in results if r.status_code == 409).body["scimType"] == "uniqueness"
     assert User.objects.filter(tenant=acme, external_id__iexact="race").count() == 1
