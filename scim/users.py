@@ -153,13 +153,15 @@ def user_fields(body: Any, definitions: list[AttributeDefinition]) -> dict[str, 
                     profile["enterprise"] = enterprise
             continue
         if lowered == TENANT_EXTENSION.lower():
-            fields["attributes"] = _tenant_values(value or {}, definitions)
+            fields["attributes"] = _tenant_values({} if value is None else value, definitions)
             continue
         if lowered.startswith(USER.lower() + ":"):
             lowered = lowered[len(USER) + 1 :]
         name = CORE.get(lowered)
         if name is None:
             raise invalid_value(f"unknown attribute {key!r}")
+        if name == "schemas" and not (isinstance(value, list) and all(isinstance(urn, str) for urn in value)):
+            raise invalid_value("schemas is a list of schema URNs")
         if name in IGNORED or value is None:
             continue
         if name == "password":

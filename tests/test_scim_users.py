@@ -67,8 +67,11 @@ def test_tenant_attributes_are_validated_like_every_door(scim) -> None:  # type:
     assert response.status_code == 400 and response.body["scimType"] == "invalidValue"
     assert response.body["schemas"] == [ERROR] and response.body["status"] == "400"
     assert "clearance" in response.body["detail"]
-    for bad in ({"nope": 1}, {"clearance": "3"}, {"projects": "a"}):
+    for bad in ({"nope": 1}, {"clearance": "3"}, {"projects": "a"}, [], "clearance", 0):
         assert scim.post("/Users", user_body("x", **{TENANT_EXT: bad})).status_code == 400, bad
+    for schemas in ("urn:ietf:params:scim:schemas:core:2.0:User", [1], {"a": 1}):
+        wrong = scim.post("/Users", {**user_body("x"), "schemas": schemas})
+        assert (wrong.status_code, wrong.body["scimType"]) == (400, "invalidValue"), schemas
     entra = scim.post("/Users", user_body("x", **{TENANT_EXT: {"contractor": "False", "projects": ["a"]}}))
     assert entra.status_code == 201 and entra.body[TENANT_EXT] == {"contractor": False, "projects": ["a"]}
 
