@@ -8,6 +8,7 @@ DIRECTORY_WRITE = "directory:write"
 SCHEMA_WRITE = "schema:write"
 TENANTS_WRITE = "tenants:write"
 PII_READ = "pii:read"
+SCIM_PROVISION = "scim:provision"
 
 SCOPES = {
     PIP_READ: "Policy Information Point lookups (subjects and their attributes).",
@@ -15,6 +16,7 @@ SCOPES = {
     DIRECTORY_WRITE: "Create, change and delete users; change a tenant's name and attribute values.",
     SCHEMA_WRITE: "Create, change and delete attribute definitions.",
     PII_READ: "Read the values of PII-flagged attributes (counted per key per hour).",
+    SCIM_PROVISION: "Provision users and groups over SCIM 2.0 (/scim/v2/; an identity provider's key).",
     TENANTS_WRITE: "Create, delete, suspend and resume tenants, change their slug (keys for all tenants only).",
 }
 IMPLIED = {

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
+from django.db.models.expressions import RawSQL
 
 from core.errors import NotFound
 from groups.models import Group, Membership
@@ -47,3 +48,61 @@ def direct_groups_of_user(user_id: uuid.UUID) -> list[dict[str, Any]]:
         cursor.execute(DIRECT_GROUPS, [user_id])
         names = ("id", "key", "display_name", "priority", "version")
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+DIRECT_GROUPS_OF_USERS = """
+    SELECT m.user_id, g.id::text, g.key, g.display_name FROM groups_membership m
+    JOIN groups_group g ON g.id = m.group_id WHERE m.user_id = ANY(%s) ORDER BY g.key
+"""
+
+
+def direct_groups_of_users(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """The groups each of ``user_ids`` is directly a member of (id, key, display name), in one query."""
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {user_id: [] for user_id in user_ids}
+    if not user_ids:
+        return found
+    with connection.cursor() as cursor:
+        cursor.execute(DIRECT_GROUPS_OF_USERS, [list(user_ids)])
+        for user_id, group_id, key, display_name in cursor.fetchall():
+            found.setdefault(user_id, []).append({"id": group_id, "key": key, "display_name": display_name})
+    return found
+
+
+MEMBERS_OF_GROUPS = """
+    SELECT m.group_id, coalesce(m.user_id, m.child_id)::text, m.user_id IS NOT NULL,
+           coalesce(nullif(u.display_name, ''), u.external_id, nullif(c.display_name, ''), c.key)
+    FROM groups_membership m LEFT JOIN users_user u ON u.id = m.user_id LEFT JOIN groups_group c ON c.id = m.child_id
+    WHERE m.group_id = ANY(%s) ORDER BY m.id
+"""
+
+
+def members_of_groups(group_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """The direct members of each of ``group_ids`` (id, kind ``User``/``Group``, a name to show), in one query."""
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {group_id: [] for group_id in group_ids}
+    if not group_ids:
+        return found
+    with connection.cursor() as cursor:
+        cursor.execute(MEMBERS_OF_GROUPS, [list(group_ids)])
+        for group_id, member_id, is_user, display in cursor.fetchall():
+            kind = "User" if is_user else "Group"
+            found.setdefault(group_id, []).append({"id": member_id, "kind": kind, "display": display})
+    return found
+
+
+def member_ids_of(group: Group) -> list[str]:
+    """The ids of the group's direct members (users and groups), without loading them."""
+    return [
+        str(user or child) for user, child in Membership.objects.filter(group=group).values_list("user_id", "child_id")
+    ]
+
+
+DIRECT_GROUPS_JSON = """coalesce((
+    SELECT jsonb_agg(jsonb_build_object('id', g.id::text, 'key', g.key, 'display_name', g.display_name) ORDER BY g.key)
+    FROM groups_membership m JOIN groups_group g ON g.id = m.group_id WHERE m.user_id = "users_user"."id"
+), '[]'::jsonb)"""
+
+
+def with_direct_groups(users: QuerySet[Any]) -> QuerySet[Any]:
+    """``users`` each with ``direct_groups`` (as :func:`direct_groups_of_users` gives them), in the same query."""
+    annotated: QuerySet[Any] = users.annotate(direct_groups=RawSQL(DIRECT_GROUPS_JSON, [], output_field=JSONField()))
+    return annotated

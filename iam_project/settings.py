@@ -239,6 +239,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- events, relay and Celery: iam_project/settings_events.py --------------------------------------
 from iam_project.settings_events import *  # noqa: E402, F403 - the section module, read in order
+from iam_project.settings_scim import *  # noqa: E402, F403 - the SCIM section (docs/scim.md)
 
 KAFKA_CLOUDEVENTS_MODE = _kafka_cloudevents_mode  # validated at the top, with the other start-up values
 
@@ -342,7 +343,7 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=60)
 PIP_CACHE_SECONDS = env.int("PIP_CACHE_SECONDS", default=300)
 PIP_CACHE_CONTROL = env.str("PIP_CACHE_CONTROL", default="private, max-age=0, must-revalidate")
 PIP_BATCH_MAX = env.int("PIP_BATCH_MAX", default=100)
-LEAN_ROUTES = ["api.resolver.lean.ROUTES"]  # api/lean.py
+LEAN_ROUTES = ["api.resolver.lean.ROUTES", "iam_project.lean_routes.SCIM_ROUTES"]  # api/lean.py
 
 # --- audit ----------------------------------------------------------------------------------------
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)

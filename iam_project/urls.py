@@ -19,6 +19,7 @@ urlpatterns = [
     path("readyz", probes.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
+    path("scim/v2/tenants/<str:tenant>/", include("scim.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path(

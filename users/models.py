@@ -6,6 +6,7 @@ import uuid
 
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.db.models.functions import Upper
 
 from core.guards import DomainModel
 from tenants.models import Tenant
@@ -25,6 +26,12 @@ class User(DomainModel):
     display_name = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     attributes = models.JSONField(default=dict, blank=True)
+    profile = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What an identity provider says of the user beyond our fields (SCIM: externalId, name, "
+        "emails, the enterprise extension…; docs/scim.md). Not typed attributes: the PIP does not serve it.",
+    )
     version = models.PositiveBigIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -41,6 +48,8 @@ class User(DomainModel):
         indexes = [
             models.Index(fields=["tenant", "created_at", "id"], name="user_tenant_created"),
             GinIndex(fields=["attributes"], opclasses=["jsonb_path_ops"], name="user_attributes_gin"),
+            # SCIM's userName (our external_id) compares case-insensitively: `userName eq "…"` is one probe.
+            models.Index(models.F("tenant"), Upper("external_id"), name="user_tenant_username_ci"),
         ]
 
     def __str__(self) -> str:

@@ -18,9 +18,9 @@ from core.guards import domain_write
 from outbox.changes import Change, record_change, record_changes
 from tenants.models import Tenant
 from users.models import User
-from users.validation import USER_FIELDS, user_clean
+from users.validation import USER_FIELDS, user_clean, validate_profile
 
-UPDATABLE_FIELDS = ("external_id", "email", "display_name", "status")
+UPDATABLE_FIELDS = ("external_id", "email", "display_name", "status", "profile")
 
 
 def user_data(user: User) -> dict[str, Any]:
@@ -33,6 +33,7 @@ def user_data(user: User) -> dict[str, Any]:
         "display_name": user.display_name,
         "status": user.status,
         "attributes": user.attributes,
+        "profile": user.profile,
         "version": user.version,
     }
 
@@ -49,10 +50,11 @@ def user_create(
     display_name: str = "",
     status: str = User.Status.ACTIVE,
     attributes: dict[str, Any] | None = None,
+    profile: dict[str, Any] | None = None,
 ) -> User:
     values = {"external_id": external_id, "email": email, "display_name": display_name, "status": status}
     clean = user_clean({**values, "attributes": attributes or {}}, definitions=_user_definitions(tenant.id))
-    user = User(tenant=tenant, **clean)
+    user = User(tenant=tenant, profile=validate_profile(profile or {}), **clean)
     with transaction.atomic(), domain_write():
         save_or_conflict(
             user, f"a user with external_id {external_id!r} already exists in this tenant", force_insert=True
@@ -80,6 +82,8 @@ def user_update(
     unknown = set(fields) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
+    if "profile" in fields:
+        fields["profile"] = validate_profile(fields["profile"])
     with locked_for_write(user, expected_version=expected_version) as locked:
         before = user_data(locked)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
@@ -92,9 +96,10 @@ def user_update(
                     merge_attribute_patch(locked.attributes, attributes) if merge_attributes else attributes
                 )
             definitions = _user_definitions(locked.tenant_id) if attributes is not None else None
-            clean = user_clean(current, definitions=definitions, check_fields=bool(changed))
+            clean = user_clean(current, definitions=definitions, check_fields=bool(set(changed) - {"profile"}))
             for name in changed:
-                setattr(locked, name, clean[name])
+                if name != "profile":
+                    setattr(locked, name, clean[name])
             if clean["attributes"] != locked.attributes:
                 locked.attributes = clean["attributes"]
                 changed.append("attributes")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.db.models import CharField
 
 from attributes.models import AttributeDefinition
 from attributes.validation import validate_attributes
+from core.client_json import unstorable_text
 from core.errors import FieldError, ValidationFailed
 from users.models import User
 
@@ -39,6 +41,22 @@ def validate_external_id(value: Any) -> list[FieldError]:
     if value != value.strip():
         return [FieldError("/external_id", "whitespace", "must not start or end with whitespace")]
     return []
+
+
+PROFILE_MAX_BYTES = 16 * 1024
+
+
+def validate_profile(value: Any) -> dict[str, Any]:
+    """A user's ``profile`` (what an identity provider says beyond our fields): a JSON object of at most
+    ``PROFILE_MAX_BYTES`` that PostgreSQL can store. Its shape is the door's business (``scim/``)."""
+    if not isinstance(value, dict):
+        raise ValidationFailed([FieldError("/profile", "type", "the profile is an object")])
+    unstorable = unstorable_text(value, "/profile")
+    if unstorable is not None:
+        raise ValidationFailed([FieldError(*unstorable)])
+    if len(json.dumps(value, ensure_ascii=False).encode()) > PROFILE_MAX_BYTES:
+        raise ValidationFailed([FieldError("/profile", "too_large", f"at most {PROFILE_MAX_BYTES} bytes of JSON")])
+    return value
 
 
 def _field_errors(values: Mapping[str, Any]) -> list[FieldError]:
