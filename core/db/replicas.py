@@ -87,10 +87,10 @@ def read_alias() -> str:
     scope = _scope.get()
     if scope is None or scope.alias == DEFAULT_DB_ALIAS:
         return DEFAULT_DB_ALIAS
-    if not scope.replicas or scope.full or scope.wrote or connection.in_atomic_block:
+    if not scope.replicas or scope.wrote or connection.in_atomic_block:
         return DEFAULT_DB_ALIAS
     if scope.alias is None:
-        chosen = choose(scope.min_lsn)
+        chosen = None if scope.full else choose(scope.min_lsn)
         scope.alias, scope.served_lsn = chosen if chosen is not None else (DEFAULT_DB_ALIAS, 0)
         metrics.DATABASE_READS.labels(target="primary" if chosen is None else "replica").inc()
     return scope.alias
