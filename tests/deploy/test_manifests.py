@@ -40,28 +40,32 @@ KUBERNETES_VERSION = "1.30"  # oldest cluster version the manifests must validat
 # The configuration names of the contract (docs/runbook.md, DESIGN.md).
 SECRET_ENV = {"DATABASE_URL", "EVENT_BUS_URL", "CELERY_BROKER_URL", "REDIS_URL", "SECRET_KEY"}
 OPTIONAL_SECRET_ENV = {"DATABASE_REPLICA_URLS"}  # read replicas: credentials, so in the Secret too
-CONTRACT_ENV = SECRET_ENV | OPTIONAL_SECRET_ENV | {
-    "IAM_ENV",
-    "ALLOWED_HOSTS",
-    "DEBUG",
-    "LOG_LEVEL",
-    "IAM_ROLE",
-    "OUTBOX_RELAY_INTERVAL",
-    "OUTBOX_RELAY_BATCH_SIZE",
-    "OUTBOX_RETENTION_HOURS",
-    "NATS_STREAM_NAME",
-    "NATS_STREAM_REPLICAS",
-    "WORKER_METRICS_PORT",
-    "PROMETHEUS_MULTIPROC_DIR",
-    "DB_STATEMENT_TIMEOUT_MS",
-    "DB_STARTUP_WAIT_SECONDS",
-    "REPLICA_MAX_LAG_SECONDS",
-    "REPLICA_CHECK_SECONDS",
-    "SECURE_SSL_REDIRECT",
-    "GUNICORN_WORKERS",
-    "GUNICORN_TIMEOUT",
-    "PORT",
-}
+CONTRACT_ENV = (
+    SECRET_ENV
+    | OPTIONAL_SECRET_ENV
+    | {
+        "IAM_ENV",
+        "ALLOWED_HOSTS",
+        "DEBUG",
+        "LOG_LEVEL",
+        "IAM_ROLE",
+        "OUTBOX_RELAY_INTERVAL",
+        "OUTBOX_RELAY_BATCH_SIZE",
+        "OUTBOX_RETENTION_HOURS",
+        "NATS_STREAM_NAME",
+        "NATS_STREAM_REPLICAS",
+        "WORKER_METRICS_PORT",
+        "PROMETHEUS_MULTIPROC_DIR",
+        "DB_STATEMENT_TIMEOUT_MS",
+        "DB_STARTUP_WAIT_SECONDS",
+        "REPLICA_MAX_LAG_SECONDS",
+        "REPLICA_CHECK_SECONDS",
+        "SECURE_SSL_REDIRECT",
+        "GUNICORN_WORKERS",
+        "GUNICORN_TIMEOUT",
+        "PORT",
+    }
+)
 
 # Role -> (Deployment name or None, command from iam_project.roles, the one source of the commands).
 DEPLOYMENTS = {"web": "iam-service", "worker": "iam-service-worker", "beat": "iam-service-beat", "migrate": None}
