@@ -36,7 +36,7 @@ def scope_for(request: HttpRequest, *, reads_only: bool | None = None) -> ReadSc
     if raw is None and "consistency=" in request.META.get("QUERY_STRING", ""):
         raw, source = request.GET.get(tokens.QUERY_PARAMETER), f"?{tokens.QUERY_PARAMETER}="
     min_lsn = tokens.read(raw, source) if raw else 0
-    if not min_lsn and settings.SESSION_COOKIE_NAME in request.COOKIES and tokens.COOKIE in request.COOKIES:
+    if not min_lsn and "HTTP_COOKIE" in request.META and tokens.COOKIE in request.COOKIES:
         try:
             min_lsn = tokens.read(request.COOKIES[tokens.COOKIE], tokens.COOKIE)
         except tokens.BadToken:
