@@ -6,8 +6,11 @@ with a shared cache (``REDIS_URL``) each process holds the keys it has seen for 
 ``API_KEY_CACHE_SECONDS``, together with the **revocation generation** it read *before* reading the
 key from the database. Every revocation replaces the generation in the shared cache; a request reads
 it (in the same round trip as its throttle counter) and drops the process's keys when it changed, so
-revocation is effective on the very next request, in every process. Without a shared cache every
-request reads its key from PostgreSQL. ``last_used_at`` is written at most once a minute per key.
+revocation is effective on the very next request, in every process. Without a shared cache the
+generation is a PostgreSQL sequence (``access_apikey_generation``): the full stack reads the key from
+PostgreSQL on every request (the generation in the same round trip), and the lean door (api/lean.py)
+serves a held key with the generation read in front of the request's own query
+(:mod:`core.db.piggyback`). ``last_used_at`` is written at most once a minute per key.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from access import scopes as S
 from access.models import ApiKey
 from access.principals import Principal, key_release
 from access.release import attributes_clean
+from core.db.piggyback import Piggyback
 from core.errors import FieldError, ValidationFailed
 from tenants.models import Tenant
 
@@ -39,6 +43,7 @@ def hash_key(raw: str) -> str:
 
 
 GENERATION_KEY = "apikey:generation"
+GENERATION_SQL = "SELECT last_value, is_called FROM access_apikey_generation"  # without a shared cache
 # key hash → (key, its principal, the generation read before the key was, monotonic expiry)
 _LOCAL: dict[str, tuple[ApiKey, Principal, str, float]] = {}
 LOCAL_SIZE = 10_000
@@ -106,11 +111,14 @@ def api_key_revoke(*, key: ApiKey) -> None:
 def _new_generation() -> None:
     """Every process drops the keys it holds on its next request (and this one at once)."""
     _LOCAL.clear()
-    if settings.SHARED_CACHE:
-        try:
-            cache.set(GENERATION_KEY, secrets.token_hex(8), None)
-        except Exception:  # noqa: BLE001 - processes drop their keys by themselves (API_KEY_CACHE_SECONDS)
-            pass
+    if not settings.SHARED_CACHE:
+        with connection.cursor() as cursor:  # not transactional: seen at once, never rolled back
+            cursor.execute("SELECT nextval('access_apikey_generation')")
+        return
+    try:
+        cache.set(GENERATION_KEY, secrets.token_hex(8), None)
+    except Exception:  # noqa: BLE001 - processes drop their keys by themselves (API_KEY_CACHE_SECONDS)
+        pass
 
 
 def generation() -> str:
@@ -161,7 +169,10 @@ _FETCH: tuple[str, list[str]] | None = None
 
 def _load(key_hash: str) -> ApiKey | None:
     if not settings.SHARED_CACHE:
-        return _fetch(key_hash)
+        with Piggyback(GENERATION_SQL) as check:  # read before the key, in the same round trip
+            key = _fetch(key_hash)
+        _hold(key_hash, key, db_generation(check.row))
+        return key
     try:
         current = generation()  # read before the database: a revocation after it replaces it
     except Exception:  # noqa: BLE001 - a cache outage: the database, and nothing held
@@ -170,11 +181,20 @@ def _load(key_hash: str) -> ApiKey | None:
     if entry is not None and entry[2] == current and entry[3] >= time.monotonic():
         return entry[0]
     key = _fetch(key_hash)
+    _hold(key_hash, key, current)
+    return key
+
+
+def _hold(key_hash: str, key: ApiKey | None, current: str) -> None:
     if key is not None and key.active:
         if len(_LOCAL) >= LOCAL_SIZE:
             _LOCAL.clear()
         _LOCAL[key_hash] = (key, _principal(key), current, time.monotonic() + settings.API_KEY_CACHE_SECONDS)
-    return key
+
+
+def db_generation(row: tuple | None) -> str:
+    """The generation of a :data:`GENERATION_SQL` row (``None``: none read, matching no held key)."""
+    return "" if row is None else f"{row[0]}.{row[1]}"
 
 
 _TOUCHED: dict[object, float] = {}  # key id → when this process last recorded a use (monotonic)

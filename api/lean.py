@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import ResolverMatch, resolve
@@ -46,6 +47,7 @@ from access.principals import KeyUser, Principal
 from access.throttling import PrincipalRateThrottle, verdict
 from core.api.problems import PROBLEM_JSON, problem_body
 from core.db import consistency, replicas
+from core.db.piggyback import Piggyback
 from core.db.replicas import ReadScope
 from core.db.tokens import BadToken
 from core.errors import DomainError
@@ -140,8 +142,19 @@ class LeanApiMiddleware:
         request_id = request_id_of(request)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
+        # No health-check round trip (``CONN_HEALTH_CHECKS``' ``SELECT 1``) in front of a lookup: a
+        # connection found broken on use is closed and the read, which writes nothing, served again
+        # once on a new one.
+        reused = connection.connection is not None
+        connection.health_check_done = True  # type: ignore[attr-defined]  # set by BaseDatabaseWrapper.__init__; django-stubs omit it
         try:
-            response = self.serve(request, route, kwargs)
+            try:
+                response = self.serve(request, route, kwargs)
+            except DATABASE_DOWN:
+                if not reused or connection.in_atomic_block:
+                    raise
+                connection.close()
+                response = self.serve(request, route, kwargs)
         except DATABASE_DOWN:
             response = database_unavailable(request)
         except DisallowedHost:
@@ -169,7 +182,7 @@ class LeanApiMiddleware:
             return FALL_THROUGH  # the full stack's 400 problem, before anything is counted
         request.get_host()  # CommonMiddleware's check: a Host outside ALLOWED_HOSTS raises (the full stack's 400)
         shared = settings.SHARED_CACHE
-        held = keys.held(raw) if shared else None
+        held = keys.held(raw)
         if held is None:
             found = keys.principal_for_key(raw)  # the database (and the generation, with a shared cache)
             if found is None:
@@ -183,6 +196,11 @@ class LeanApiMiddleware:
             return FALL_THROUGH  # 403, or a request the route leaves to the full stack
         prefetch = route.prefetch(request, principal, kwargs)
         counter, limit, seconds, remaining = PrincipalRateThrottle.counter(route.throttle_scope, principal)
+        # A held key's generation: with the cache's round trip, or else with the handler's first query.
+        database_check = Piggyback(keys.GENERATION_SQL) if generation is not None and not shared else None
+        held_in_database = generation
+        if database_check is not None:
+            generation = None
         get = [keys.GENERATION_KEY, *prefetch] if generation is not None else prefetch
         try:
             values, count = round_trip(get, incr=(counter, seconds + 1))
@@ -203,7 +221,15 @@ class LeanApiMiddleware:
             response = problem(429, "Too many requests", throttled_detail(wait))
             response["Retry-After"] = str(int(wait))
         else:
-            handled = self.handle(scope, request, route, principal, kwargs, values)
+            if database_check is None:
+                handled = self.handle(scope, request, route, principal, kwargs, values)
+            else:
+                # With replicas the lookup reads a replica: the check then reads the primary itself.
+                with database_check:
+                    handled = self.handle(scope, request, route, principal, kwargs, values)
+            if database_check is not None and keys.db_generation(database_check.read()) != held_in_database:
+                keys.drop_held()  # a key was revoked or changed since this process read it
+                return FALL_THROUGH
             if handled is None:
                 return FALL_THROUGH
             response = handled

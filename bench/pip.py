@@ -7,7 +7,8 @@ Starts its own PostgreSQL (the pgserver wheel's binaries; ``--pgdata`` keeps and
 when ``redis-server`` is on PATH, its own Redis on a free port (``devtools.harness``: nothing it starts
 outlives it, even when it is killed); migrates; loads ``--users`` users x 10
 attributes into the tenant ``load-0`` with ``manage.py generate_demo_data``; creates a ``pip:read``
-key with ``manage.py create_api_key``; then serves the app with gunicorn in production mode
+key with ``manage.py create_api_key`` (``pii:read``, no attribute list: no release policy) and a second
+key with a release policy of ``--policy-keys`` attributes; then serves the app with gunicorn in production mode
 (``iam_project/gunicorn.conf.py``, ``--workers`` sync workers) twice, identical but for ``REDIS_URL``:
 
 * stack **db** (no ``REDIS_URL``: nothing is cached, every lookup reads PostgreSQL): ceiling, single
@@ -170,6 +171,7 @@ class Bench(Runs, BundleAndProfile, Evaluate):
             ("single, uncached", "single", {}),
             ("304 revalidation", "revalidate", reval),
             (f"batch of {args.batch}", "batch", {"BATCH": str(args.batch)}),
+            (f"single, uncached, {args.policy_keys}-key policy", "single", {"KEY": self.policy_key}),
         ]
         self.rounds("db", server, key, scenarios)
         if not args.skip_bundle:
@@ -186,6 +188,7 @@ class Bench(Runs, BundleAndProfile, Evaluate):
         self.check(server, key)
         self.warm_up(server, key)
         self.results["cache_warm"] = self.warm_cache(server, key, redis)
+        self.results["cache_warm_policy"] = self.warm_cache(server, self.policy_key, redis, policy=True)
         self.redis = redis
         by_id = {"PREFIX": f"/api/v1/pip/tenants/{self.tenant_id}/subjects/"}
         scenarios = [
@@ -194,6 +197,7 @@ class Bench(Runs, BundleAndProfile, Evaluate):
             ("304 revalidation", "revalidate", reval),
             # The same lookup with the tenant's id in the path: no slug -> id round trip to Redis.
             ("single, cached, tenant id", "single", by_id),
+            (f"single, cached, {args.policy_keys}-key policy", "single", {"KEY": self.policy_key}),
         ]
         self.rounds("redis", server, key, scenarios)
         self.redis = None
@@ -212,6 +216,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers (same for every server)")
     parser.add_argument("--batch", type=int, default=50, help="subjects per batch request")
+    parser.add_argument(
+        "--policy-keys", type=int, default=10, help="attributes in the release policy of the second key"
+    )
     parser.add_argument(
         "--settings",
         default="bench.ceiling_settings",

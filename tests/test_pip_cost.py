@@ -131,15 +131,69 @@ def test_batch_of_50_is_one_round_trip_and_one_query(client, acme, with_redis, c
     assert (c.round_trips, dict(c.commands), len(c.queries)) == (1, ONE_ROUND_TRIP, 1)
 
 
-def test_without_a_shared_cache_a_lookup_is_two_queries_and_a_batch_two(client, acme, cost) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_shared_cache_a_lookup_is_one_query_and_a_batch_one(client, acme, cost) -> None:  # type: ignore[no-untyped-def]
+    """The held key's generation (a PostgreSQL sequence) rides in front of the subject's query."""
     client.get("/api/v1/pip/tenants/acme/subjects/u1")  # last_used_at is written once a minute, not here
     with cost() as c:
         assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
-    assert (c.round_trips, len(c.queries)) == (0, 2), c.queries  # the key, the subject
+    assert (c.round_trips, len(c.queries)) == (0, 1), c.queries  # the generation and the subject
+    assert c.queries[0].startswith(keys.GENERATION_SQL + "; ")
     body = {"subjects": [{"tenant": "acme", "external_id": f"u{i}"} for i in range(50)]}
     with cost() as c:
         assert client.post("/api/v1/pip/resolve", body, format="json").status_code == 200
-    assert (c.round_trips, len(c.queries)) == (0, 2), c.queries
+    assert (c.round_trips, len(c.queries)) == (0, 1), c.queries
+    with cost() as c:
+        assert client.get("/api/v1/pip/tenants/acme/subjects/nobody").status_code == 404
+    assert (c.round_trips, len(c.queries)) == (0, 1), c.queries
+
+
+def test_without_a_shared_cache_a_held_key_is_refused_after_another_process_revokes_it(client, acme) -> None:  # type: ignore[no-untyped-def]
+    key, raw = api_key_create(name="soon-revoked", scopes=["pip:read"], tenants=[acme])
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert other.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
+    assert keys.held(raw) is not None
+    with connection.cursor() as cursor:  # what api_key_revoke commits in another process
+        cursor.execute("UPDATE access_apikey SET revoked_at = now() WHERE id = %s", [key.pk])
+        cursor.execute("SELECT nextval('access_apikey_generation')")
+    assert keys.held(raw) is not None  # this process still holds it: only the generation tells it
+    response = other.get("/api/v1/pip/tenants/acme/subjects/u1")
+    assert response.status_code == 401 and response["WWW-Authenticate"] == 'Bearer realm="iam-service"'
+    assert keys.held(raw) is None
+    assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200  # other keys: read again
+
+
+@pytest.mark.django_db(transaction=True)  # the connection is killed: nothing may live in its transaction
+def test_the_lean_door_pings_no_connection_and_serves_again_on_a_broken_one(client, acme, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """No ``SELECT 1`` health check per lookup; a connection that died (a PostgreSQL restart) is
+    found on use, closed, and the lookup answered on a new one."""
+    from django.db import close_old_connections, connections
+
+    wrapper = connections["default"]
+    pings = []
+    monkeypatch.setattr(type(wrapper), "is_usable", lambda self: pings.append(1) or True)
+    assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
+    assert wrapper.health_check_enabled
+    close_old_connections()  # what request_started does: the next request would health-check
+    assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
+    assert pings == []
+    close_old_connections()
+    assert client.get(f"/api/v1/tenants/{acme.slug}/").status_code in (200, 403)  # the full stack does ping
+    assert pings == [1]
+    backend = wrapper.connection.info.backend_pid
+    with psycopg_connection() as killer:
+        killer.execute("SELECT pg_terminate_backend(%s)", [backend])
+    close_old_connections()
+    response = client.get("/api/v1/pip/tenants/acme/subjects/u2")
+    assert response.status_code == 200 and response.json()["external_id"] == "u2"
+    assert wrapper.connection.info.backend_pid != backend
+
+
+def psycopg_connection():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    params = connection.get_connection_params()
+    return psycopg.connect(**{k: v for k, v in params.items() if k not in ("cursor_factory", "context")})
 
 
 def test_a_held_key_is_refused_on_the_next_request_after_revocation(

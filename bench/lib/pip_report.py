@@ -85,6 +85,14 @@ class Evaluate:
         ratio("redis", "single, cached", "cached single lookup", "cached_rps_ratio", p99=True)
         ratio("redis", "304 revalidation", "304 revalidation (cached)", "revalidate_rps_ratio")
         ratio("db", "single, uncached", "uncached single lookup", "uncached_rps_ratio", p99=True)
+        for stack, plain in (("db", "single, uncached"), ("redis", "single, cached")):
+            # Issue 19: a key with a release policy, reported beside the same lookup without one.
+            found, base = (
+                by_name.get((stack, f"{plain}, {self.args.policy_keys}-key policy")),
+                by_name.get((stack, plain)),
+            )
+            if found is not None and base is not None:
+                found["rps_vs_no_policy"] = round(found["rps"] / base["rps"], 3)
         batch = by_name.get(("db", f"batch of {self.args.batch}"))
         if batch is not None:
             limit = TARGETS["batch_subjects_per_second"]

@@ -68,7 +68,18 @@ class Runs:
             }
         with pg.connect("iam") as conn:
             self.tenant_id = str(conn.execute("SELECT id FROM tenants_tenant WHERE slug = %s", [TENANT]).fetchone()[0])
-        key = self.manage(env, "create_api_key", "--name", "bench-pip", "--scopes", "pip:read", "--tenants", TENANT)
+        # The key with no release policy: every attribute, PII included (issue 19's "no policy").
+        key = self.manage(
+            env, "create_api_key", "--name", "bench-pip", "--scopes", "pip:read,pii:read", "--tenants", TENANT
+        )
+        # A key with a release policy of --policy-keys attributes and no pii:read: the lookups that cut
+        # the subject's attributes to the policy (decoded and re-encoded once per uncached lookup).
+        listed = ",".join(f"attr_{index:02d}" for index in range(self.args.policy_keys))
+        policy_key = self.manage(
+            env, "create_api_key", "--name", "bench-pip-policy", "--scopes", "pip:read", "--tenants", TENANT,
+            "--attributes", listed,
+        )  # fmt: skip
+        self.policy_key = policy_key.strip().splitlines()[-1]
         return key.strip().splitlines()[-1]
 
     def etags(self, pg: Postgres, sample: int = 2000) -> dict[int, str]:
@@ -173,6 +184,11 @@ class Runs:
         by_id = f"/api/v1/pip/tenants/{self.tenant_id}/subjects/{last}"
         status, headers, body = http_get(server.port, by_id, auth)
         assert status == 200 and json.loads(body)["external_id"] == last, (status, body)
+        policy = {"Authorization": f"Bearer {self.policy_key}"}
+        status, headers, body = http_get(server.port, SUBJECT_PATH + last, policy)
+        expected = min(self.args.policy_keys, self.args.attributes)
+        assert status == 200 and len(json.loads(body)["attributes"]) == expected, (status, body)
+        assert headers["ETag"].rstrip('"').rsplit(".", 1)[-1].startswith("r"), headers  # the policy's own ETag
         status, _, _ = http_get(server.port, SUBJECT_PATH + "nobody", auth)
         assert status == 404, status
         subjects = [{"tenant": TENANT, "external_id": external_id(i)} for i in range(self.args.batch)]
@@ -180,9 +196,14 @@ class Runs:
         results = json.loads(body)["results"]
         assert status == 200 and len(results) == self.args.batch and all(r["found"] for r in results), status
 
-    def warm_cache(self, server: Gunicorn, key: str, redis: Redis) -> dict:
-        """Request every subject in order until each has a cache entry (or 15 minutes have passed)."""
-        log(f"warming the PIP cache with all {self.args.users:,} subjects")
+    def warm_cache(self, server: Gunicorn, key: str, redis: Redis, policy: bool = False) -> dict:
+        """Request every subject in order until each has a cache entry (or 15 minutes have passed).
+
+        ``policy``: the entries of the policy key (their names end in the policy's fingerprint, those
+        of the key without a policy in ``:``).
+        """
+        match = "*pip:e3:*:r*" if policy else "*pip:e3:*:"
+        log(f"warming the PIP cache with all {self.args.users:,} subjects" + (" (policy key)" if policy else ""))
         started = time.monotonic()
         script = lua_script("warm", key, self.args.users, THREADS=str(self.args.threads))
         client = redis.client()
@@ -192,8 +213,8 @@ class Runs:
         try:
             while warm.poll() is None and entries < self.args.users:
                 time.sleep(1)
-                if client.dbsize() >= 2 * self.args.users:
-                    entries = sum(1 for _ in client.scan_iter(match="*pip:e3:*", count=10000))
+                if client.dbsize() >= (3 if policy else 2) * self.args.users:
+                    entries = sum(1 for _ in client.scan_iter(match=match, count=10000))
         finally:
             if warm.poll() is None:
                 warm.send_signal(signal.SIGINT)
@@ -202,7 +223,7 @@ class Runs:
             except subprocess.TimeoutExpired:
                 warm.kill()
                 warm.wait(5)
-        entries = sum(1 for _ in client.scan_iter(match="*pip:e3:*", count=10000))
+        entries = sum(1 for _ in client.scan_iter(match=match, count=10000))
         info = {"seconds": round(time.monotonic() - started, 1), "entries": entries, "users": self.args.users}
         log(f"cache warmed in {info['seconds']} s: {entries:,} entries for {self.args.users:,} users")
         return info
