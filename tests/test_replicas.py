@@ -251,6 +251,35 @@ def test_a_forged_or_garbage_token_is_a_400_problem_naming_it(
     assert named in response.json()["detail"]
 
 
+def test_console_changelists_read_the_replica_and_honour_the_token_cookie(stack: Stack) -> None:
+    cookies = ph.console_login(stack.port, USERNAME, PASSWORD)  # sessions: always the primary
+    stack.standby.caught_up()
+    stack.standby.pause_replay()
+    try:
+        created = ph.http_request(
+            stack.port,
+            "POST",
+            f"/api/v1/tenants/{TENANT}/users/",
+            headers={**AUTH, **JSON},
+            body=json.dumps({"external_id": "bob-after-the-pause"}),
+        )
+        assert created.status == 201, created.text[:300]
+        token = created.header("Consistency-Token") or ""
+
+        def changelist(extra: dict[str, str]) -> str:
+            page = ph.http_request(
+                stack.port, "GET", "/admin/users/user/", headers={"Cookie": ph.cookie_header({**cookies, **extra})}
+            )
+            assert page.status == 200, page.text[:300]
+            return page.text
+
+        assert "bob-after-the-pause" not in changelist({})  # the replica's page
+        # What the console's own writes set: the cookie iam_consistency (tests/test_consistency.py).
+        assert "bob-after-the-pause" in changelist({"iam_consistency": token})
+    finally:
+        stack.standby.resume_replay()
+
+
 def test_with_the_replica_stopped_reads_fall_back_to_the_primary(stack: Stack) -> None:
     stack.standby.caught_up()
     stack.standby.stop()
