@@ -162,16 +162,18 @@ class ReplicaRuns:
                     "p50_ms": round(statistics.median(r["p50_ms"] for r in group), 2),
                     "p99_ms": round(statistics.median(r["p99_ms"] for r in group), 2),
                     "rps_min_max": [min(r["rps"] for r in group), max(r["rps"] for r in group)],
+                    "cpu_ms_per_request": round(statistics.median(serving_ms(r) for r in group), 3),
                 }
             )
         self.results["scenarios"] = scenarios  # type: ignore[attr-defined]
-        # Per round, side by side: the untokened replica read's req/s over the token read's (= the
-        # token read's cost relative to it), then the median.
+        # The cost of a request: the CPU the web workers and both PostgreSQL servers spent on it (on a
+        # shared host, less disturbed by the others than req/s). Per round, side by side: the token
+        # read's cost over the untokened replica read's, then the median.
         by_round: dict[int, dict[str, float]] = {}
         for r in runs:
             if r["stack"] == "quiet":
-                by_round.setdefault(r["round"], {})[r["name"]] = r["rps"]
-        ratios = [rps["replica, no token"] / rps["replica, replayed token"] for rps in by_round.values()]
+                by_round.setdefault(r["round"], {})[r["name"]] = serving_ms(r)
+        ratios = [ms["replica, replayed token"] / ms["replica, no token"] for ms in by_round.values()]
         cost = round(statistics.median(ratios), 3)
         self.results["targets"] = {  # type: ignore[attr-defined]
             "token_read_cost_ratio": {
@@ -183,8 +185,14 @@ class ReplicaRuns:
         }
 
 
+def serving_ms(run: dict) -> float:
+    """CPU milliseconds per request of the web workers, the primary and the standby."""
+    per_request = (run.get("cpu") or {}).get("cpu_ms_per_request") or {}
+    return float(sum(per_request.get(group, 0.0) for group in ("gunicorn", "postgres", "standby")))
+
+
 def print_replica_table(results: dict) -> None:
-    print(f"\n{'stack':<7} {'scenario':<42} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}  min..max req/s")
+    print(f"\n{'stack':<7} {'scenario':<42} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7}  min..max req/s")
     for s in results["scenarios"]:
         low, high = s["rps_min_max"]
         print(
@@ -192,7 +200,7 @@ def print_replica_table(results: dict) -> None:
         )
     target = results["targets"]["token_read_cost_ratio"]
     print(
-        f"\ntoken read / untokened replica read cost: {target['value']}x (limit {target['limit']}x, "
+        f"\ntoken read / untokened replica read, CPU per request: {target['value']}x (limit {target['limit']}x, "
         f"{'met' if target['met'] else 'NOT met'}; per round {target['per_round']})"
     )
     print(f"writer during the 'writes' runs: {results['writes']}")
