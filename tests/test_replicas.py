@@ -230,6 +230,21 @@ def test_a_replica_lagging_over_the_limit_is_skipped(stack: Stack) -> None:
     assert "database replica skipped: lag" in web.output()
 
 
+def test_a_replica_url_that_reaches_a_primary_is_skipped(stack: Stack) -> None:
+    web, port = start_web(
+        stack.env, stack.workdir, "web-no-standby", DATABASE_REPLICA_URLS=stack.primary.database_url("iam")
+    )
+    try:
+        response = ph.http_request(port, "GET", PIP, headers={"Authorization": f"Bearer {stack.pip_key}"})
+        assert response.status == 200, response.text[:300]
+        samples = ph.parse_metrics(ph.http_request(port, "GET", "/metrics").text)
+        assert ph.sample(samples, "database_replica_up", replica="replica_1") == 0.0
+        assert ph.sample(samples, "database_reads_total", target="primary") == 1.0
+    finally:
+        web.stop()
+    assert "database replica skipped: not_standby" in web.output()
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "named"),
     [

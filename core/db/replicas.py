@@ -87,13 +87,21 @@ def read_alias() -> str:
     scope = _scope.get()
     if scope is None or scope.alias == DEFAULT_DB_ALIAS:
         return DEFAULT_DB_ALIAS
-    if not scope.replicas or scope.wrote or connection.in_atomic_block:
+    if not scope.replicas or scope.wrote or in_transaction():
         return DEFAULT_DB_ALIAS
     if scope.alias is None:
         chosen = None if scope.full else choose(scope.min_lsn)
         scope.alias, scope.served_lsn = chosen if chosen is not None else (DEFAULT_DB_ALIAS, 0)
         metrics.DATABASE_READS.labels(target="primary" if chosen is None else "replica").inc()
     return scope.alias
+
+
+def in_transaction() -> bool:
+    """Inside a transaction on the primary (its reads must see its writes). A test case's own
+    transactions, which stand in for committed ones, do not count."""
+    return connection.in_atomic_block and any(
+        not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks
+    )
 
 
 def read_connection() -> BaseDatabaseWrapper:
