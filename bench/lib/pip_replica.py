@@ -103,7 +103,8 @@ class ReplicaRuns:
         writer.start()
         try:
             loaded = [
-                (f"{name}, {args.write_rate:g} writes/s", kind, extra, target) for name, kind, extra, target in quiet
+                (f"{name}, {args.write_rate:g} writes a second", kind, extra, target)
+                for name, kind, extra, target in quiet
             ]
             self.replica_rounds("writes", server, key, [loaded[0], loaded[2]])
         finally:
