@@ -245,6 +245,13 @@ def test_a_replica_url_that_reaches_a_primary_is_skipped(stack: Stack) -> None:
     assert "database replica skipped: not_standby" in web.output()
 
 
+def test_check_dependencies_reports_the_replicas(stack: Stack) -> None:
+    out = ph.manage(["check_dependencies", "--skip", "event bus", "--skip", "broker"], stack.env, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (row,) = [line for line in out.stdout.splitlines() if line.startswith("replicas ")]
+    assert " ok " in row and "replica_1 ok (lag" in row, row
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "named"),
     [
@@ -307,6 +314,9 @@ def test_with_the_replica_stopped_reads_fall_back_to_the_primary(stack: Stack) -
             assert api_get.status == 200, api_get.text[:300]
         assert stack.metric("database_replica_up", replica="replica_1") == 0.0
         assert "database replica skipped: down" in stack.web.output()
+        out = ph.manage(["check_dependencies", "--skip", "event bus", "--skip", "broker"], stack.env, timeout=60)
+        assert out.returncode == 16, out.stdout + out.stderr  # the replicas' bit
+        assert "replica_1 down" in out.stdout, out.stdout
     finally:
         stack.standby.start()
     stack.standby.caught_up()
