@@ -193,11 +193,12 @@ def serving_ms(run: dict) -> float:
 
 
 def print_replica_table(results: dict) -> None:
-    print(f"\n{'stack':<7} {'scenario':<42} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7}  min..max req/s")
+    print(f"\n{'stack':<7} {'scenario':<50} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7}  min..max req/s")
     for s in results["scenarios"]:
         low, high = s["rps_min_max"]
         print(
-            f"{s['stack']:<7} {s['name']:<42} {s['rps']:>8,.0f} {s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f}  {low:,.0f}..{high:,.0f}"
+            f"{s['stack']:<7} {s['name']:<50} {s['rps']:>8,.0f} {s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} "
+            f"{s['cpu_ms_per_request']:>7.2f}  {low:,.0f}..{high:,.0f}"
         )
     target = results["targets"]["token_read_cost_ratio"]
     print(
