@@ -2,12 +2,13 @@
 
 One primary (TCP on 127.0.0.1, the server's default settings) and one hot standby made from it with
 ``pg_basebackup -R`` (``devtools/harness/replication.py``), on the same machine; the app under
-gunicorn with ``DATABASE_REPLICA_URLS`` and no ``REDIS_URL`` (every lookup reads a database). In
-rounds, side by side:
+gunicorn with ``DATABASE_REPLICA_URLS``. In rounds, side by side:
 
 * **quiet**: single lookups on the replica without a token; with a token the replica has replayed
-  (target: at most 1.1x the cost of the untokened read, i.e. at least 1/1.1 of its req/s); and with
+  (target: at most 1.1x the untokened read's CPU per request, web workers and both servers); and with
   ``Consistency: full`` (the primary);
+* with ``redis-server`` on PATH, ``REDIS_URL`` is set (keys held and revoked through Redis, as in
+  production) with ``PIP_CACHE_SECONDS=0`` (no PIP entry kept: every lookup still reads a database);
 * **under writes**: the same untokened replica read and the primary read while a writer changes
   ``--write-rate`` users a second on the primary (SQL ``UPDATE``s of users' attributes straight to
   the primary: the load is the primary's and the replication's, not the web workers').
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from bench.lib.http import http_get, log
 from bench.lib.pip_runs import SUBJECT_PATH, TENANT, external_id, lua_script
-from devtools.harness import Postgres
+from devtools.harness import Postgres, RedisServer, redis_server_binary
 from devtools.harness.replication import Standby
 
 if TYPE_CHECKING:
@@ -88,7 +89,18 @@ class ReplicaRuns:
         standby.caught_up(timeout=300)
         self.cpu.groups["standby"] = standby.proc.pid  # type: ignore[attr-defined, union-attr]
         replica_env = {**env, "DATABASE_REPLICA_URLS": standby.database_url("iam"), "REPLICA_MAX_LAG_SECONDS": "60"}
-        log(f"gunicorn, {args.workers} sync workers, DATABASE_REPLICA_URLS set, no REDIS_URL")
+        if redis_server_binary():
+            # Production's shape: keys held and their revocation checked through Redis (without it a
+            # replica read checks the key on the primary). PIP_CACHE_SECONDS=0: no entry is kept,
+            # every lookup reads a database.
+            redis = RedisServer(self.workdir / "redis")  # type: ignore[attr-defined]
+            self.started.append(redis)  # type: ignore[attr-defined]
+            redis.start()
+            replica_env.update({"REDIS_URL": redis.url, "PIP_CACHE_SECONDS": "0"})
+        self.results["redis"] = "REDIS_URL" in replica_env  # type: ignore[attr-defined]
+        log(
+            f"gunicorn, {args.workers} sync workers, DATABASE_REPLICA_URLS set, REDIS_URL: {'REDIS_URL' in replica_env}"
+        )
         server = self.start_gunicorn(replica_env, "replica")  # type: ignore[attr-defined]
         token = self.replayed_token(server, key, standby)
         for kind, extra in (("single", {}), ("header", {"HEADER": "Consistency-Token", "VALUE": token})):
