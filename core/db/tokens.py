@@ -1,6 +1,6 @@
 """Consistency tokens: a WAL position (LSN) that a client hands back to read at least that fresh.
 
-A token is opaque to clients: ``<lsn in hex>.<16 hex digits of an HMAC>`` (the HMAC of the LSN
+A token is opaque to clients: ``<lsn in hex>.<16 hex digits of a MAC>`` (keyed BLAKE2b of the LSN
 under a key derived from ``SECRET_KEY``), so a forged or mangled token is refused as a 400 before it
 can steer a read, and a token issued by one process is accepted by every other one of the deployment.
 PostgreSQL writes an LSN as ``16/B374D848`` (high/low 32 bits, in hex); :func:`lsn_value` reads it.
@@ -38,7 +38,8 @@ def _key(secret: str) -> bytes:
 
 
 def _signature(hex_lsn: str) -> str:
-    return hmac.new(_key(settings.SECRET_KEY), hex_lsn.encode(), hashlib.sha256).hexdigest()[:16]
+    # Keyed BLAKE2b is a MAC (RFC 7693), and a few times faster than HMAC-SHA256: one per PIP answer.
+    return hashlib.blake2b(hex_lsn.encode(), key=_key(settings.SECRET_KEY), digest_size=8).hexdigest()
 
 
 def lsn_value(text: str | None) -> int:
