@@ -147,3 +147,13 @@ def test_the_router_keeps_logins_keys_and_writes_on_the_primary() -> None:
         replicas.leave(reset)
     assert router.db_for_read(User) == "default"  # outside a read scope (a task, a command)
     assert not router.allow_migrate("replica_1", "users") and router.allow_migrate("default", "users")
+
+
+def test_a_token_signed_before_a_secret_key_rotation_still_reads(settings) -> None:  # type: ignore[no-untyped-def]
+    token = tokens.issue(0xABCDEF)
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "y" * 50
+    assert tokens.read(token) == 0xABCDEF
+    settings.SECRET_KEY_FALLBACKS = []
+    with pytest.raises(BadToken):
+        tokens.read(token)

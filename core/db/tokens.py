@@ -37,9 +37,10 @@ def _key(secret: str) -> bytes:
     return hashlib.blake2b(secret.encode(), key=b"iam-consistency-token", digest_size=32).digest()
 
 
-def _signature(hex_lsn: str) -> str:
+def _signature(hex_lsn: str, secret: str | None = None) -> str:
     # Keyed BLAKE2b is a MAC (RFC 7693), and a few times faster than HMAC-SHA256: one per PIP answer.
-    return hashlib.blake2b(hex_lsn.encode(), key=_key(settings.SECRET_KEY), digest_size=8).hexdigest()
+    key = _key(settings.SECRET_KEY if secret is None else secret)
+    return hashlib.blake2b(hex_lsn.encode(), key=key, digest_size=8).hexdigest()
 
 
 def lsn_value(text: str | None) -> int:
@@ -65,6 +66,11 @@ def issue(lsn: int) -> str:
 def read(token: str, source: str = HEADER) -> int:
     """The LSN inside ``token``; :class:`BadToken` if it is malformed or not signed by this deployment."""
     found = TOKEN.match(token.strip())
-    if found is None or not hmac.compare_digest(found.group(2), _signature(found.group(1))):
+    if found is None:
         raise BadToken(source)
-    return int(found.group(1), 16)
+    hex_lsn, signature = found.groups()
+    # A token signed before a SECRET_KEY rotation still reads (Django's SECRET_KEY_FALLBACKS).
+    for secret in (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())):
+        if hmac.compare_digest(signature, _signature(hex_lsn, secret)):
+            return int(hex_lsn, 16)
+    raise BadToken(source)
