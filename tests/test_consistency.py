@@ -157,3 +157,17 @@ def test_a_token_signed_before_a_secret_key_rotation_still_reads(settings) -> No
     settings.SECRET_KEY_FALLBACKS = []
     with pytest.raises(BadToken):
         tokens.read(token)
+
+
+def test_on_kafka_the_token_is_the_ce_consistencytoken_header() -> None:
+    from eventbus.base import Message
+    from eventbus.kafka import BINARY, kafka_record
+    from outbox.relay import with_token
+
+    payload = with_token(
+        '{"id": "e1", "type": "UserUpdated", "specversion": "1.0", "data": {"version": 2}}', "0/16B3740"
+    )
+    value, headers = kafka_record(Message(event_id="e1", subject="s", payload=payload), BINARY)
+    found = dict(headers)
+    assert tokens.read(found["ce_consistencytoken"].decode()) == 0x16B3740  # type: ignore[union-attr]
+    assert value == b'{"version":2}'
