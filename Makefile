@@ -74,7 +74,8 @@ bench: bench-relay bench-import bench-pip bench-search ## Run every benchmark (f
 bench-relay: venv ## Relay throughput and commit-to-JetStream latency vs raw nats-py
 	$(PY) bench/relay.py
 
-bench-pip: venv ## PIP lookups under gunicorn + wrk vs a minimal DRF view (needs Debian's wrk, redis-server)
+bench-pip: venv ## PIP lookups under gunicorn + wrk vs a minimal DRF view (installs Debian's wrk, redis-server where root with apt)
+	@bash scripts/system-deps.sh --bench
 	$(PY) bench/pip.py
 
 bench-pip-replica: venv ## PIP lookups on a hot-standby replica: no token, a replayed token, the primary; quiet and under 200 writes/s

@@ -37,7 +37,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.security import SecurityMiddleware
 from django.urls import ResolverMatch, resolve
 from django.utils.module_loading import import_string
@@ -58,6 +58,7 @@ from core.redis_cache import round_trip
 logger = logging.getLogger(__name__)
 
 FALL_THROUGH = None  # a handler's answer meaning "let the full stack answer this request"
+TRIED = "iam.lean_door_tried"  # set in the WSGI environ by api.lean_wsgi: the door does not try twice
 
 
 @dataclass
@@ -108,25 +109,31 @@ def literal_start(pattern: str) -> str:
 
 
 class LeanApiMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
         self.routes = routes()
         self.security = SecurityMiddleware(get_response)
         # The literal start of each pattern: any other path goes on at the cost of one startswith.
         self.prefixes = tuple({literal_start(route.pattern) for route in self.routes})
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.META.get(TRIED) is None:
+            response = self.answer(request)
+            if response is not None:
+                return response
+        return self.get_response(request)
+
+    def answer(self, request: HttpRequest) -> HttpResponse | None:
+        """The door's answer to a request on one of its routes, or ``None``: the full stack answers."""
         path = request.path_info
         if path.startswith(self.prefixes):
             for route in self.routes:
                 found = route.compiled.match(path)
                 if found is not None:
                     if request.method in route.methods:
-                        response = self.door(request, route, found.groupdict())
-                        if response is not None:
-                            return response
+                        return self.door(request, route, found.groupdict())
                     break
-        return self.get_response(request)
+        return FALL_THROUGH
 
     def door(self, request: HttpRequest, route: LeanRoute, kwargs: dict[str, str]) -> HttpResponse | None:
         """What the middleware in front of the session does for these requests, then :meth:`serve`.

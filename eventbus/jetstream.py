@@ -242,6 +242,9 @@ class NatsJetStreamAdapter:
         else:
             if stop is not None:
                 result.error, result.per_event = stop[1], is_per_event(stop[1])
+        for future in futures:  # the errors after the first are not needed: retrieved, so asyncio logs none
+            if future.done() and not future.cancelled():
+                future.exception()
         return result
 
     def publish_batch(self, messages: Sequence[Message]) -> BatchResult:

@@ -35,10 +35,11 @@ class OutboxCollector:
     """The outbox figures, read from PostgreSQL at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
-        from outbox.selectors import outbox_stats
+        from outbox.selectors import outbox_backlog_by_partition, outbox_stats
 
         try:
             stats = outbox_stats()
+            backlog = outbox_backlog_by_partition()
         except DatabaseError as exc:
             logger.warning("outbox figures unavailable for /metrics", extra={"error": str(exc)})
             return
@@ -48,6 +49,21 @@ class OutboxCollector:
             "Age of the oldest outbox event waiting to be published (0 when none).",
             value=stats.oldest_pending_age_seconds,
         )
+        pending = GaugeMetricFamily(
+            "outbox_partition_pending_events",
+            'Outbox events waiting to be published, per relay partition ("3/8": a lane of an earlier OUTBOX_PARTITIONS).',
+            labels=["partition"],
+        )
+        age = GaugeMetricFamily(
+            "outbox_partition_oldest_pending_age_seconds",
+            "Age of the oldest outbox event waiting in each relay partition (0 when none).",
+            labels=["partition"],
+        )
+        for lane in backlog:
+            pending.add_metric([lane.partition], lane.pending)
+            age.add_metric([lane.partition], lane.oldest_pending_age_seconds)
+        yield pending
+        yield age
         yield UnknownMetricFamily(
             "outbox_failed_count", "Outbox events parked as failed after their attempts.", value=stats.failed
         )
@@ -55,7 +71,12 @@ class OutboxCollector:
 
 # Family names as prometheus_client reports them (a counter's family name has no ``_total``).
 WORKER_ONLY_FAMILIES = frozenset(
-    {"event_bus_errors", "outbox_relay_published", "outbox_relay_last_success_timestamp_seconds"}
+    {
+        "event_bus_errors",
+        "outbox_relay_published",
+        "outbox_relay_runs",
+        "outbox_relay_last_success_timestamp_seconds",
+    }
 )
 
 

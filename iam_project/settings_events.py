@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import environ
 
+from core.config import ConfigError
+from iam_project import startup
+
 _env = environ.Env()
 
 # --- events ---------------------------------------------------------------------------------------
@@ -33,6 +36,16 @@ OUTBOX_RELAY_BATCH_SIZE = _env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)
 OUTBOX_MAX_ATTEMPTS = _env.int("OUTBOX_MAX_ATTEMPTS", default=8)
 OUTBOX_BACKOFF_MAX_SECONDS = _env.float("OUTBOX_BACKOFF_MAX_SECONDS", default=300.0)
 OUTBOX_RETENTION_HOURS = _env.int("OUTBOX_RETENTION_HOURS", default=168)
+# The relay's lanes (docs/scaling.md): each event goes to crc32(aggregate id) mod OUTBOX_PARTITIONS;
+# each partition has its own advisory lock, so up to that many relay runs publish at once. Changing it
+# on a live system is safe (docs/runbook.md, "Changing OUTBOX_PARTITIONS"). 1 = one relay at a time.
+OUTBOX_PARTITIONS = _env.int("OUTBOX_PARTITIONS", default=1)
+# How many relay runs one beat tick or poke starts at most (one per idle partition with pending rows).
+OUTBOX_RELAY_CONCURRENCY = _env.int("OUTBOX_RELAY_CONCURRENCY", default=4)
+if not 1 <= OUTBOX_PARTITIONS <= 256:
+    startup.fatal(ConfigError("OUTBOX_PARTITIONS", "must be between 1 and 256", str(OUTBOX_PARTITIONS)))
+if OUTBOX_RELAY_CONCURRENCY < 1:
+    startup.fatal(ConfigError("OUTBOX_RELAY_CONCURRENCY", "must be at least 1", str(OUTBOX_RELAY_CONCURRENCY)))
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_TASK_SERIALIZER = "json"

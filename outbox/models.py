@@ -28,6 +28,11 @@ class OutboxEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    # The relay's lane (docs/scaling.md): crc32(aggregate id) mod ``partition_count``, the value of
+    # OUTBOX_PARTITIONS the writer had. Both have a database default, so adding them to a big table
+    # rewrites nothing (PostgreSQL 11+), and a row written by an older release lands in lane (1, 0).
+    partition = models.SmallIntegerField(default=0, db_default=0)
+    partition_count = models.SmallIntegerField(default=1, db_default=1)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
 
@@ -37,6 +42,12 @@ class OutboxEvent(models.Model):
             models.Index(
                 fields=["sequence"],
                 name="outbox_pending_by_sequence",
+                condition=models.Q(status="pending"),
+            ),
+            # The relay's poll per lane: "pending, of this layout and partition, by sequence".
+            models.Index(
+                fields=["partition_count", "partition", "sequence"],
+                name="outbox_pending_by_partition",
                 condition=models.Q(status="pending"),
             ),
             models.Index(

@@ -1,10 +1,12 @@
 """The OutboxWorker: relays committed outbox rows to the event bus, in sequence order.
 
-One relay publishes at a time: each batch runs in a transaction holding
-``pg_try_advisory_xact_lock`` (safe behind PgBouncer in transaction mode); a second relay finds the
-lock taken and returns "busy" at once. The batch transaction is the one place where a transaction
-spans network I/O, bounded by the publish timeout (docs/adr/0002-relay-lock.md). After letting the
-lock go the holder looks for due rows once more, so a poke that found the lock taken is never lost.
+The outbox is cut into ``OUTBOX_PARTITIONS`` lanes by aggregate id (``outbox/partitions.py``). One
+relay publishes a lane at a time: each batch runs in a transaction holding the lane's
+``pg_try_advisory_xact_lock`` (safe behind PgBouncer in transaction mode); a relay that finds a lane's
+lock taken goes on to the next lane and reports "busy". A run relays every lane it can take. The
+batch transaction is the one place where a transaction spans network I/O, bounded by the publish
+timeout (docs/adr/0002-relay-lock.md). After letting a lane's lock go the holder looks for due rows
+of the lane once more, so a poke that found the lock taken is never lost.
 
 Rows are polled by "pending, ordered by sequence", never by a remembered high-water mark. A batch
 is published pipelined; the acknowledged prefix is marked published. A transport failure (bus
@@ -32,39 +34,51 @@ from core.db.tokens import lsn_value
 from eventbus import get_adapter
 from eventbus.base import BatchResult, EventBusAdapter, Message
 from outbox.models import OutboxEvent
+from outbox.partitions import Lane, lanes, other_layout_pending, other_layouts
 
 logger = logging.getLogger("iam.OutboxWorker")
 
-LOCK_KEY = 0x1A4_0B0C  # pg advisory lock key of the relay
 TABLE = OutboxEvent._meta.db_table
 
-_DUE = "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
+_DUE = "(o.next_attempt_at IS NULL OR o.next_attempt_at <= now())"
+_LANE = "o.status = 'pending' AND o.partition_count = %(count)s AND o.partition = %(partition)s"
 _BLOCKED = "(status = 'failed' OR (status = 'pending' AND next_attempt_at > now()))"
 # The WAL insert position, read with the batch: past the commit of every row the batch sees, so it
 # is each event's consistency token (``consistencytoken``: read at least this fresh, docs/events.md).
 WAL_POSITION = "pg_current_wal_insert_lsn()::text"
+_COLUMNS = (
+    "o.sequence, o.event_id::text, o.event_type, o.subject, o.payload::text, o.attempts, o.aggregate_id, "
+    + WAL_POSITION
+)
 SELECT_BATCH = f"""
-    SELECT sequence, event_id::text, event_type, subject, payload::text, attempts, aggregate_id, {WAL_POSITION}
-    FROM {TABLE} WHERE {_DUE} AND sequence > %s ORDER BY sequence LIMIT %s
+    SELECT {_COLUMNS} FROM {TABLE} o
+    WHERE {_LANE} AND {_DUE} AND o.sequence > %(after)s ORDER BY o.sequence LIMIT %(limit)s
 """
-# Used only while some event is parked or backing off: skip the later events of its aggregate.
-SELECT_BATCH_HOLDING_BACK = f"""
-    SELECT o.sequence, o.event_id::text, o.event_type, o.subject, o.payload::text, o.attempts, o.aggregate_id,
-           {WAL_POSITION}
-    FROM {TABLE} o
-    WHERE o.status = 'pending' AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
+
+
+def _holding_back(held: str) -> str:
+    return f"""
+    SELECT {_COLUMNS} FROM {TABLE} o
+    WHERE {_LANE} AND {_DUE}
       AND NOT EXISTS (
         SELECT 1 FROM {TABLE} b
-        WHERE b.aggregate_id = o.aggregate_id AND b.sequence < o.sequence
-          AND (b.status = 'failed' OR (b.status = 'pending' AND b.next_attempt_at > now()))
+        WHERE b.aggregate_id = o.aggregate_id AND b.sequence < o.sequence AND ({held})
       )
-      AND o.sequence > %s
-    ORDER BY o.sequence LIMIT %s
+      AND o.sequence > %(after)s
+    ORDER BY o.sequence LIMIT %(limit)s
 """
-ANY_BLOCKED = f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE {_BLOCKED})"
-ANY_DUE = (
-    f"SELECT EXISTS ({SELECT_BATCH_HOLDING_BACK.replace('o.sequence > %s', 'true').replace('LIMIT %s', 'LIMIT 1')})"
+
+
+# Used only while some event is parked or backing off: skip the later events of its aggregate.
+_HELD_BY_BLOCKED = "b.status = 'failed' OR (b.status = 'pending' AND b.next_attempt_at > now())"
+SELECT_BATCH_HOLDING_BACK = _holding_back(_HELD_BY_BLOCKED)
+# Used only while rows of another partition layout are pending (OUTBOX_PARTITIONS changed): also skip
+# an event while an earlier one of its aggregate waits in a lane of the other layout.
+SELECT_BATCH_ACROSS_LAYOUTS = _holding_back(
+    f"{_HELD_BY_BLOCKED} OR (b.status = 'pending' AND b.partition_count <> o.partition_count)"
 )
+ANY_BLOCKED = f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE {_BLOCKED})"
+ANY_DUE = f"SELECT EXISTS ({SELECT_BATCH_ACROSS_LAYOUTS.replace('o.sequence > %(after)s', 'true').replace('LIMIT %(limit)s', 'LIMIT 1')})"
 MARK_PUBLISHED = f"""
     UPDATE {TABLE} SET status = 'published', published_at = now(), last_error = ''
     WHERE sequence = ANY(%s) AND status = 'pending'
@@ -80,10 +94,37 @@ class RelayResult:
     transport_error: str = ""
     event_errors: int = 0
     parked: list[str] = field(default_factory=list)
+    held: set[Lane] = field(default_factory=set, repr=False)  # lanes this run held (relayed, or found empty)
+    held_by_others: set[Lane] = field(default_factory=set, repr=False)  # their holder re-checks before letting go
+    other_layouts: list[int] = field(
+        default_factory=list
+    )  # OUTBOX_PARTITIONS values of pending rows written before a change
+
+    @property
+    def partitions(self) -> int:
+        return len(self.held)
+
+    @property
+    def busy_partitions(self) -> int:
+        return len(self.held_by_others - self.held)
+
+    @property
+    def outcome(self) -> str:
+        """The run's label on ``outbox_relay_runs_total``."""
+        if self.transport_error:
+            return "transport_error"
+        if self.event_errors:
+            return "event_error"
+        if self.published:
+            return "published"
+        return "busy" if self.busy else "idle"
 
     def as_dict(self) -> dict:
         return {
             "busy": self.busy,
+            "partitions": self.partitions,
+            "busy_partitions": self.busy_partitions,
+            "other_layouts": self.other_layouts,
             "published": self.published,
             "duplicates": self.duplicates,
             "batches": self.batches,
@@ -139,39 +180,72 @@ class OutboxWorker:
         self.max_batches_per_lock = max_batches_per_lock
 
     def run(self, *, max_rounds: int = 100) -> RelayResult:
+        """One relay run: every lane whose lock it can take, each in sequence order (``max_rounds``
+        lock rounds per lane at most). ``busy`` when some lane was held by another run."""
         result = RelayResult()
-        for _ in range(max_rounds):
-            seen, published = self._locked_round(result)
-            if result.busy:
-                return result  # another relay holds the lock and re-checks before it lets go
-            if result.transport_error or (seen and not published):
-                break  # the bus is down or the next event is failing: back off
-            if not self._any_due():  # the lock is released: one more look for rows committed meanwhile
+        count = settings.OUTBOX_PARTITIONS
+        with connection.cursor() as cursor:
+            result.other_layouts = other_layouts(cursor, count)
+        if result.other_layouts:
+            logger.warning(
+                "outbox holds pending events written with OUTBOX_PARTITIONS=%s (now %s): relaying them "
+                "first, each event after the earlier events of its aggregate",
+                ",".join(map(str, result.other_layouts)),
+                count,
+                extra={"component": "OutboxWorker", "layouts": result.other_layouts, "partitions": count},
+            )
+        # While layouts are mixed an event may wait for a lane of the other layout: go round again.
+        for _ in range(3 if result.other_layouts else 1):
+            published = result.published
+            for lane in lanes(count, result.other_layouts):
+                self._run_lane(lane, result, max_rounds)
+                if result.transport_error:
+                    break
+            if result.transport_error or result.published == published:
                 break
         if not result.transport_error:
             metrics.RELAY_LAST_SUCCESS.set(time.time())
+        metrics.RELAY_RUNS.labels(outcome=result.outcome).inc()
         return result
 
-    def _any_due(self) -> bool:
+    def _run_lane(self, lane: Lane, result: RelayResult, max_rounds: int) -> None:
+        for _ in range(max_rounds):
+            rejected = result.event_errors
+            seen, published = self._locked_round(lane, result)
+            if seen < 0:  # another relay holds the lane and re-checks before it lets go
+                result.busy = True
+                result.held_by_others.add(lane)
+                return
+            result.held.add(lane)
+            if result.transport_error:
+                return  # the bus is down: back off
+            if seen and not published and result.event_errors == rejected:
+                return  # nothing went out and nothing was set aside: do not spin
+            # A rejected event now backs off (or is parked) and holds back only its own aggregate:
+            # the lane goes on with the others in this run.
+            if not self._any_due(lane):  # the lock is released: one more look for rows committed meanwhile
+                return
+
+    def _any_due(self, lane: Lane) -> bool:
         with connection.cursor() as cursor:
-            cursor.execute(ANY_DUE)
+            cursor.execute(ANY_DUE, {"count": lane.count, "partition": lane.partition})
             return bool(cursor.fetchone()[0])
 
-    def _locked_round(self, result: RelayResult) -> tuple[int, int]:
-        """Publish batches while holding the lock; returns (rows seen, rows published)."""
+    def _locked_round(self, lane: Lane, result: RelayResult) -> tuple[int, int]:
+        """Publish the lane's batches while holding its lock; (rows seen, rows published), or (-1, 0)
+        when another relay holds the lock."""
         seen = published_total = 0
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_KEY])
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lane.lock_key])
             if not cursor.fetchone()[0]:
-                result.busy = True
-                return 0, 0
+                return -1, 0
             # Pending rows are often not in the table's statistics yet (a burst, an outage): without
             # this the planner sorts every pending row instead of walking the partial index in order.
             cursor.execute("SET LOCAL enable_sort = off")
             # Batch N+1 is selected once batch N is fully acknowledged, and published while batch N is
             # being marked: the database work overlaps the next round trip to NATS, and a batch never
             # starts before every event of the previous one is in the stream (per-aggregate order).
-            rows = self._select(cursor, after=0)
+            rows = self._select(cursor, lane, after=0)
             outcome = self.adapter.publish_batch(_messages(rows)) if rows else None
             for number in range(self.max_batches_per_lock):
                 if not rows or outcome is None:
@@ -180,7 +254,7 @@ class OutboxWorker:
                 seen += len(rows)
                 failed = outcome.error is not None
                 next_rows = (
-                    [] if failed or number + 1 == self.max_batches_per_lock else self._select(cursor, rows[-1][0])
+                    [] if failed or number + 1 == self.max_batches_per_lock else self._select(cursor, lane, rows[-1][0])
                 )
                 handle = self.adapter.publish_batch_start(_messages(next_rows)) if next_rows else None
                 published = self._settle(cursor, rows, outcome, result)
@@ -193,11 +267,17 @@ class OutboxWorker:
                 outcome = self.adapter.publish_batch_result(handle) if handle is not None else None
         return seen, published_total
 
-    def _select(self, cursor: CursorWrapper, after: int) -> list[tuple[Any, ...]]:
+    def _select(self, cursor: CursorWrapper, lane: Lane, after: int) -> list[tuple[Any, ...]]:
+        params = {"count": lane.count, "partition": lane.partition, "after": after, "limit": self.batch_size}
         cursor.execute(ANY_BLOCKED)
-        query = SELECT_BATCH_HOLDING_BACK if cursor.fetchone()[0] else SELECT_BATCH
-        cursor.execute(query, [after, self.batch_size])
-        return one_per_aggregate(cursor.fetchall())
+        cursor.execute(SELECT_BATCH_HOLDING_BACK if cursor.fetchone()[0] else SELECT_BATCH, params)
+        rows = cursor.fetchall()
+        # Asked after the select: it sees every row committed before those selected, so an earlier
+        # event of a selected aggregate pending in another layout's lane cannot slip past.
+        if rows and other_layout_pending(cursor, lane.count):
+            cursor.execute(SELECT_BATCH_ACROSS_LAYOUTS, params)
+            rows = cursor.fetchall()
+        return one_per_aggregate(rows)
 
     def _settle(
         self, cursor: CursorWrapper, rows: list[tuple[Any, ...]], outcome: BatchResult, result: RelayResult

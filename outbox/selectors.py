@@ -6,9 +6,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from outbox.models import OutboxEvent
+from outbox.partitions import PartitionBacklog, backlog_by_partition, idle_partitions_with_pending
 
 STATS = f"""
     SELECT
@@ -63,3 +65,20 @@ def published_per_minute(*, minutes: int = 60) -> list[int]:
             if 0 <= minutes_ago < minutes:
                 counts[minutes - 1 - minutes_ago] = count
     return counts
+
+
+def outbox_backlog_by_partition() -> list[PartitionBacklog]:
+    """Pending rows and the oldest one's age per relay partition (``outbox_partition_*`` on /metrics)."""
+    with connection.cursor() as cursor:
+        return backlog_by_partition(cursor, settings.OUTBOX_PARTITIONS)
+
+
+def relay_runs_wanted() -> int:
+    """How many relay runs would find work now: one per idle partition holding pending rows, at least
+    one (the run asking), at most ``OUTBOX_RELAY_CONCURRENCY``. No query with one partition."""
+    count: int = settings.OUTBOX_PARTITIONS
+    limit: int = settings.OUTBOX_RELAY_CONCURRENCY
+    if count == 1 or limit == 1:
+        return 1
+    with connection.cursor() as cursor:
+        return max(1, min(limit, idle_partitions_with_pending(cursor, count)))

@@ -15,6 +15,7 @@ from django.utils import timezone
 from core.db.copy import copy_insert
 from outbox.events import EVENT_TYPES, envelope, subject_for
 from outbox.models import OutboxEvent
+from outbox.partitions import partition_of
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def event_build(
     if event is None:
         raise KeyError(f"unregistered event type {event_type!r}")
     event_id = uuid.uuid4()
+    count = settings.OUTBOX_PARTITIONS
     return OutboxEvent(
         event_id=event_id,
         event_type=event.name,
@@ -44,6 +46,8 @@ def event_build(
         aggregate_id=aggregate_id,
         aggregate_version=aggregate_version,
         tenant_id=tenant_id,
+        partition=partition_of(aggregate_id, count),
+        partition_count=count,
         subject=subject_for(settings.NATS_SUBJECT_PREFIX, tenant_id, event),
         payload=envelope(
             event_id=event_id,

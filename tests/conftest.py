@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,12 +164,19 @@ def event_bus(nats_server: NatsServer, settings, request):  # type: ignore[no-un
         nats_server.start()
     settings.EVENT_BUS = event_bus_config(nats_server.url)
     name = re.sub(r"[^A-Za-z0-9]", "_", request.node.name)[:40].upper()
-    settings.NATS_STREAM_NAME = f"T_{name}"
+    settings.NATS_STREAM_NAME = f"T_{name}_{zlib.crc32(request.node.nodeid.encode()):08X}"  # one per parameter set
     settings.NATS_SUBJECT_PREFIX = f"t{abs(hash(request.node.nodeid)) % 10**8}"
     settings.NATS_PUBLISH_TIMEOUT_SECONDS = 2.0
     bus.reset_adapter()
     yield nats_server
     bus.reset_adapter()
+
+
+@pytest.fixture(params=[1, 8], ids=["1-partition", "8-partitions"])
+def partitions(request, settings) -> int:  # type: ignore[no-untyped-def]
+    """``OUTBOX_PARTITIONS`` for a relay test that must hold with one lane and with several."""
+    settings.OUTBOX_PARTITIONS = request.param
+    return int(request.param)
 
 
 # --- Kafka -----------------------------------------------------------------------------------------

@@ -28,3 +28,16 @@ def test_import_jobs_stay_in_their_table() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM users_importjob WHERE id = %s", [job.pk])
         assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)  # sqlmigrate of a non-atomic migration: outside the test's transaction
+def test_the_relay_partitions_migration_rewrites_no_table_and_locks_no_writes() -> None:
+    """outbox 0003 on a big outbox: columns with a database default (metadata only on PostgreSQL 11+,
+    and rows of the previous release get one), the index built CONCURRENTLY."""
+    out = io.StringIO()
+    call_command("sqlmigrate", "outbox", "0003", stdout=out)
+    sql = out.getvalue()
+    assert 'ADD COLUMN "partition" smallint DEFAULT 0 NOT NULL' in sql
+    assert 'ADD COLUMN "partition_count" smallint DEFAULT 1 NOT NULL' in sql
+    assert "DROP DEFAULT" not in sql and "CHECK" not in sql  # no default dropped, no constraint to validate
+    assert 'CREATE INDEX CONCURRENTLY "outbox_pending_by_partition"' in sql

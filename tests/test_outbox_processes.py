@@ -98,8 +98,9 @@ def stream_count(url: str, stream: str) -> int:
 class Service:
     """One run of the service's processes: gunicorn (2 workers), a Celery worker (2 children) and beat."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, partitions: int = 1) -> None:
         self.tmp = tmp
+        self.partitions = partitions
         self.processes: dict[str, ph.Proc] = {}
         self.web_port = free_port()
         self.metrics_port = free_port()
@@ -125,6 +126,8 @@ class Service:
             NATS_SUBJECT_PREFIX=self.prefix,
             CELERY_BROKER_URL=broker_url,
             OUTBOX_RELAY_INTERVAL="0.5",
+            OUTBOX_PARTITIONS=str(self.partitions),
+            OUTBOX_RELAY_CONCURRENCY="2",
             NATS_CONNECT_TIMEOUT_SECONDS="1",
             NATS_PUBLISH_TIMEOUT_SECONDS="1",
             WORKER_METRICS_PORT=str(self.metrics_port),
@@ -212,9 +215,10 @@ def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
-def service(transactional_db, tmp_path: Path) -> Iterator[Service]:  # type: ignore[no-untyped-def]
-    """The processes; stopped (before the test database is flushed) even when the test fails."""
-    run = Service(tmp_path)
+def service(transactional_db, tmp_path: Path, request) -> Iterator[Service]:  # type: ignore[no-untyped-def]
+    """The processes (``OUTBOX_PARTITIONS``: the indirect parameter, else 1); stopped (before the test
+    database is flushed) even when the test fails."""
+    run = Service(tmp_path, partitions=getattr(request, "param", 1))
     try:
         yield run
     finally:
@@ -242,6 +246,7 @@ def tenant_and_admin(transactional_db, service: Service, settings):  # type: ign
     from tenants.services import tenant_create
 
     settings.NATS_SUBJECT_PREFIX = service.prefix
+    settings.OUTBOX_PARTITIONS = service.partitions
     get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD)
     return tenant_create(slug="acme", name="Acme")
 
@@ -295,6 +300,7 @@ def assert_stream_holds_exactly(nats_url: str, service: Service, tenant, expecte
 
 
 # --- the tests ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("service", [1, 8], indirect=True, ids=["1-partition", "8-partitions"])
 def test_event_bus_outage_during_writes_loses_nothing_and_restarts_nothing(
     own_nats: NatsServer, service: Service, tenant_and_admin
 ) -> None:  # type: ignore[no-untyped-def]
@@ -316,6 +322,7 @@ def test_event_bus_outage_during_writes_loses_nothing_and_restarts_nothing(
     status, web_metrics = http_get(f"{service.web_url}/metrics")
     assert status == 200
     assert metric_sum(web_metrics, "outbox_pending_count") == pending_count() == users
+    assert metric_sum(web_metrics, "outbox_partition_pending_events") == users  # summed over the partitions
     wait_for(
         lambda: (metric_sum(http_get(service.worker_metrics_url)[1], "event_bus_errors_total") or 0.0) > errors_before,
         15,

@@ -24,7 +24,9 @@ from eventbus import get_adapter
 from outbox import retention as outbox_retention
 from outbox import services as outbox_services
 from outbox.models import OutboxEvent
+from outbox.partitions import partition_of
 from outbox.relay import OutboxWorker, backoff_seconds
+from tenants import services as tenant_services
 from tests.buses import Bus, per_aggregate
 from tests.conftest import KafkaServer, NatsServer, use_kafka
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
@@ -41,7 +43,7 @@ def counter(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_relay_publishes_every_event_once_in_order(bus) -> None:  # type: ignore[no-untyped-def]
+def test_relay_publishes_every_event_once_in_order(bus, partitions) -> None:  # type: ignore[no-untyped-def]
     tenant = TenantFactory(slug="acme")
     DefinitionFactory(tenant=tenant, key="level", type="integer")
     users = [UserFactory(tenant=tenant, external_id=f"u{i}") for i in range(5)]
@@ -59,7 +61,14 @@ def test_relay_publishes_every_event_once_in_order(bus) -> None:  # type: ignore
         expected.setdefault(str(row.aggregate_id), []).append(row.payload["aggregateversion"])
     assert per_aggregate(stored) == expected  # every aggregate's events in version order
     assert per_aggregate(stored)[str(users[0].id)] == [1, 2]
-    if bus.kind == "nats":  # one stream: the outbox's order overall
+    assert {(r.partition_count, r.partition) for r in rows} <= {(partitions, p) for p in range(partitions)}
+    assert all(r.partition == partition_of(r.aggregate_id, partitions) for r in rows)
+    if bus.kind == "nats" and partitions > 1:  # one stream: each partition's rows in the outbox's order
+        order = [m.event_id for m in stored]
+        for partition in range(partitions):
+            lane = [str(r.event_id) for r in rows if r.partition == partition]
+            assert [event_id for event_id in order if event_id in set(lane)] == lane
+    if bus.kind == "nats" and partitions == 1:  # one stream: the outbox's order overall
         assert [m.event_id for m in stored] == [str(r.event_id) for r in rows]
         nats_subjects = [m.subject for m in stream_messages(bus.url, settings.NATS_STREAM_NAME)]
         assert nats_subjects == [r.subject for r in rows]
@@ -89,7 +98,7 @@ def test_republishing_is_acked_as_duplicate_and_stored_once(event_bus) -> None: 
     assert len(stream_messages(event_bus.url, settings.NATS_STREAM_NAME)) == 1
 
 
-def test_second_relay_returns_busy_while_the_first_holds_the_lock(bus) -> None:  # type: ignore[no-untyped-def]
+def test_second_relay_returns_busy_while_the_first_holds_the_lock(bus, partitions) -> None:  # type: ignore[no-untyped-def]
     tenant = TenantFactory(slug="acme")
     for i in range(3):
         UserFactory(tenant=tenant, external_id=f"u{i}")
@@ -113,24 +122,29 @@ def test_second_relay_returns_busy_while_the_first_holds_the_lock(bus) -> None: 
 
     first = OutboxWorker(adapter=FaultyAdapter(get_adapter(), before_publish=while_locked)).run()
     assert outcome["returned_while_held"]
-    assert outcome["result"].busy and outcome["result"].published == 0
-    assert first.published == 4
+    second = outcome["result"]
+    assert second.busy and second.busy_partitions == 1
+    # The held lane is the first relay's alone; the second relays the lanes nobody holds.
+    assert first.published + second.published == 4 and second.partitions == partitions - 1
+    if partitions == 1:
+        assert second.published == 0 and first.published == 4
     stored = bus.messages()
     assert len(stored) == 4 and len({m.event_id for m in stored}) == 4
 
 
-def test_rows_committed_during_a_batch_go_in_the_next_batch_of_the_lock(bus) -> None:  # type: ignore[no-untyped-def]
+def test_rows_committed_during_a_batch_go_in_the_next_batch_of_the_lock(bus, partitions) -> None:  # type: ignore[no-untyped-def]
     late_rows_are_relayed_by_the_holder(bus, max_batches_per_lock=20)
 
 
-def test_rows_committed_during_the_last_batch_are_relayed_after_letting_go(bus) -> None:  # type: ignore[no-untyped-def]
+def test_rows_committed_during_the_last_batch_are_relayed_after_letting_go(bus, partitions) -> None:  # type: ignore[no-untyped-def]
     late_rows_are_relayed_by_the_holder(bus, max_batches_per_lock=1)
 
 
 def late_rows_are_relayed_by_the_holder(bus, *, max_batches_per_lock: int) -> None:  # type: ignore[no-untyped-def]
     """Committed after the holder selected its batch, while it holds the lock (their poke finds it
     taken): the holder relays them in the same run, by its next batch or by its look for due rows
-    after letting the lock go (``max_batches_per_lock=1``: the batch is the round's last)."""
+    after letting the lock go (``max_batches_per_lock=1``: the batch is the round's last). The late
+    row is the same tenant's update, so it lands in the held lane whatever ``OUTBOX_PARTITIONS`` is."""
     tenant = TenantFactory(slug="acme")
     busy: list = []
 
@@ -139,7 +153,9 @@ def late_rows_are_relayed_by_the_holder(bus, *, max_batches_per_lock: int) -> No
 
     def commit_more(number: int, _messages) -> None:  # type: ignore[no-untyped-def]
         if number == 1:
-            thread = threading.Thread(target=lambda: (UserFactory(tenant=tenant, external_id="late"), poke(), _close()))
+            thread = threading.Thread(
+                target=lambda: (tenant_services.tenant_update(tenant=tenant, name="Late"), poke(), _close())
+            )
             thread.start()
             thread.join(60)
             assert not thread.is_alive()
@@ -161,7 +177,7 @@ def _close() -> None:
 
 
 def test_poison_event_is_retried_with_backoff_then_parked_holding_back_only_its_aggregate(
-    bus, settings, caplog
+    bus, settings, caplog, partitions
 ) -> None:  # type: ignore[no-untyped-def]
     bus.limit_message_size(4096)
     settings.OUTBOX_MAX_ATTEMPTS = 2
@@ -169,7 +185,10 @@ def test_poison_event_is_retried_with_backoff_then_parked_holding_back_only_its_
     DefinitionFactory(tenant=tenant, key="bio", type="string")
     poison = UserFactory(tenant=tenant, external_id="poison", attributes={"bio": "x" * 4000})
     user_services.user_update(user=poison, email="later@example.com")  # same aggregate, after the poison
-    healthy = UserFactory(tenant=tenant, external_id="healthy")
+    # Healthy subjects up to one in the poison's own lane: a rejected event must not stop its lane.
+    healthy = [UserFactory(tenant=tenant, external_id="healthy-0")]
+    while partition_of(healthy[-1].id, partitions) != partition_of(poison.id, partitions):
+        healthy.append(UserFactory(tenant=tenant, external_id=f"healthy-{len(healthy)}"))
     errors_before = counter("event_bus_errors_total", kind="event")
 
     with caplog.at_level(logging.ERROR, logger="iam.OutboxWorker"):
@@ -180,7 +199,7 @@ def test_poison_event_is_retried_with_backoff_then_parked_holding_back_only_its_
     assert "failed to publish event" in caplog.text and str(row.event_id) in caplog.text
     assert counter("event_bus_errors_total", kind="event") == errors_before + 1
     # Other aggregates go on; the poison's own later event waits behind it.
-    assert OutboxEvent.objects.get(aggregate_id=healthy.id).status == "published"
+    assert {OutboxEvent.objects.get(aggregate_id=user.id).status for user in healthy} == {"published"}
     assert OutboxEvent.objects.get(aggregate_id=poison.id, event_type="UserUpdated").status == "pending"
 
     from core.guards import domain_write  # noqa: F401 - outbox rows are not domain rows

@@ -141,22 +141,26 @@ def _kafka_count(bootstrap: str, topic: str) -> int:
 
 
 # --- (b) the relay --------------------------------------------------------------------------------------
-def insert_rows(rows: list[tuple[str, str, bytes, dict]], tenant_id: uuid.UUID) -> float:
-    """COPY the events into the outbox table as pending rows (columns from the model's metadata)."""
+def insert_rows(rows: list[tuple[str, str, bytes, dict]], tenant_id: uuid.UUID, *, partitions: int = 1) -> float:
+    """COPY the events into the outbox table as pending rows (columns from the model's metadata), each
+    in its partition among ``partitions`` as the write path puts it."""
     from django.db import connection, transaction
     from django.utils import timezone
 
     from outbox.models import OutboxEvent
+    from outbox.partitions import partition_of
 
     started = time.perf_counter()
-    per_row = ("event_id", "aggregate_id", "subject", "payload")
+    per_row = ("event_id", "aggregate_id", "subject", "payload", "partition")
     copy_rows = CopyRows(
         OutboxEvent, per_row, created_at=timezone.now(), tenant_id=tenant_id, aggregate_version=1,
-        event_type="UserCreated", aggregate_type="user",
+        event_type="UserCreated", aggregate_type="user", partition_count=partitions,
     )  # fmt: skip
     with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(copy_rows.sql) as copy:
         for event_id, subject, _, fields in rows:
-            copy.write_row(copy_rows.row(event_id, fields["aggregate_id"], subject, fields["payload"]))
+            aggregate = fields["aggregate_id"]
+            partition = partition_of(aggregate, partitions)
+            copy.write_row(copy_rows.row(event_id, aggregate, subject, fields["payload"], partition))
     return time.perf_counter() - started
 
 

@@ -1,0 +1,63 @@
+"""The lean door in front of Django's WSGI handler, for the PIP's GET and HEAD lookups.
+
+:class:`api.lean.LeanApiMiddleware` answers the lookups inside Django's request cycle, which still
+costs every request the ``request_started`` and ``request_finished`` signals (``reset_queries``,
+``close_old_connections`` twice over every connection alias, ``close_caches``, ``reset_urlconf``),
+the URLconf bookkeeping and ``HttpResponse.close()``. :class:`LeanWSGI` wraps the WSGI application
+(``iam_project/wsgi.py``) and gives a GET or HEAD on a door route to the same door
+(:meth:`~api.lean.LeanApiMiddleware.answer`) first, doing itself the one thing of those receivers a
+lookup needs: the default connection is closed when it is unusable or older than ``CONN_MAX_AGE``,
+before and after the request (and so are the read replicas' connections, when configured). Anything the door does not answer goes to Django unchanged, marked so
+that the middleware does not try the door a second time. Bodies of other methods are never read
+here (a batch POST stays with the middleware: its body could not be read twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from api.lean import TRIED, LeanApiMiddleware, literal_start
+
+StartResponse = Callable[..., Any]
+
+
+class LeanWSGI:
+    def __init__(self, application: WSGIHandler) -> None:
+        self.application = application
+        self.door = LeanApiMiddleware(application.get_response)
+        self.prefixes = tuple({literal_start(route.pattern) for route in self.door.routes if "GET" in route.methods})
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if (
+            environ.get("REQUEST_METHOD") not in ("GET", "HEAD")
+            or not environ.get("PATH_INFO", "").startswith(self.prefixes)
+            or environ.get("SCRIPT_NAME")
+        ):
+            return self.application(environ, start_response)
+        used = [connections[alias] for alias in (DEFAULT_DB_ALIAS, *settings.DATABASE_REPLICAS)]
+        for connection in used:
+            tidy(connection)
+        try:
+            response = self.door.answer(WSGIRequest(environ))
+        finally:
+            for connection in used:
+                tidy(connection)
+        if response is None:
+            environ[TRIED] = True
+            return self.application(environ, start_response)
+        headers = list(response.items())
+        headers.extend(("Set-Cookie", cookie.OutputString()) for cookie in response.cookies.values())
+        start_response(f"{response.status_code} {response.reason_phrase}", headers)
+        return [response.content]
+
+
+def tidy(connection: Any) -> None:
+    """``close_old_connections`` for an alias a lookup uses (the primary; the replicas when
+    ``DATABASE_REPLICA_URLS`` is set); never inside a transaction (a test's)."""
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
