@@ -68,7 +68,7 @@ format: venv ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-.PHONY: bench bench-relay bench-pip bench-import bench-search bench-scim
+.PHONY: bench bench-relay bench-pip bench-pip-replica bench-import bench-search bench-scim
 bench: bench-relay bench-import bench-pip bench-search bench-scim ## Run every benchmark (figures in docs/performance.md)
 
 bench-relay: venv ## Relay throughput and commit-to-JetStream latency vs raw nats-py
@@ -77,6 +77,9 @@ bench-relay: venv ## Relay throughput and commit-to-JetStream latency vs raw nat
 bench-pip: venv ## PIP lookups under gunicorn + wrk vs a minimal DRF view (installs Debian's wrk, redis-server where root with apt)
 	@bash scripts/system-deps.sh --bench
 	$(PY) bench/pip.py
+
+bench-pip-replica: venv ## PIP lookups on a hot-standby replica: no token, a replayed token, the primary; quiet and under 200 writes/s
+	$(PY) bench/pip.py --replica --users 20000 --skip-bundle
 
 bench-import: venv ## import_users of 100k users vs PostgreSQL COPY
 	$(PY) bench/import.py

@@ -46,7 +46,10 @@ from access import keys
 from access.principals import KeyUser, Principal
 from access.throttling import PrincipalRateThrottle, verdict
 from core.api.problems import PROBLEM_JSON, problem_body
+from core.db import consistency, replicas
 from core.db.piggyback import Piggyback
+from core.db.replicas import ReadScope
+from core.db.tokens import BadToken
 from core.errors import DomainError
 from core.middleware import refusal
 from core.observability import DATABASE_DOWN, database_unavailable, observed, request_id_of, request_id_var
@@ -180,6 +183,10 @@ class LeanApiMiddleware:
         raw = authorization[7:]
         if not raw or " " in raw:
             return FALL_THROUGH
+        try:
+            scope = consistency.scope_for(request, reads_only=True)
+        except BadToken:
+            return FALL_THROUGH  # the full stack's 400 problem, before anything is counted
         request.get_host()  # CommonMiddleware's check: a Host outside ALLOWED_HOSTS raises (the full stack's 400)
         shared = settings.SHARED_CACHE
         held = keys.held(raw)
@@ -221,14 +228,12 @@ class LeanApiMiddleware:
             response = problem(429, "Too many requests", throttled_detail(wait))
             response["Retry-After"] = str(int(wait))
         else:
-            try:
-                if database_check is None:
-                    handled = route.handler(request, principal, kwargs, values)
-                else:
-                    with database_check:
-                        handled = route.handler(request, principal, kwargs, values)
-            except DomainError as exc:
-                handled = problem(exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
+            if database_check is None:
+                handled = self.handle(scope, request, route, principal, kwargs, values)
+            else:
+                # With replicas the lookup reads a replica: the check then reads the primary itself.
+                with database_check:
+                    handled = self.handle(scope, request, route, principal, kwargs, values)
             if database_check is not None and keys.db_generation(database_check.read()) != held_in_database:
                 keys.drop_held()  # a key was revoked or changed since this process read it
                 return FALL_THROUGH
@@ -241,6 +246,32 @@ class LeanApiMiddleware:
         if "Content-Length" not in response and not response.streaming:
             response["Content-Length"] = str(len(response.content))
         return response
+
+    def handle(
+        self,
+        scope: ReadScope,
+        request: HttpRequest,
+        route: LeanRoute,
+        principal: Principal,
+        kwargs: dict[str, str],
+        values: list[Any],
+    ) -> HttpResponse | None:
+        """The route's handler in the request's read scope (a replica when one is fresh enough; the
+        primary again if that replica fails meanwhile)."""
+        reset = replicas.enter(scope)
+        try:
+            return replicas.answered(scope, lambda: self.handled(request, route, principal, kwargs, values))
+        finally:
+            replicas.leave(reset)
+
+    @staticmethod
+    def handled(
+        request: HttpRequest, route: LeanRoute, principal: Principal, kwargs: dict[str, str], values: list[Any]
+    ) -> HttpResponse | None:
+        try:
+            return route.handler(request, principal, kwargs, values)
+        except DomainError as exc:
+            return problem(exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
 
 
 def _match(route: LeanRoute, kwargs: dict[str, str]) -> ResolverMatch:

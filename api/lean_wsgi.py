@@ -7,7 +7,7 @@ the URLconf bookkeeping and ``HttpResponse.close()``. :class:`LeanWSGI` wraps th
 (``iam_project/wsgi.py``) and gives a GET or HEAD on a door route to the same door
 (:meth:`~api.lean.LeanApiMiddleware.answer`) first, doing itself the one thing of those receivers a
 lookup needs: the default connection is closed when it is unusable or older than ``CONN_MAX_AGE``,
-before and after the request. Anything the door does not answer goes to Django unchanged, marked so
+before and after the request (and so are the read replicas' connections, when configured). Anything the door does not answer goes to Django unchanged, marked so
 that the middleware does not try the door a second time. Bodies of other methods are never read
 here (a batch POST stays with the middleware: its body could not be read twice).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -38,12 +39,14 @@ class LeanWSGI:
             or environ.get("SCRIPT_NAME")
         ):
             return self.application(environ, start_response)
-        connection = connections[DEFAULT_DB_ALIAS]
-        tidy(connection)
+        used = [connections[alias] for alias in (DEFAULT_DB_ALIAS, *settings.DATABASE_REPLICAS)]
+        for connection in used:
+            tidy(connection)
         try:
             response = self.door.answer(WSGIRequest(environ))
         finally:
-            tidy(connection)
+            for connection in used:
+                tidy(connection)
         if response is None:
             environ[TRIED] = True
             return self.application(environ, start_response)
@@ -54,6 +57,7 @@ class LeanWSGI:
 
 
 def tidy(connection: Any) -> None:
-    """``close_old_connections`` for the one alias a lookup uses; never inside a transaction (a test's)."""
+    """``close_old_connections`` for an alias a lookup uses (the primary; the replicas when
+    ``DATABASE_REPLICA_URLS`` is set); never inside a transaction (a test's)."""
     if connection.connection is not None and not connection.in_atomic_block:
         connection.close_if_unusable_or_obsolete()

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pip.py [--users 100000] [--duration 15] [--connections 32] [--rounds 3]
                                   [--pgdata DIR] [--profile db,redis]
+    .venv/bin/python bench/pip.py --replica [--write-rate 200] …   (bench/lib/pip_replica.py)
 
 Starts its own PostgreSQL (the pgserver wheel's binaries; ``--pgdata`` keeps and reuses its data) and,
 when ``redis-server`` is on PATH, its own Redis on a free port (``devtools.harness``: nothing it starts
@@ -53,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.lib.http import log  # noqa: E402 - after the repository is on the path
 from bench.lib.pip_bundle import RESULTS_DIR, BundleAndProfile  # noqa: E402
+from bench.lib.pip_replica import ReplicaRuns, print_replica_table  # noqa: E402
 from bench.lib.pip_report import Evaluate, environment, print_table  # noqa: E402
 from bench.lib.pip_runs import Runs  # noqa: E402
 from bench.lib.web import Gunicorn  # noqa: E402
@@ -61,7 +63,7 @@ from devtools.harness.load import CpuMeter, Wrk  # noqa: E402
 from devtools.harness.roles import inherited_env, manage_output  # noqa: E402
 
 
-class Bench(Runs, BundleAndProfile, Evaluate):
+class Bench(Runs, BundleAndProfile, Evaluate, ReplicaRuns):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.workdir = Path(tempfile.mkdtemp(prefix="iam-bench-pip-"))
@@ -239,6 +241,12 @@ def main() -> int:
         "--profile", default="", help="comma list of stacks (db,redis) to profile with py-spy after measuring"
     )
     parser.add_argument("--pgdata", default="", help="reuse this PostgreSQL data directory (kept; loaded once)")
+    parser.add_argument(
+        "--replica", action="store_true", help="a primary + hot standby: reads on the replica, tokens (issue 22)"
+    )
+    parser.add_argument(
+        "--write-rate", type=float, default=200, help="--replica: user updates/s during the writes runs"
+    )
     args = parser.parse_args()
     args.profile = [p for p in args.profile.split(",") if p]
     args.stacks = [p for p in args.stacks.split(",") if p]
@@ -251,7 +259,7 @@ def main() -> int:
     os.chdir(ROOT)
     bench = Bench(args)
     try:
-        results = bench.run()
+        results = bench.run_replica() if args.replica else bench.run()
     except BaseException:
         for log_file in sorted(bench.workdir.glob("gunicorn-*.std*")):
             print(f"--- last lines of {log_file.name} ---", file=sys.stderr)
@@ -265,9 +273,12 @@ def main() -> int:
                 print(f"warning: could not stop {server}: {exc}", file=sys.stderr)
         shutil.rmtree(bench.workdir, ignore_errors=True)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"pip-{bench.stamp}.json"
+    out = RESULTS_DIR / f"pip-{'replica-' if args.replica else ''}{bench.stamp}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results)
+    if args.replica:
+        print_replica_table(results)
+    else:
+        print_table(results)
     print(f"\nwrote {out.relative_to(ROOT)}")
     return 0
 

@@ -34,3 +34,26 @@ AUTH_FAILURES = Counter(
     "Failed authentications, by door: console (the login form), api_basic (HTTP Basic), api_key (Bearer).",
     ["door"],
 )
+# Read replicas (core/db/replicas.py): per replica alias, as each web process last checked it.
+DATABASE_REPLICA_LAG = Gauge(
+    "database_replica_lag_seconds",
+    "How far a read replica's replay is behind (0 when it has replayed all it received), by replica.",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+DATABASE_REPLICA_UP = Gauge(
+    "database_replica_up",
+    "1 when a read replica is in use (answers, is a standby, lags at most REPLICA_MAX_LAG_SECONDS), else 0.",
+    ["replica"],
+    multiprocess_mode="livemin",
+)
+DATABASE_REPLICA_SKIPPED = Counter(
+    "database_replica_skipped_total",
+    "Health checks that found a replica unusable, by replica and reason (down, lag, not_standby).",
+    ["replica", "reason"],
+)
+DATABASE_READS = Counter(
+    "database_reads_total",
+    "Requests whose reads went to the primary or a replica (counted when replicas are configured).",
+    ["target"],
+)

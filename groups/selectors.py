@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import JSONField, QuerySet
 from django.db.models.expressions import RawSQL
 
+from core.db.replicas import read_connection
 from core.errors import NotFound
 from groups.models import Group, Membership
 
@@ -44,7 +45,7 @@ DIRECT_GROUPS = """
 
 def direct_groups_of_user(user_id: uuid.UUID) -> list[dict[str, Any]]:
     """The groups a user is directly a member of, by key."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(DIRECT_GROUPS, [user_id])
         names = ("id", "key", "display_name", "priority", "version")
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

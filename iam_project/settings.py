@@ -114,6 +114,7 @@ MIDDLEWARE = [
     "core.observability.ObservabilityMiddleware",
     "core.observability.ProbesMiddleware",
     "core.middleware.ApiProblemMiddleware",
+    "core.db.consistency.ConsistencyMiddleware",  # Consistency-Token: reads on replicas, tokens of writes
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -154,6 +155,9 @@ _database.update(
     }
 )
 DATABASES = {"default": _database}
+from iam_project.settings_replicas import *  # noqa: E402, F403 - the section module: read replicas, the router
+
+DATABASES.update(REPLICA_DATABASES)  # noqa: F405 - DATABASE_REPLICA_URLS, as replica_1 …
 # How long web, worker and beat wait at start for the database before the FATAL line and exit 3.
 DB_STARTUP_WAIT_SECONDS = env.float("DB_STARTUP_WAIT_SECONDS", default=10.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

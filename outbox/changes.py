@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from audit.models import AuditRecord
 from audit.services import audit_build, pii_keys
+from core.db import replicas
 from core.db.copy import copy_insert
 from outbox.events import EVENT_TYPES
 from outbox.services import event_build, events_record
@@ -110,6 +111,7 @@ def record_changes(changes: list[Change]) -> None:
     """One event and one audit record per change: single INSERTs for one change, COPY for many."""
     if not changes:
         return
+    replicas.note_write()  # the request's later reads and its consistency token follow this change
     pii_by_tenant: dict[UUID, set[str]] = {}
     carried: dict[UUID, bool] = {}
     events, audits = [], []

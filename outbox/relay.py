@@ -29,6 +29,8 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from core import metrics
+from core.db import tokens
+from core.db.tokens import lsn_value
 from eventbus import get_adapter
 from eventbus.base import BatchResult, EventBusAdapter, Message
 from outbox.models import OutboxEvent
@@ -41,7 +43,13 @@ TABLE = OutboxEvent._meta.db_table
 _DUE = "(o.next_attempt_at IS NULL OR o.next_attempt_at <= now())"
 _LANE = "o.status = 'pending' AND o.partition_count = %(count)s AND o.partition = %(partition)s"
 _BLOCKED = "(status = 'failed' OR (status = 'pending' AND next_attempt_at > now()))"
-_COLUMNS = "o.sequence, o.event_id::text, o.event_type, o.subject, o.payload::text, o.attempts, o.aggregate_id"
+# The WAL insert position, read with the batch: past the commit of every row the batch sees, so it
+# is each event's consistency token (``consistencytoken``: read at least this fresh, docs/events.md).
+WAL_POSITION = "pg_current_wal_insert_lsn()::text"
+_COLUMNS = (
+    "o.sequence, o.event_id::text, o.event_type, o.subject, o.payload::text, o.attempts, o.aggregate_id, "
+    + WAL_POSITION
+)
 SELECT_BATCH = f"""
     SELECT {_COLUMNS} FROM {TABLE} o
     WHERE {_LANE} AND {_DUE} AND o.sequence > %(after)s ORDER BY o.sequence LIMIT %(limit)s
@@ -127,7 +135,14 @@ class RelayResult:
 
 
 def _messages(rows: list[tuple]) -> list[Message]:
-    return [Message(event_id=row[1], subject=row[3], payload=row[4].encode(), key=str(row[6])) for row in rows]
+    return [
+        Message(event_id=row[1], subject=row[3], payload=with_token(row[4], row[7]), key=str(row[6])) for row in rows
+    ]
+
+
+def with_token(payload: str, lsn: str) -> bytes:
+    """The stored envelope (a JSON object's text) with the ``consistencytoken`` extension attribute."""
+    return ('{"consistencytoken":"' + tokens.issue(lsn_value(lsn)) + '",' + payload.lstrip()[1:]).encode()
 
 
 def one_per_aggregate(rows: list[tuple]) -> list[tuple]:
@@ -278,7 +293,7 @@ class OutboxWorker:
         if outcome.error is None:
             return len(acked)
         failed = rows[outcome.acked]
-        sequence, event_id, event_type, _, _, attempts, _ = failed
+        sequence, event_id, event_type, _, _, attempts, _, _ = failed
         error_text = f"{type(outcome.error).__name__}: {outcome.error}".strip()
         if outcome.per_event:
             result.event_errors += 1

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import IO
 
 import orjson
-from django.db import connection
 
 from access.release import FULL, Release, restrict
+from core.db.replicas import read_connection
 from resolver.bundle_groups import USERS, TenantGroups
 
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -48,7 +48,7 @@ class Bundle:
 def bundle_revision(tenant_id: str, release: Release = FULL) -> str:
     """Opaque; changes with every committed change of the tenant, its users or its schema, and
     differs between release policies (a key never revalidates against another policy's bundle)."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(REVISION, [tenant_id])
         (counter,) = cursor.fetchone()
     revision = hashlib.sha256(json.dumps(["tenant-revision", tenant_id, counter]).encode()).hexdigest()[:32]
@@ -75,7 +75,7 @@ def bundle_root(slug: str) -> str:
 
 
 def _write_data(out: IO[bytes], tenant_id: str, release: Release = FULL) -> tuple[str, int, int]:
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(TENANT, [tenant_id])
         slug, status, attributes, version, pii_list = cursor.fetchone()
     cut = _Cut(pii_list, release)
@@ -85,7 +85,7 @@ def _write_data(out: IO[bytes], tenant_id: str, release: Release = FULL) -> tupl
         f'"attributes":{cut(attributes)},"version":{version},"groups":{{{groups.groups_json(cut)}}},"users":{{'.encode()
     )
     count = 0
-    with connection.chunked_cursor() as cursor:
+    with read_connection().chunked_cursor() as cursor:
         cursor.execute(USERS, [tenant_id])
         while rows := cursor.fetchmany(CHUNK_ROWS):
             chunk = ",".join(

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import orjson
-from django.db import connection
 
+from core.db.replicas import read_connection
 from resolver.effective import Reached, compute, max_depth, reached_through, rules_from
 
 GROUPS = "SELECT id::text, key, priority, attributes::text, version FROM groups_group WHERE tenant_id = %s ORDER BY key"
@@ -42,7 +42,7 @@ class TenantGroups:
         self.groups: dict[str, tuple[str, int, dict]] = {}
         self.contained_in: dict[str, list[str]] = defaultdict(list)
         self.group_rows: list[tuple[str, str, int, str, int]] = []
-        with connection.cursor() as cursor:
+        with read_connection().cursor() as cursor:
             cursor.execute(GROUPS, [tenant_id])
             for group_id, key, priority, attributes, version in cursor.fetchall():
                 self.groups[group_id] = (key, priority, orjson.loads(attributes))

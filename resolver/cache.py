@@ -26,6 +26,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from core.db import replicas
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,7 +49,8 @@ def subject_token_key(tenant_id: UUID | str, external_id: str) -> str:
 
 def entry_key(tenant_id: UUID | str, external_id: str, fingerprint: str = "") -> str:
     """Per release policy (``fingerprint``, access/release.py): no key is served an entry built for another."""
-    return f"pip:e3:{tenant_id}:{_h(external_id)}:{fingerprint}"  # e3: entries are (tokens…, Resolved tuple)
+    # e3: (tokens…, Resolved tuple); an entry from before Resolved.lsn unpickles with lsn 0 (no token read uses it)
+    return f"pip:e3:{tenant_id}:{_h(external_id)}:{fingerprint}"
 
 
 def slug_key(slug: str) -> str:
@@ -112,10 +115,12 @@ def lookup(
     slug: str | None = None,
     prefetched: list[Any] | None = None,
     fingerprint: str = "",
+    min_lsn: int = 0,
 ) -> tuple[Any, tuple[str, str] | None]:
     """(entry or None, the tokens to store a fresh entry under — None if the cache is unavailable).
 
     ``prefetched``: the values of :func:`lookup_keys`, already read in the request's round trip.
+    ``min_lsn``: a consistency token's WAL position; an entry read at an older one is not used.
     """
     keys = lookup_keys(tenant_id, external_id, fingerprint)
     try:
@@ -141,12 +146,26 @@ def lookup(
         and entry[0] == tenant_token
         and entry[1] == subject_token
         and (slug is None or entry[2].tenant_slug == slug)
+        and entry[2].lsn >= min_lsn
     ):
         return entry[2], None
     return None, (tenant_token, subject_token)
 
 
-def store(tenant_id: str, external_id: str, tokens: tuple[str, str], value: Any, fingerprint: str = "") -> None:
+def store(
+    tenant_id: str,
+    external_id: str,
+    tokens: tuple[str, str],
+    value: Any,
+    fingerprint: str = "",
+    floor: int | None = None,
+) -> None:
+    """Store ``value`` under ``tokens``. ``floor``: for a value read on a replica, a WAL position its
+    state is at least as new as; it is stored only if that covers the writes that set the tokens
+    (with replicas, a token carries its commit's WAL position), so a lagging replica's answer is
+    never cached as the state after a write."""
+    if floor is not None and floor < max(_token_lsn(tokens[0]), _token_lsn(tokens[1])):
+        return
     try:
         cache.set(
             entry_key(tenant_id, external_id, fingerprint), (tokens[0], tokens[1], value), settings.PIP_CACHE_SECONDS
@@ -155,15 +174,32 @@ def store(tenant_id: str, external_id: str, tokens: tuple[str, str], value: Any,
         pass
 
 
-def _new_token() -> str:
-    return secrets.token_hex(8)
+def _new_token(lsn: int = 0) -> str:
+    return f"{secrets.token_hex(8)}.{lsn:x}" if lsn else secrets.token_hex(8)
+
+
+def _token_lsn(token: str) -> int:
+    """The WAL position a generation token was set at (0: none, no replicas)."""
+    _, _, lsn = token.partition(".")
+    return int(lsn, 16) if lsn else 0
+
+
+def _commit_token() -> str:
+    """A token for a committed change: with replicas, it carries the commit's WAL position."""
+    if not replicas.configured():
+        return _new_token()
+    try:
+        return _new_token(replicas.commit_lsn())
+    except Exception as exc:  # noqa: BLE001 - without the position no replica-read entry is stored under it
+        logger.warning("WAL position unavailable for the PIP cache", extra={"error": str(exc)})
+        return _new_token(2**63)
 
 
 def invalidate_tenant(tenant_id: UUID | str, slugs: Sequence[str] = ()) -> None:
     if not enabled():
         return
     try:
-        cache.set(tenant_token_key(tenant_id), _new_token(), None)
+        cache.set(tenant_token_key(tenant_id), _commit_token(), None)
         if slugs:
             cache.delete_many([slug_key(slug) for slug in slugs])
     except Exception as exc:  # noqa: BLE001 - entries expire by PIP_CACHE_SECONDS
@@ -175,7 +211,8 @@ def invalidate_subjects(tenant_id: UUID | str, external_ids: list[str]) -> None:
         return
     try:
         cache.set_many(
-            {subject_token_key(tenant_id, ext): _new_token() for ext in external_ids}, settings.PIP_CACHE_SECONDS * 4
+            dict.fromkeys((subject_token_key(tenant_id, ext) for ext in external_ids), _commit_token()),
+            settings.PIP_CACHE_SECONDS * 4,
         )
     except Exception as exc:  # noqa: BLE001
         logger.error("PIP cache invalidation failed", extra={"error": str(exc), "tenant_id": str(tenant_id)})

@@ -12,16 +12,23 @@ import uuid
 from typing import Any, NamedTuple
 
 import orjson
-from django.db import connection
 
 from access.release import FULL, Release, restrict
+from core.db.replicas import read_connection
+from core.db.tokens import lsn_value
 from resolver.effective import COLUMNS as EFFECTIVE_COLUMNS
 from resolver.effective import EFFECTIVE, effective_text, groups_etag_part, max_depth
 
+# Where the WAL was while this statement ran (the replica's replay position, the primary's insert
+# position): the state read is no newer, so a read at that position or later is at least as fresh —
+# the response's consistency token (core/db/tokens.py), in the same statement, at no extra query.
+WAL_POSITION = """(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+    ELSE pg_current_wal_insert_lsn() END)::text"""
 COLUMNS = f"""
     u.id::text, u.external_id, u.status, u.attributes::text, u.version,
     t.id::text, t.slug, t.status, t.attributes::text, t.version, t.schema_version, {EFFECTIVE_COLUMNS},
-    (SELECT array_agg(d.key) FROM attributes_attributedefinition d WHERE d.tenant_id = t.id AND d.pii)
+    (SELECT array_agg(d.key) FROM attributes_attributedefinition d WHERE d.tenant_id = t.id AND d.pii),
+    {WAL_POSITION}
 """
 BY_TENANT_ID = f"""
     SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id {EFFECTIVE}
@@ -49,6 +56,7 @@ class Resolved(NamedTuple):
     native: bytes
     authzen: bytes
     pii: bool = False  # PII-flagged values are among the released ones (access/pii_audit.py counts them)
+    lsn: int = 0  # the WAL position of the read (WAL_POSITION): the response's consistency token
 
 
 def as_uuid(ref: str) -> uuid.UUID | None:
@@ -80,7 +88,7 @@ def released(
 def render(row: tuple[Any, ...], explain: bool = False, release: Release = FULL) -> Resolved:
     """A row as JSON bytes; ``attributes`` are the effective ones (resolver/effective.py), cut to
     what the caller's release policy lets out (access/release.py)."""
-    uid, ext, ustatus, own, uver, tid, slug, tstatus, tattrs, tver, sver, groups, rules, pii_list = row
+    uid, ext, ustatus, own, uver, tid, slug, tstatus, tattrs, tver, sver, groups, rules, pii_list, wal = row
     uattrs, sources = effective_text(own, groups, rules, explain=explain)
     uattrs, tattrs, sources, pii = released(uattrs, tattrs, sources, pii_list, release)
     etag = (
@@ -103,14 +111,14 @@ def render(row: tuple[Any, ...], explain: bool = False, release: Release = FULL)
     authzen = f'{{"type":"user","id":{ext_json},"properties":{{{properties + "," if properties else ""}{extra}}}}}'
     # The subject's id is in the ETag: a subject deleted and created again under the same external id
     # starts again at version 1, and must not revalidate (304) against the old subject's ETag.
-    return Resolved(tid, slug, f'"{etag}"', native.encode(), authzen.encode(), pii)
+    return Resolved(tid, slug, f'"{etag}"', native.encode(), authzen.encode(), pii, lsn_value(wal))
 
 
 def subject_resolve(
     *, tenant_ref: str, external_id: str, explain: bool = False, release: Release = FULL
 ) -> Resolved | None:
     tenant_id = as_uuid(tenant_ref)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         if tenant_id is not None:
             cursor.execute(BY_TENANT_ID, [max_depth(), tenant_id, external_id])
         else:
@@ -127,6 +135,6 @@ def subjects_resolve(
         return {}
     tenant_ids = [as_uuid(ref) for ref, _ in items]
     slugs = [None if tid is not None else ref for tid, (ref, _) in zip(tenant_ids, items, strict=True)]
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(BATCH, [tenant_ids, slugs, [ext for _, ext in items], max_depth()])
         return {int(row[0]) - 1: render(row[1:], explain, release) for row in cursor.fetchall()}

@@ -19,6 +19,7 @@ from access.permissions import ScopedView
 from access.pii_audit import pii_read_count
 from access.principals import Principal
 from access.release import FULL, Release
+from core.db import replicas, tokens
 from core.errors import FieldError, NotFound, ValidationFailed
 from resolver import cache as pip_cache
 from resolver.selectors import Resolved, as_uuid, subject_resolve, subjects_resolve
@@ -34,6 +35,7 @@ EXTERNAL_ID_PARAM = OpenApiParameter(
 EXPLAIN_PARAM = OpenApiParameter(
     "explain", bool, OpenApiParameter.QUERY, description="true: each attribute's sources (user, group:<key>, default)."
 )
+VARY = "Authorization, Consistency-Token"  # a token may change the answer (a fresher database)
 SUBJECT_SCHEMA = {"type": "object", "additionalProperties": True}
 
 
@@ -106,7 +108,12 @@ def subject_lookup(
         resolved = _resolve(tenant, tenant_id, external_id, prefetched, release)
     if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
         raise NotFound("no such subject")
-    headers = {"ETag": resolved.etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": "Authorization"}
+    headers = {
+        "ETag": resolved.etag,
+        "Cache-Control": settings.PIP_CACHE_CONTROL,
+        "Vary": VARY,
+        tokens.HEADER: tokens.issue(resolved.lsn),
+    }
     if etag_matches(if_none_match, resolved.etag):
         return HttpResponseNotModified(headers=headers)
     if resolved.pii and principal.kind == "key":
@@ -131,16 +138,18 @@ def _resolve(
     if not pip_cache.enabled():
         return subject_resolve(tenant_ref=tenant, external_id=external_id, release=release)
     key_tenant = str(tenant_id) if tenant_id is not None else pip_cache.tenant_id_for_slug(tenant)
-    tokens = None
+    generations = None
     if key_tenant is not None:
         if prefetched and tenant_id is None and pip_cache.memoised_tenant_id(tenant) != key_tenant:
             prefetched = None  # read under another tenant id than the one now memoised
-        cached, tokens = pip_cache.lookup(
+        scope = replicas.current_scope()
+        cached, generations = pip_cache.lookup(
             key_tenant,
             external_id,
             slug=None if tenant_id is not None else tenant,
             prefetched=prefetched or None,
             fingerprint=release.fingerprint,
+            min_lsn=scope.min_lsn if scope is not None else 0,
         )
         if cached is not None:
             return cached
@@ -150,8 +159,10 @@ def _resolve(
             # The slug was unknown, or mapped to another (since deleted) tenant: learn it, cache nothing
             # under a tenant id whose tokens the subject's writes would not touch.
             pip_cache.remember_slug(resolved.tenant_slug, resolved.tenant_id)
-        elif tokens is not None and key_tenant is not None:  # tokens come only with a key_tenant
-            pip_cache.store(key_tenant, external_id, tokens, resolved, release.fingerprint)
+        elif generations is not None and key_tenant is not None:  # generations come only with a key_tenant
+            pip_cache.store(
+                key_tenant, external_id, generations, resolved, release.fingerprint, floor=replicas.replica_floor()
+            )
     return resolved
 
 
@@ -198,9 +209,10 @@ def subjects_lookup(*, principal: Principal, data: Any, authzen: bool, explain: 
     """The batch's answer, for the DRF view and the lean door alike: one query, bodies spliced as bytes."""
     items = batch_items(data)
     resolved = subjects_resolve(items=items, explain=explain, release=principal.release)
-    parts, pii = [], 0
+    parts, pii, lsn = [], 0, 0
     for index, (tenant, external_id) in enumerate(items):
         found = resolved.get(index)
+        lsn = max(lsn, found.lsn if found is not None else 0)
         if found is not None and principal.reaches(as_uuid(found.tenant_id)):
             pii += found.pii
             body = found.authzen if authzen else found.native
@@ -212,7 +224,12 @@ def subjects_lookup(*, principal: Principal, data: Any, authzen: bool, explain: 
             )
     if pii and principal.kind == "key":
         pii_read_count(key_id=principal.id, subjects=pii)
-    return HttpResponse(b'{"results":[' + b",".join(parts) + b"]}", content_type="application/json")
+    return HttpResponse(
+        b'{"results":[' + b",".join(parts) + b"]}",
+        content_type="application/json",
+        # Nothing found: 0, a token that asks for nothing (the batch is a read, its token is no write's).
+        headers={tokens.HEADER: tokens.issue(lsn)},
+    )
 
 
 def batch_items(data: Any) -> list[tuple[str, str]]:
@@ -261,7 +278,7 @@ class BundleView(ScopedView, APIView):
         release = self.principal.release
         revision = bundle_revision(str(found.id), release)
         etag = f'"{revision}"'
-        headers = {"ETag": etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": "Authorization"}
+        headers = {"ETag": etag, "Cache-Control": settings.PIP_CACHE_CONTROL, "Vary": VARY}
         if etag_matches(request.headers.get("If-None-Match"), etag):
             return HttpResponseNotModified(headers=headers)
         bundle = bundle_build(str(found.id), revision, release)

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from django.db import InterfaceError, OperationalError
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError
 from django.db.backends.postgresql import base
 
 from core import metrics
+from core.db import replicas
 
 OPERATIONAL = (psycopg.OperationalError, psycopg.InterfaceError, OperationalError, InterfaceError)
 
@@ -26,9 +27,15 @@ def count_operational_errors(
 ) -> Any:
     try:
         return execute(sql, params, many, context)
-    except OPERATIONAL:
+    except OPERATIONAL as exc:
         metrics.DATABASE_ERRORS.inc()
+        _replica_failed(context["connection"].alias, exc)
         raise
+
+
+def _replica_failed(alias: str, exc: BaseException) -> None:
+    if alias != DEFAULT_DB_ALIAS:  # skipped until its next check; the request is answered from the primary
+        replicas.failed(alias, f"{type(exc).__name__}: {exc}".strip())
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -39,6 +46,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         try:
             return super().get_new_connection(conn_params)
-        except OPERATIONAL:
+        except OPERATIONAL as exc:
             metrics.DATABASE_ERRORS.inc()
+            _replica_failed(self.alias, exc)
             raise

@@ -27,7 +27,7 @@ class Wrk:
         self.version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
 
     def command(self, name: str, script: str, port: int, duration: float) -> list[str]:
-        path = self.workdir / f"{name.replace(' ', '_').replace(',', '')}.lua"
+        path = self.workdir / f"{name.replace(' ', '_').replace(',', '').replace('/', '-')}.lua"
         path.write_text(script)
         seconds = max(1, round(duration))  # wrk takes whole seconds only ("-d3.3s" is an error)
         cmd = ["wrk", f"-t{self.threads}", f"-c{self.connections}", f"-d{seconds}s", "--timeout", "10s"]

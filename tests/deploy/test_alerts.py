@@ -29,6 +29,7 @@ CONTRACT_ALERTS = {
     "IamServiceRelayStale",
     "IamServiceOutboxPoisonEvents",
     "IamServiceCrashLooping",
+    "IamServiceReplicaLagging",
 }
 CONTRACT_METRICS = {
     "http_requests_total": ("method", "route", "status"),
@@ -175,6 +176,11 @@ def test_every_alert_has_severity_summary_description_and_a_runbook_anchor_that_
         ("IamServiceEventBusErrors", ["increase(event_bus_errors_total[5m]) > 0"], "5m"),
         ("IamServiceRelayStale", ["time() - ", "outbox_relay_last_success_timestamp_seconds) > 120"], None),
         ("IamServiceOutboxPoisonEvents", ["outbox_failed_count) > 0"], None),
+        (
+            "IamServiceReplicaLagging",
+            ["database_replica_lag_seconds) > 30", "database_replica_up) == 0"],
+            "5m",
+        ),
         (
             "IamServiceCrashLooping",
             ['increase(kube_pod_container_status_restarts_total{namespace=~".*", pod=~"iam-service.*"}[15m]) > 3'],

@@ -39,26 +39,33 @@ KUBERNETES_VERSION = "1.30"  # oldest cluster version the manifests must validat
 
 # The configuration names of the contract (docs/runbook.md, DESIGN.md).
 SECRET_ENV = {"DATABASE_URL", "EVENT_BUS_URL", "CELERY_BROKER_URL", "REDIS_URL", "SECRET_KEY"}
-CONTRACT_ENV = SECRET_ENV | {
-    "IAM_ENV",
-    "ALLOWED_HOSTS",
-    "DEBUG",
-    "LOG_LEVEL",
-    "IAM_ROLE",
-    "OUTBOX_RELAY_INTERVAL",
-    "OUTBOX_RELAY_BATCH_SIZE",
-    "OUTBOX_RETENTION_HOURS",
-    "NATS_STREAM_NAME",
-    "NATS_STREAM_REPLICAS",
-    "WORKER_METRICS_PORT",
-    "PROMETHEUS_MULTIPROC_DIR",
-    "DB_STATEMENT_TIMEOUT_MS",
-    "DB_STARTUP_WAIT_SECONDS",
-    "SECURE_SSL_REDIRECT",
-    "GUNICORN_WORKERS",
-    "GUNICORN_TIMEOUT",
-    "PORT",
-}
+OPTIONAL_SECRET_ENV = {"DATABASE_REPLICA_URLS"}  # read replicas: credentials, so in the Secret too
+CONTRACT_ENV = (
+    SECRET_ENV
+    | OPTIONAL_SECRET_ENV
+    | {
+        "IAM_ENV",
+        "ALLOWED_HOSTS",
+        "DEBUG",
+        "LOG_LEVEL",
+        "IAM_ROLE",
+        "OUTBOX_RELAY_INTERVAL",
+        "OUTBOX_RELAY_BATCH_SIZE",
+        "OUTBOX_RETENTION_HOURS",
+        "NATS_STREAM_NAME",
+        "NATS_STREAM_REPLICAS",
+        "WORKER_METRICS_PORT",
+        "PROMETHEUS_MULTIPROC_DIR",
+        "DB_STATEMENT_TIMEOUT_MS",
+        "DB_STARTUP_WAIT_SECONDS",
+        "REPLICA_MAX_LAG_SECONDS",
+        "REPLICA_CHECK_SECONDS",
+        "SECURE_SSL_REDIRECT",
+        "GUNICORN_WORKERS",
+        "GUNICORN_TIMEOUT",
+        "PORT",
+    }
+)
 
 # Role -> (Deployment name or None, command from iam_project.roles, the one source of the commands).
 DEPLOYMENTS = {"web": "iam-service", "worker": "iam-service-worker", "beat": "iam-service-beat", "migrate": None}
@@ -379,8 +386,8 @@ def test_configmap_and_secret_hold_only_contract_names_in_the_right_place():
     config_keys = set(configmap["data"])
     secret_keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
     assert config_keys <= CONTRACT_ENV, config_keys - CONTRACT_ENV
-    assert secret_keys == SECRET_ENV
-    assert not config_keys & SECRET_ENV, "secrets must not be in the ConfigMap"
+    assert secret_keys == SECRET_ENV | OPTIONAL_SECRET_ENV
+    assert not config_keys & (SECRET_ENV | OPTIONAL_SECRET_ENV), "secrets must not be in the ConfigMap"
     assert all(isinstance(v, str) for v in configmap["data"].values())
     assert configmap["data"]["IAM_ENV"] == "production"
     assert configmap["data"]["WORKER_METRICS_PORT"] == str(WORKER_METRICS_PORT)

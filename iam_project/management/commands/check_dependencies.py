@@ -1,6 +1,7 @@
 """``manage.py check_dependencies``: database, migrations, event bus (NATS or Kafka) and broker, as a table.
 
-The exit code says which failed, one bit each: 1 database, 2 migrations, 4 event bus, 8 broker.
+The exit code says which failed, one bit each: 1 database, 2 migrations, 4 event bus, 8 broker,
+16 read replicas (a row only when ``DATABASE_REPLICA_URLS`` is set).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from core.config import redact_url
 
-DATABASE, MIGRATIONS, EVENT_BUS, BROKER = 1, 2, 4, 8
+DATABASE, MIGRATIONS, EVENT_BUS, BROKER, REPLICAS = 1, 2, 4, 8, 16
 
 
 def check_database() -> str:
@@ -55,16 +56,33 @@ def check_broker() -> str:
         return redact_url(connection.as_uri())
 
 
+def check_replicas() -> str:
+    """Each replica as the web checks it: answers, is a standby, lags at most REPLICA_MAX_LAG_SECONDS."""
+    from core.db import replicas
+
+    found = []
+    for replica in replicas.replicas():
+        replicas.check(replica)
+        found.append(f"{replica.alias} {replica.reason} (lag {replica.lag:.1f} s)")
+    if not all(replica.healthy for replica in replicas.replicas()):
+        raise RuntimeError("; ".join(found))
+    return "; ".join(found)
+
+
 CHECKS: list[tuple[str, int, Callable[[], str]]] = [
     ("database", DATABASE, check_database),
     ("migrations", MIGRATIONS, check_migrations),
     ("event bus", EVENT_BUS, check_event_bus),
     ("broker", BROKER, check_broker),
+    *([("replicas", REPLICAS, check_replicas)] if settings.DATABASE_REPLICAS else []),
 ]
 
 
 class Command(BaseCommand):
-    help = "Check the database, migrations, event bus and broker. Exit code bits: 1 db, 2 migrations, 4 bus, 8 broker."
+    help = (
+        "Check the database, migrations, event bus, broker (and read replicas). "
+        "Exit code bits: 1 db, 2 migrations, 4 bus, 8 broker, 16 replicas."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--skip", action="append", default=[], choices=[name for name, _, _ in CHECKS])
