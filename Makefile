@@ -79,6 +79,7 @@ bench-pip: venv ## PIP lookups under gunicorn + wrk vs a minimal DRF view (insta
 	$(PY) bench/pip.py
 
 bench-pip-replica: venv ## PIP lookups on a hot-standby replica: no token, a replayed token, the primary; quiet and under 200 writes/s
+	@bash scripts/system-deps.sh --bench
 	$(PY) bench/pip.py --replica --users 20000 --skip-bundle
 
 bench-import: venv ## import_users of 100k users vs PostgreSQL COPY
