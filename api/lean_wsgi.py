@@ -7,8 +7,9 @@ the URLconf bookkeeping and ``HttpResponse.close()``. :class:`LeanWSGI` wraps th
 (``iam_project/wsgi.py``) and gives a GET or HEAD on a door route to the same door
 (:meth:`~api.lean.LeanApiMiddleware.answer`) first, doing itself the one thing of those receivers a
 lookup needs: the default connection is closed when it is unusable or older than ``CONN_MAX_AGE``,
-before and after the request (and so are the read replicas' connections, when configured). Anything the door does not answer goes to Django unchanged, marked so
-that the middleware does not try the door a second time. Bodies of other methods are never read
+before and after the request (and so are the read replicas' connections, when configured). Anything
+the door does not answer goes to Django unchanged, marked so that the middleware does not try the
+door a second time. Bodies of other methods are never read
 here (a batch POST stays with the middleware: its body could not be read twice).
 """
 
@@ -43,7 +44,9 @@ class LeanWSGI:
         for connection in used:
             tidy(connection)
         try:
-            response = self.door.answer(WSGIRequest(environ))
+            # A copy: WSGIRequest writes the decoded PATH_INFO back into the environ it is given, and a
+            # request the door leaves to Django must reach it as the server sent it.
+            response = self.door.answer(WSGIRequest(environ.copy()))
         finally:
             for connection in used:
                 tidy(connection)

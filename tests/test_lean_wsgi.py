@@ -2,7 +2,8 @@
 
 Every request is answered twice — through ``iam_project.wsgi``'s wrapper, as gunicorn calls it, and
 through Django's test client (the middleware path the rest of the suite exercises) — and the two
-answers must be the same bytes and headers (but for ``Date`` and the random ``X-Request-ID``). A
+answers must be the same bytes and headers (but for ``Date``, the random ``X-Request-ID`` and the
+``Consistency-Token``, a WAL position that moves between the two requests). A
 lookup the wrapper answers runs none of Django's request cycle; a request it leaves to Django is
 tried by the door once, not twice.
 """
@@ -25,7 +26,7 @@ from api.lean_wsgi import LeanWSGI
 from tests.factories import DefinitionFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-VOLATILE = {"Date", "X-Request-ID"}
+VOLATILE = {"Date", "X-Request-ID", "Consistency-Token"}  # the token: the WAL position, which moves
 
 
 @pytest.fixture
@@ -61,7 +62,9 @@ def as_the_test_client_does() -> Iterator[None]:
 
 
 def through_wsgi(app: LeanWSGI, method: str, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    environ = RequestFactory().generic(method, path, **headers).environ
+    environ = dict(RequestFactory().generic(method, path, **headers).environ)
+    # As a server passes it (PEP 3333): the path's UTF-8 bytes as Latin-1 text (WSGIRequest decoded it).
+    environ["PATH_INFO"] = environ["PATH_INFO"].encode("utf-8").decode("iso-8859-1")
     answer: dict[str, Any] = {}
 
     def start_response(status: str, header_list: list[tuple[str, str]]) -> None:
@@ -90,6 +93,8 @@ CASES = [
     ("GET", "/api/v1/pip/tenants/elsewhere/subjects/alice", "pip", {}),
     ("GET", "/api/v1/pip/tenants/acme/subjects/alice?format=xml", "pip", {}),
     ("GET", "/api/v1/pip/tenants/acme/subjects/alice", None, {}),  # no key: 401 from the full stack
+    ("GET", "/api/v1/pip/tenants/acme/subjects/\u0100lice", None, {}),  # a non-Latin-1 path left to Django
+    ("GET", "/api/v1/pip/tenants/acme/subjects/\u0100lice", "pip", {}),
     ("GET", "/api/v1/pip/tenants/acme/subjects/alice", "forged", {}),
     ("GET", "/api/v1/pip/tenants/acme/subjects/alice", "directory", {}),  # 403
     ("POST", "/api/v1/pip/tenants/acme/subjects/alice", "pip", {}),  # 405, never read here
@@ -111,6 +116,7 @@ def test_the_wrapper_answers_what_the_full_cycle_answers(acme, raw_keys, method,
         k: v for k, v in client_headers.items() if k not in VOLATILE
     }
     assert wsgi_headers.get("X-Request-ID")
+    assert ("Consistency-Token" in wsgi_headers) == ("Consistency-Token" in client_headers)
 
 
 def test_a_revalidation_is_the_same_304(acme, raw_keys) -> None:  # type: ignore[no-untyped-def]

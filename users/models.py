@@ -28,6 +28,7 @@ class User(DomainModel):
     attributes = models.JSONField(default=dict, blank=True)
     profile = models.JSONField(
         default=dict,
+        db_default=models.Value({}, models.JSONField()),  # rows written by COPY or raw SQL (benchmarks) too
         blank=True,
         help_text="What an identity provider says of the user beyond our fields (SCIM: externalId, name, "
         "emails, the enterprise extension…; docs/scim.md). Not typed attributes: the PIP does not serve it.",

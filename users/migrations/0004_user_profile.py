@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='user',
             name='profile',
-            field=models.JSONField(blank=True, default=dict, help_text='What an identity provider says of the user beyond our fields (SCIM: externalId, name, emails, the enterprise extension…; docs/scim.md). Not typed attributes: the PIP does not serve it.'),
+            field=models.JSONField(blank=True, db_default=models.Value({}, models.JSONField()), default=dict, help_text='What an identity provider says of the user beyond our fields (SCIM: externalId, name, emails, the enterprise extension…; docs/scim.md). Not typed attributes: the PIP does not serve it.'),
         ),
     ]
