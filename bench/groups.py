@@ -36,6 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.lib.measure import save_report  # noqa: E402 - after the repository is on the path
+
 
 def setup_django(tmp: Path) -> object:
     from devtools.embedded import free_port, quiet_pgserver
@@ -256,10 +258,7 @@ def main() -> None:
             nest_groups(big, user_ids, args.groups)
             report["bundle"] = {**measure_bundle(big), "target": "rss_growth_mb < 100"}
             report["bundle"]["met"] = report["bundle"]["rss_growth_mb"] < 100
-        print(json.dumps(report, indent=2))
-        results = REPO / "bench" / "results"
-        results.mkdir(exist_ok=True)
-        (results / f"groups-{datetime.now(UTC):%Y%m%dT%H%M%S}.json").write_text(json.dumps(report, indent=2))
+        save_report("groups", report)
         from django.db import connections
 
         connections.close_all()

@@ -34,6 +34,8 @@ from urllib.parse import quote
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.lib.measure import save_report  # noqa: E402 - after the repository is on the path
+
 
 def setup_django(tmp: Path) -> object:
     """bench/groups.py's: the same embedded PostgreSQL and settings (loaded by path: ``groups`` is an app)."""
@@ -182,10 +184,7 @@ def main() -> None:
                 report["filter"] = filter_scenario(tenant, args.tenant_users, args.lookups)
                 shown = {k: v for k, v in report["filter"].items() if not k.endswith("plan")}
                 print(json.dumps(shown), flush=True)
-        print(json.dumps(report, indent=2))
-        results = REPO / "bench" / "results"
-        results.mkdir(exist_ok=True)
-        (results / f"scim-{datetime.now(UTC):%Y%m%dT%H%M%S}.json").write_text(json.dumps(report, indent=2))
+        save_report("scim", report)
         from django.db import connections
 
         connections.close_all()

@@ -15,41 +15,45 @@ def get_adapter() -> EventBusAdapter:
     """The process's adapter, built from settings (``EVENT_BUS_URL`` and the stream or topic settings)."""
     global _adapter
     if _adapter is None:
-        from django.conf import settings
-
-        if settings.EVENT_BUS.kind == "kafka":
-            from eventbus.kafka import KafkaAdapter, TopicSettings  # librdkafka loads only where Kafka is used
-
-            _adapter = KafkaAdapter(
-                settings.EVENT_BUS,
-                TopicSettings(
-                    name=settings.KAFKA_TOPIC,
-                    partitions=settings.KAFKA_TOPIC_PARTITIONS,
-                    replication_factor=settings.KAFKA_TOPIC_REPLICATION_FACTOR,
-                    cloudevents_mode=settings.KAFKA_CLOUDEVENTS_MODE,
-                    max_message_bytes=settings.KAFKA_MAX_MESSAGE_BYTES,
-                    linger_ms=settings.KAFKA_LINGER_MS,
-                ),
-                publish_timeout=settings.KAFKA_PUBLISH_TIMEOUT_SECONDS,
-                connect_timeout=settings.KAFKA_CONNECT_TIMEOUT_SECONDS,
-            )
-            return _adapter
-        from eventbus.jetstream import NatsJetStreamAdapter, StreamSettings
-
-        _adapter = NatsJetStreamAdapter(
-            settings.EVENT_BUS,
-            StreamSettings(
-                name=settings.NATS_STREAM_NAME,
-                subjects=[f"{settings.NATS_SUBJECT_PREFIX}.>"],
-                replicas=settings.NATS_STREAM_REPLICAS,
-                max_age_seconds=settings.NATS_STREAM_MAX_AGE_SECONDS,
-                duplicate_window_seconds=settings.NATS_DUPLICATE_WINDOW_SECONDS,
-                max_msg_size=settings.NATS_STREAM_MAX_MSG_SIZE,
-            ),
-            publish_timeout=settings.NATS_PUBLISH_TIMEOUT_SECONDS,
-            connect_timeout=settings.NATS_CONNECT_TIMEOUT_SECONDS,
-        )
+        _adapter = new_adapter()
     return _adapter
+
+
+def new_adapter() -> EventBusAdapter:
+    """A new adapter built from settings, as :func:`get_adapter` builds the process's own."""
+    from django.conf import settings
+
+    if settings.EVENT_BUS.kind == "kafka":
+        from eventbus.kafka import KafkaAdapter, TopicSettings  # librdkafka loads only where Kafka is used
+
+        return KafkaAdapter(
+            settings.EVENT_BUS,
+            TopicSettings(
+                name=settings.KAFKA_TOPIC,
+                partitions=settings.KAFKA_TOPIC_PARTITIONS,
+                replication_factor=settings.KAFKA_TOPIC_REPLICATION_FACTOR,
+                cloudevents_mode=settings.KAFKA_CLOUDEVENTS_MODE,
+                max_message_bytes=settings.KAFKA_MAX_MESSAGE_BYTES,
+                linger_ms=settings.KAFKA_LINGER_MS,
+            ),
+            publish_timeout=settings.KAFKA_PUBLISH_TIMEOUT_SECONDS,
+            connect_timeout=settings.KAFKA_CONNECT_TIMEOUT_SECONDS,
+        )
+    from eventbus.jetstream import NatsJetStreamAdapter, StreamSettings
+
+    return NatsJetStreamAdapter(
+        settings.EVENT_BUS,
+        StreamSettings(
+            name=settings.NATS_STREAM_NAME,
+            subjects=[f"{settings.NATS_SUBJECT_PREFIX}.>"],
+            replicas=settings.NATS_STREAM_REPLICAS,
+            max_age_seconds=settings.NATS_STREAM_MAX_AGE_SECONDS,
+            duplicate_window_seconds=settings.NATS_DUPLICATE_WINDOW_SECONDS,
+            max_msg_size=settings.NATS_STREAM_MAX_MSG_SIZE,
+        ),
+        publish_timeout=settings.NATS_PUBLISH_TIMEOUT_SECONDS,
+        connect_timeout=settings.NATS_CONNECT_TIMEOUT_SECONDS,
+    )
 
 
 def reset_adapter() -> None:

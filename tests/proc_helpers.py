@@ -51,10 +51,27 @@ __all__ = [
     "http_request",
     "inherited_env",
     "manage",
+    "prepare_site",
     "production_env",
     "wait_for_http",
     "wait_until",
 ]
+
+
+def prepare_site(env: Mapping[str, str], username: str, password: str, *, migrate_timeout: float = 180) -> str:
+    """Migrate, create the console superuser and a ``pip:read`` key with ``manage.py``; the raw key."""
+    migrated = manage(["migrate", "--noinput"], dict(env), timeout=migrate_timeout)
+    assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
+    superuser = {
+        "DJANGO_SUPERUSER_USERNAME": username,
+        "DJANGO_SUPERUSER_EMAIL": "admin@example.com",
+        "DJANGO_SUPERUSER_PASSWORD": password,
+    }
+    created = manage(["createsuperuser", "--noinput"], {**env, **superuser}, timeout=60)
+    assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
+    key = manage(["create_api_key", "--name", "pip-client", "--scopes", "pip:read"], dict(env), timeout=60)
+    assert key.returncode == 0 and key.stdout.strip(), key.stdout[-2000:] + key.stderr[-2000:]
+    return key.stdout.strip().splitlines()[-1]
 
 
 def basic_auth(username: str, password: str) -> str:

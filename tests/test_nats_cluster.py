@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import transaction
 from prometheus_client import REGISTRY
 
 import eventbus
 from core.config import event_bus_config
 from devtools.harness.children import wait_until
-from eventbus.jetstream import NatsJetStreamAdapter, StreamSettings
+from eventbus.jetstream import NatsJetStreamAdapter
 from outbox import services as outbox_services
 from outbox.models import OutboxEvent
 from outbox.relay import OutboxWorker
@@ -47,18 +46,9 @@ def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
 
 def new_adapter() -> NatsJetStreamAdapter:
     """An adapter of the worker's own, built from settings as ``eventbus.get_adapter`` builds it."""
-    return NatsJetStreamAdapter(
-        settings.EVENT_BUS,
-        StreamSettings(
-            name=settings.NATS_STREAM_NAME,
-            subjects=[f"{settings.NATS_SUBJECT_PREFIX}.>"],
-            replicas=settings.NATS_STREAM_REPLICAS,
-            max_age_seconds=settings.NATS_STREAM_MAX_AGE_SECONDS,
-            duplicate_window_seconds=settings.NATS_DUPLICATE_WINDOW_SECONDS,
-        ),
-        publish_timeout=settings.NATS_PUBLISH_TIMEOUT_SECONDS,
-        connect_timeout=settings.NATS_CONNECT_TIMEOUT_SECONDS,
-    )
+    adapter = eventbus.new_adapter()
+    assert isinstance(adapter, NatsJetStreamAdapter)
+    return adapter
 
 
 class Writer:

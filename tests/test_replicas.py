@@ -99,17 +99,7 @@ def stack(nats_server, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-
         primary.init().start()
         url = primary.create_database("iam")
         env = ph.production_env(database_url=url, event_bus_url=nats_server.url, data_dir=workdir / "data")
-        migrated = ph.manage(["migrate", "--noinput"], env, timeout=180)
-        assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
-        superuser = {
-            "DJANGO_SUPERUSER_USERNAME": USERNAME,
-            "DJANGO_SUPERUSER_EMAIL": "admin@example.com",
-            "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
-        }
-        created = ph.manage(["createsuperuser", "--noinput"], {**env, **superuser}, timeout=60)
-        assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
-        key = ph.manage(["create_api_key", "--name", "pip-client", "--scopes", "pip:read"], env, timeout=60)
-        assert key.returncode == 0 and key.stdout.strip(), key.stdout[-2000:] + key.stderr[-2000:]
+        pip_key = ph.prepare_site(env, USERNAME, PASSWORD, migrate_timeout=180)
         standby = Standby(primary).init().start()
         env = {
             **env,
@@ -118,7 +108,7 @@ def stack(nats_server, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-
             "REPLICA_CHECK_SECONDS": "0.2",
         }
         web, port = start_web(env, workdir, "web")
-        stack = Stack(primary, standby, env, workdir, web, port, key.stdout.strip().splitlines()[-1])
+        stack = Stack(primary, standby, env, workdir, web, port, pip_key)
         for path, body in (
             ("/api/v1/tenants/", {"slug": TENANT, "name": "Acme"}),
             (f"/api/v1/tenants/{TENANT}/attribute-definitions/", {"key": "level", "type": "integer"}),

@@ -356,17 +356,7 @@ def outage_stack(nats_server, tmp_path_factory) -> Iterator[OutageStack]:  # typ
     try:
         server.init().start()
         env = ph.production_env(database_url=server.url, event_bus_url=nats_server.url, data_dir=workdir / "data")
-        migrated = ph.manage(["migrate", "--noinput"], env, timeout=120)
-        assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
-        superuser = {
-            "DJANGO_SUPERUSER_USERNAME": USERNAME,
-            "DJANGO_SUPERUSER_EMAIL": "admin@example.com",
-            "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
-        }
-        created = ph.manage(["createsuperuser", "--noinput"], {**env, **superuser}, timeout=60)
-        assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
-        key = ph.manage(["create_api_key", "--name", "pip-client", "--scopes", "pip:read"], env, timeout=60)
-        assert key.returncode == 0 and key.stdout.strip(), key.stdout[-2000:] + key.stderr[-2000:]
+        pip_key = ph.prepare_site(env, USERNAME, PASSWORD, migrate_timeout=120)
 
         port = free_port()
         metrics_dir = workdir / "metrics"
@@ -374,7 +364,7 @@ def outage_stack(nats_server, tmp_path_factory) -> Iterator[OutageStack]:  # typ
         web = ph.gunicorn(workdir, {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, port=port, workers=2)
         web.start()
         ph.wait_for_http(web, port, "/readyz", timeout=30)
-        stack = OutageStack(server, web, port, wait_for_workers(web, 2), key.stdout.strip().splitlines()[-1])
+        stack = OutageStack(server, web, port, wait_for_workers(web, 2), pip_key)
         tenant = ph.http_request(
             port,
             "POST",

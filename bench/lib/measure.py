@@ -111,3 +111,15 @@ def measured(command: list[str], env: dict[str, str], *, label: str, pg: Postgre
         "summary": summary,
         "stdout_tail": stdout[-2000:] if summary is None or process.returncode else "",
     }
+
+
+def save_report(kind: str, report: dict) -> Path:
+    """Print ``report`` and write it to ``bench/results/<kind>-<UTC time>.json`` (git-ignored)."""
+    from datetime import UTC, datetime
+
+    print(json.dumps(report, indent=2))
+    results = REPO / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    path = results / f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(report, indent=2))
+    return path
