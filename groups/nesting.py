@@ -15,6 +15,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection
 
+from core.db.locking import named_lock
 from core.errors import Conflict
 from groups.models import Group
 
@@ -39,8 +40,7 @@ class NestingConflict(Conflict):
 
 def nesting_lock(tenant_id: UUID) -> None:
     """Serialise the tenant's nesting changes until the transaction ends (taken before any row lock)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('groups.nesting'), hashtext(%s))", [str(tenant_id)])
+    named_lock("groups.nesting", str(tenant_id))
 
 
 def check_nesting(parent: Group, children: Iterable[UUID]) -> None:

@@ -14,12 +14,13 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
+from core.db.locking import named_lock
 from core.errors import Conflict, NotFound
 from groups.selectors import direct_groups_of_users, with_direct_groups
 from scim.listing import ListQuery, list_response, page, projector
@@ -85,9 +86,7 @@ class UserStore:
         under a transaction lock on the name: userName is unique without regard to case (RFC 7643
         §4.1.1, ``caseExact: false``), so two writes of case-variants of one name are serialised and
         the second sees the first (a REST API ``external_id`` stays case-sensitive)."""
-        key = f"scim-user-name:{self.tenant.pk}:{user_name.upper()}"
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+        named_lock("scim.user_name", f"{self.tenant.pk}:{user_name.upper()}")
         same = users_of(tenant=self.tenant).filter(external_id__iexact=user_name)
         if renaming is not None:
             same = same.exclude(pk=renaming.pk)

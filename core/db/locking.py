@@ -52,3 +52,11 @@ def save_or_conflict(obj: Model, conflict: str, **save_kwargs: Any) -> None:
             obj.save(**save_kwargs)
     except IntegrityError:
         raise Conflict(conflict) from None
+
+
+def named_lock(namespace: str, name: str) -> None:
+    """Serialise the transactions that take the lock ``(namespace, name)`` until each one ends (a
+    PostgreSQL advisory lock of two 32-bit hashes: apart from the relay's single 64-bit keys)."""
+    assert connection.in_atomic_block, "a named lock is held by a transaction"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", [namespace, name])
