@@ -79,8 +79,14 @@ def _split(variable: str, value: str, schemes: tuple[str, ...]) -> SplitResult:
     return parts
 
 
-def database_config(value: str, *, application_name: str, statement_timeout_ms: int) -> dict[str, Any]:
-    """Django ``DATABASES['default']`` from a ``DATABASE_URL`` (TCP or unix-socket form)."""
+def database_config(
+    value: str, *, application_name: str, statement_timeout_ms: int, prepared_statements: bool = True
+) -> dict[str, Any]:
+    """Django ``DATABASES['default']`` from a ``DATABASE_URL`` (TCP or unix-socket form).
+
+    ``prepared_statements``: the PIP's statements are prepared once per connection
+    (``core.db.base.PreparingCursor``); off behind a pooler that cannot keep them (PgBouncer before
+    1.21, or without ``max_prepared_statements``, in transaction mode)."""
     parts = _split("DATABASE_URL", value, POSTGRES_SCHEMES)
     query = dict(parse_qsl(parts.query))
     socket_dir = query.pop("host", "")
@@ -93,11 +99,14 @@ def database_config(value: str, *, application_name: str, statement_timeout_ms: 
     config: dict[str, Any] = environ.Env.db_url_config(clean)  # django-environ is untyped
     config["HOST"] = socket_dir or config["HOST"]
     config["ENGINE"] = "core.db"  # PostgreSQL, counting operational failures
-    options = {key: val for key, val in query.items()}
+    options: dict[str, Any] = {key: val for key, val in query.items()}
     options.setdefault("application_name", application_name)
     options.setdefault("connect_timeout", "5")
     existing = options.get("options", "")
     options["options"] = f"{existing} -c statement_timeout={statement_timeout_ms}".strip()
+    # psycopg prepares nothing while this is None (Django's default). Django's own cursors bind on the
+    # client, which psycopg never prepares, so 0 only lets the PreparingCursor's statements be prepared.
+    options["prepare_threshold"] = 0 if prepared_statements else None
     config["OPTIONS"] = options
     return config
 

@@ -52,6 +52,7 @@ try:
         _database_url,
         application_name=f"iam-{ROLE}",
         statement_timeout_ms=env.int("DB_STATEMENT_TIMEOUT_MS", default=5000),
+        prepared_statements=env.bool("DB_PREPARED_STATEMENTS", default=True),
     )
 
     _event_bus_url = os.environ.get("EVENT_BUS_URL", "")

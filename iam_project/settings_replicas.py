@@ -28,6 +28,7 @@ try:
                 _url,
                 application_name=f"iam-{os.environ.get('IAM_ROLE', 'web')}-replica",
                 statement_timeout_ms=_env.int("DB_STATEMENT_TIMEOUT_MS", default=5000),
+                prepared_statements=_env.bool("DB_PREPARED_STATEMENTS", default=True),
             )
         except ConfigError as _bad:
             raise ConfigError("DATABASE_REPLICA_URLS", _bad.problem, _url) from None

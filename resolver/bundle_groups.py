@@ -15,17 +15,14 @@ from functools import lru_cache
 import orjson
 
 from core.db.replicas import read_connection
-from resolver.effective import Reached, compute, max_depth, reached_through, rules_from
+from resolver.effective import RULES, Reached, compute, max_depth, reached_through, rules_from
 
 GROUPS = "SELECT id::text, key, priority, attributes::text, version FROM groups_group WHERE tenant_id = %s ORDER BY key"
 EDGES = """
     SELECT m.child_id::text, m.group_id::text FROM groups_membership m JOIN groups_group g ON g.id = m.group_id
     WHERE g.tenant_id = %s AND m.child_id IS NOT NULL
 """
-RULES = """
-    SELECT json_agg(json_build_array(key, "default", merge) ORDER BY key)::text FROM attributes_attributedefinition
-    WHERE tenant_id = %s AND ("default" IS NOT NULL OR merge = 'union')
-"""
+TENANT_RULES = f"SELECT {RULES} FROM tenants_tenant t WHERE t.id = %s"
 #: The users of a tenant with the ids of the groups they are directly in (NULL: none).
 USERS = """
     SELECT u.external_id, u.id::text, u.status, u.attributes::text, u.version,
@@ -50,7 +47,7 @@ class TenantGroups:
             cursor.execute(EDGES, [tenant_id])
             for child, outer in cursor.fetchall():
                 self.contained_in[child].append(outer)
-            cursor.execute(RULES, [tenant_id])
+            cursor.execute(TENANT_RULES, [tenant_id])
             self.rules = rules_from(cursor.fetchone()[0])
         self._reached = lru_cache(maxsize=MEMO_SIZE)(self._reach)
         self._inherited_only = lru_cache(maxsize=MEMO_SIZE)(self._inherited)

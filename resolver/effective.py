@@ -1,11 +1,11 @@
 """Effective attributes: a user's own values, else its groups' (highest priority first), else defaults.
 
-The PIP reads them in the lookup's one SQL statement: ``EFFECTIVE`` joins a PL/pgSQL function whose
+The PIP reads them in the lookup's one SQL statement: ``GROUPS`` calls a PL/pgSQL function whose
 recursive query over the memberships (bounded by ``GROUPS_MAX_DEPTH``) returns every group the user
-reaches, with its attributes, priority, depth and the member group it was reached through, and the
-tenant's effective rules (definitions with a ``default`` or ``merge: union``) — both as JSON text,
-NULL when there are none, in which case the user's own attribute text is spliced into the answer as
-before and nothing is decoded.
+reaches, with its attributes, priority, depth and the member group it was reached through, and
+``RULES`` the tenant's effective rules (definitions with a ``default`` or ``merge: union``) — both as
+JSON text, NULL when there are none, in which case the user's own attribute text is spliced into the
+answer as before and nothing is decoded.
 
 Rules, for each key:
 - ``merge: replace`` (the default): the user's own value; else the value of the first group that
@@ -29,12 +29,16 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-#: The LATERAL join of a lookup (``u`` and ``t`` are the user and tenant rows; one parameter: the depth
-#: bound): the function (resolver/migrations/0001_effective_sources_function.py) walks the memberships
-#: with a recursive query and returns every group the user reaches — key, priority, attributes, depth,
-#: the member group it was reached through, version — and the tenant's effective rules, as JSON text.
-EFFECTIVE = "LEFT JOIN LATERAL iam_effective_sources(u.id, t.id, %s) e ON true"
-COLUMNS = "e.groups, e.rules"
+#: The groups user ``u`` reaches, as JSON text — key, priority, attributes, depth, the member group it
+#: was reached through, version — or NULL. One parameter: the depth bound. A user in no group costs one
+#: probe of the membership index; the function's recursive query runs only for the others
+#: (resolver/migrations/0002_effective_groups_function.py).
+GROUPS = """CASE WHEN EXISTS (SELECT 1 FROM groups_membership m WHERE m.user_id = u.id)
+    THEN iam_effective_groups(u.id, %s) END"""
+#: The effective rules of tenant ``t`` (definitions with a ``default`` or ``merge: union``), as JSON
+#: text, or NULL.
+RULES = """(SELECT json_agg(json_build_array(d.key, d."default", d.merge) ORDER BY d.key)::text
+    FROM attributes_attributedefinition d WHERE d.tenant_id = t.id AND (d."default" IS NOT NULL OR d.merge = 'union'))"""
 
 
 def max_depth() -> int:

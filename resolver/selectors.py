@@ -14,35 +14,46 @@ from typing import Any, NamedTuple
 import orjson
 
 from access.release import FULL, Release, restrict
+from core.db.base import prepared_cursor
 from core.db.replicas import read_connection
 from core.db.tokens import lsn_value
-from resolver.effective import COLUMNS as EFFECTIVE_COLUMNS
-from resolver.effective import EFFECTIVE, effective_text, groups_etag_part, max_depth
+from resolver.effective import GROUPS, RULES, effective_text, groups_etag_part, max_depth
 
 # Where the WAL was while this statement ran (the replica's replay position, the primary's insert
 # position): the state read is no newer, so a read at that position or later is at least as fresh —
 # the response's consistency token (core/db/tokens.py), in the same statement, at no extra query.
 WAL_POSITION = """(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
     ELSE pg_current_wal_insert_lsn() END)::text"""
+#: The tenant ``t`` of a lookup, with what its users' answers share: the effective rules and the
+#: PII-flagged keys (read once per tenant: the batch materialises its tenants).
+TENANT = f"""t.id, t.slug, t.status, t.attributes, t.version, t.schema_version, {RULES} AS rules,
+    (SELECT array_agg(d.key) FROM attributes_attributedefinition d WHERE d.tenant_id = t.id AND d.pii) AS pii"""
 COLUMNS = f"""
     u.id::text, u.external_id, u.status, u.attributes::text, u.version,
-    t.id::text, t.slug, t.status, t.attributes::text, t.version, t.schema_version, {EFFECTIVE_COLUMNS},
-    (SELECT array_agg(d.key) FROM attributes_attributedefinition d WHERE d.tenant_id = t.id AND d.pii),
+    t.id::text, t.slug, t.status, t.attributes::text, t.version, t.schema_version, {GROUPS}, t.rules, t.pii,
     {WAL_POSITION}
 """
+# Prepared once per connection (core.db.base.PreparingCursor): planning these statements cost as much
+# as running them. Parameters: the depth bound, then the statement's own.
 BY_TENANT_ID = f"""
-    SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id {EFFECTIVE}
-    WHERE t.id = %s AND u.external_id = %s AND t.deleted_at IS NULL
+    SELECT {COLUMNS} FROM (SELECT {TENANT} FROM tenants_tenant t WHERE t.id = %s AND t.deleted_at IS NULL) t
+    JOIN users_user u ON u.tenant_id = t.id WHERE u.external_id = %s
 """
 BY_TENANT_SLUG = f"""
-    SELECT {COLUMNS} FROM users_user u JOIN tenants_tenant t ON t.id = u.tenant_id {EFFECTIVE}
-    WHERE t.slug = %s AND u.external_id = %s AND t.deleted_at IS NULL
+    SELECT {COLUMNS} FROM (SELECT {TENANT} FROM tenants_tenant t WHERE t.slug = %s AND t.deleted_at IS NULL) t
+    JOIN users_user u ON u.tenant_id = t.id WHERE u.external_id = %s
 """
+# Parameters: the items' tenant ids, slugs and external ids, then the depth bound.
 BATCH = f"""
+    WITH r AS MATERIALIZED (
+        SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[]) WITH ORDINALITY AS r(tid, tslug, ext, idx)
+    ), t AS MATERIALIZED (
+        SELECT {TENANT} FROM tenants_tenant t
+        WHERE (t.id IN (SELECT tid FROM r) OR t.slug IN (SELECT tslug FROM r)) AND t.deleted_at IS NULL
+    )
     SELECT r.idx, {COLUMNS}
-    FROM unnest(%s::uuid[], %s::text[], %s::text[]) WITH ORDINALITY AS r(tid, tslug, ext, idx)
-    JOIN tenants_tenant t ON (t.id = r.tid OR t.slug = r.tslug) AND t.deleted_at IS NULL
-    JOIN users_user u ON u.tenant_id = t.id AND u.external_id = r.ext {EFFECTIVE}
+    FROM r JOIN t ON t.id = r.tid OR t.slug = r.tslug
+    JOIN users_user u ON u.tenant_id = t.id AND u.external_id = r.ext
 """
 
 
@@ -118,7 +129,7 @@ def subject_resolve(
     *, tenant_ref: str, external_id: str, explain: bool = False, release: Release = FULL
 ) -> Resolved | None:
     tenant_id = as_uuid(tenant_ref)
-    with read_connection().cursor() as cursor:
+    with prepared_cursor(read_connection()) as cursor:
         if tenant_id is not None:
             cursor.execute(BY_TENANT_ID, [max_depth(), tenant_id, external_id])
         else:
@@ -135,6 +146,6 @@ def subjects_resolve(
         return {}
     tenant_ids = [as_uuid(ref) for ref, _ in items]
     slugs = [None if tid is not None else ref for tid, (ref, _) in zip(tenant_ids, items, strict=True)]
-    with read_connection().cursor() as cursor:
+    with prepared_cursor(read_connection()) as cursor:
         cursor.execute(BATCH, [tenant_ids, slugs, [ext for _, ext in items], max_depth()])
         return {int(row[0]) - 1: render(row[1:], explain, release) for row in cursor.fetchall()}

@@ -131,13 +131,19 @@ def test_batch_of_50_is_one_round_trip_and_one_query(client, acme, with_redis, c
     assert (c.round_trips, dict(c.commands), len(c.queries)) == (1, ONE_ROUND_TRIP, 1)
 
 
-def test_without_a_shared_cache_a_lookup_is_one_query_and_a_batch_one(client, acme, cost) -> None:  # type: ignore[no-untyped-def]
-    """The held key's generation (a PostgreSQL sequence) rides in front of the subject's query."""
+def test_without_a_shared_cache_a_lookup_is_one_query_and_a_batch_one(client, acme, cost, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The held key's generation (a PostgreSQL sequence) rides in front of the subject's query: the
+    two prepared statements go in one pipeline, and the query log shows the subject's alone (a check
+    read on its own would be a second query)."""
     client.get("/api/v1/pip/tenants/acme/subjects/u1")  # last_used_at is written once a minute, not here
+    checked = []
+    original = keys.db_generation
+    monkeypatch.setattr(keys, "db_generation", lambda row: checked.append(row) or original(row))
     with cost() as c:
         assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
     assert (c.round_trips, len(c.queries)) == (0, 1), c.queries  # the generation and the subject
-    assert c.queries[0].startswith(keys.GENERATION_SQL + "; ")
+    assert "JOIN users_user u ON" in c.queries[0] and keys.GENERATION_SQL not in c.queries[0], c.queries
+    assert len(checked) == 1 and checked[0] is not None  # the generation, read with the subject
     body = {"subjects": [{"tenant": "acme", "external_id": f"u{i}"} for i in range(50)]}
     with cost() as c:
         assert client.post("/api/v1/pip/resolve", body, format="json").status_code == 200
@@ -246,3 +252,53 @@ def test_a_key_with_a_release_policy_pays_the_same_one_round_trip(acme, with_red
         response = narrow.get("/api/v1/pip/tenants/acme/subjects/u1")
     assert response.content == first.content
     assert (c.round_trips, dict(c.commands), c.queries) == (1, ONE_ROUND_TRIP, [])
+
+
+def _prepared() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)  # the connection is closed: a new one starts with nothing prepared
+def test_the_lookup_statements_are_prepared_once_per_connection(client, acme) -> None:  # type: ignore[no-untyped-def]
+    """Planning the lookup cost as much as running it: PostgreSQL keeps a lookup's statements (the
+    key, the held key's generation, by slug, by id, the batch) prepared on the connection."""
+    connection.close()
+    body = {"subjects": [{"tenant": "acme", "external_id": f"u{i}"} for i in range(3)]}
+    for _ in range(2):
+        assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
+        assert client.get(f"/api/v1/pip/tenants/{acme.id}/subjects/u2").status_code == 200
+        assert client.post("/api/v1/pip/resolve", body, format="json").status_code == 200
+    prepared = _prepared()
+    lookups = [s for s in prepared if "iam_effective_groups" in s]
+    assert len(lookups) == 3, prepared  # by slug, by id, the batch: each prepared once
+    assert any(s.startswith(keys.GENERATION_SQL) for s in prepared), prepared
+    assert any("FROM access_apikey WHERE key_hash" in s for s in prepared), prepared
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_prepared_statements_the_lookups_answer_the_same(client, acme, settings) -> None:  # type: ignore[no-untyped-def]
+    """``DB_PREPARED_STATEMENTS=false`` (a pooler that cannot keep them): the same answers, nothing prepared."""
+    paths = ["/api/v1/pip/tenants/acme/subjects/u1", f"/api/v1/pip/tenants/{acme.id}/subjects/u2"]
+    body = {"subjects": [{"tenant": "acme", "external_id": "u3"}, {"tenant": str(acme.id), "external_id": "u4"}]}
+    prepared = [client.get(path).content for path in paths] + [
+        client.post("/api/v1/pip/resolve", body, format="json").content
+    ]
+    connection.close()
+    connection.ensure_connection()
+    connection.connection.prepare_threshold = None  # what the setting gives psycopg
+    keys.drop_held()
+    plain = [client.get(path).content for path in paths] + [
+        client.post("/api/v1/pip/resolve", body, format="json").content
+    ]
+    assert plain == prepared and _prepared() == []
+
+
+def test_db_prepared_statements_sets_the_connections_prepare_threshold() -> None:
+    from core.config import database_config
+
+    url = "postgres://iam@db:5432/iam"
+    on = database_config(url, application_name="iam-web", statement_timeout_ms=5000)
+    off = database_config(url, application_name="iam-web", statement_timeout_ms=5000, prepared_statements=False)
+    assert (on["OPTIONS"]["prepare_threshold"], off["OPTIONS"]["prepare_threshold"]) == (0, None)

@@ -1,9 +1,10 @@
 """A check that rides along with the next query: read in the same round trip, not one of its own.
 
 ``with Piggyback("SELECT last_value FROM some_sequence") as check: ...`` sends the check's statement
-in front of the first query the block runs (one ``execute`` of two statements, client-side binding:
-Django's default cursor on psycopg 3), keeps its first row in ``check.row`` and hands the query's own
-result to its caller untouched. A block that runs no query leaves ``check.row`` unset
+in front of the first query the block runs, keeps its first row in ``check.row`` and hands the query's
+own result to its caller untouched: on Django's cursors (client-side binding) one ``execute`` of two
+statements; on a prepared cursor (``core.db.base.PreparingCursor``), which cannot run two statements
+in one, both prepared statements in one psycopg pipeline (one round trip too). A block that runs no query leaves ``check.row`` unset
 (``check.done`` is False): the caller reads the check itself, with :meth:`Piggyback.read`.
 
 The check's statement takes no parameters and must return one row; it runs before the query, in
@@ -18,6 +19,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
+import psycopg
 from django.db import connection
 
 
@@ -32,11 +34,20 @@ class Piggyback:
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
         if self.done or many:
             return execute(sql, params, many, context)
-        result = execute(f"{self.statement}; {sql}", params, many, context)
-        self.done = True
         cursor = context["cursor"].cursor  # psycopg's, under Django's wrapper
-        self.row = cursor.fetchone()
-        cursor.nextset()
+        if isinstance(cursor, psycopg.ClientCursor):
+            result = execute(f"{self.statement}; {sql}", params, many, context)
+            self.done = True
+            self.row = cursor.fetchone()
+            cursor.nextset()
+            return result
+        check = type(cursor)(cursor.connection)  # the same kind: prepared too
+        # The results (and errors) arrive as the pipeline ends: Django's error classes, as from execute.
+        with context["connection"].wrap_database_errors, cursor.connection.pipeline():
+            check.execute(self.statement)
+            result = execute(sql, params, many, context)
+        self.done = True
+        self.row = check.fetchone()
         return result
 
     def __enter__(self) -> Piggyback:
