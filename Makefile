@@ -68,8 +68,8 @@ format: venv ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-.PHONY: bench bench-relay bench-pip bench-pip-replica bench-import bench-search bench-scim
-bench: bench-relay bench-import bench-pip bench-search bench-scim ## Run every benchmark (figures in docs/performance.md)
+.PHONY: bench bench-relay bench-pip bench-pip-replica bench-import bench-search bench-scim bench-groups
+bench: bench-relay bench-import bench-pip bench-search bench-scim bench-groups ## Run every benchmark (figures in docs/performance.md)
 
 bench-relay: venv ## Relay throughput and commit-to-JetStream latency vs raw nats-py
 	$(PY) bench/relay.py
@@ -87,6 +87,9 @@ bench-import: venv ## import_users of 100k users vs PostgreSQL COPY
 
 bench-search: venv ## Attribute search first pages (8 clients) vs the PIP single lookup; SEARCH_ARGS="--users 200000 --others 20000"
 	$(PY) bench/search.py $(SEARCH_ARGS)
+
+bench-groups: venv ## Effective-attribute lookups (20 groups vs none), bulk membership add, the bundle with groups; GROUPS_ARGS="--lookup-only"
+	$(PY) bench/groups.py $(GROUPS_ARGS)
 
 bench-scim: venv ## 10,000 SCIM creates vs REST creates; userName eq on 100k users vs a PIP lookup; SCIM_ARGS="--creates 1000"
 	$(PY) bench/scim.py $(SCIM_ARGS)
