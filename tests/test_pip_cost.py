@@ -302,3 +302,22 @@ def test_db_prepared_statements_sets_the_connections_prepare_threshold() -> None
     on = database_config(url, application_name="iam-web", statement_timeout_ms=5000)
     off = database_config(url, application_name="iam-web", statement_timeout_ms=5000, prepared_statements=False)
     assert (on["OPTIONS"]["prepare_threshold"], off["OPTIONS"]["prepare_threshold"]) == (0, None)
+
+
+def test_without_pipeline_support_the_check_is_read_before_the_lookup(client, acme, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A psycopg built on a libpq without pipeline mode: the held key's check is still read (a round
+    trip of its own) and a revocation still refuses the key on the next request."""
+    import psycopg
+
+    client.get("/api/v1/pip/tenants/acme/subjects/u1")
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
+    checked = []
+    original = keys.db_generation
+    monkeypatch.setattr(keys, "db_generation", lambda row: checked.append(row) or original(row))
+    assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200
+    assert len(checked) == 1 and checked[0] is not None
+    before = original(checked[0])
+    with connection.cursor() as cursor:  # another process revokes a key: the generation moves
+        cursor.execute("SELECT nextval('access_apikey_generation')")
+    assert client.get("/api/v1/pip/tenants/acme/subjects/u1").status_code == 200  # read again: still valid
+    assert original(checked[1]) != before  # the moved generation was seen, and the key read again

@@ -42,10 +42,15 @@ class Piggyback:
             cursor.nextset()
             return result
         check = type(cursor)(cursor.connection)  # the same kind: prepared too
-        # The results (and errors) arrive as the pipeline ends: Django's error classes, as from execute.
-        with context["connection"].wrap_database_errors, cursor.connection.pipeline():
-            check.execute(self.statement)
+        if not psycopg.Pipeline.is_supported():  # a psycopg built on libpq < 14: two round trips
+            with context["connection"].wrap_database_errors:
+                check.execute(self.statement)
             result = execute(sql, params, many, context)
+        else:
+            # The results (and errors) arrive as the pipeline ends: Django's error classes, as from execute.
+            with context["connection"].wrap_database_errors, cursor.connection.pipeline():
+                check.execute(self.statement)
+                result = execute(sql, params, many, context)
         self.done = True
         self.row = check.fetchone()
         return result
