@@ -9,9 +9,9 @@ a tenant's changes by commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar, cast
 from uuid import UUID
 
 from django.db import connection
@@ -105,6 +105,67 @@ class Change:
     data: dict[str, Any]
     before: dict[str, Any] | None = None
     object_repr: str = ""
+
+
+class VersionedRow(Protocol):
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+R = TypeVar("R", bound=VersionedRow)
+
+
+def row_state(row: Any, names: Iterable[str]) -> dict[str, Any]:
+    """A row as events carry it: its ``id`` and ``tenant_id`` as strings, then the fields ``names``."""
+    return {"id": str(row.id), "tenant_id": str(row.tenant_id), **{name: getattr(row, name) for name in names}}
+
+
+def _tenant_id(row: Any) -> UUID:
+    return cast(UUID, row.tenant_id)
+
+
+@dataclass(frozen=True)
+class Aggregate(Generic[R]):
+    """How the services record the changes of one kind of versioned row: the prefix of its event
+    types (``User`` → ``UserCreated``…), its state as events carry it, its name in the audit log, its
+    tenant, and whether a change of its attribute values alone is an ``…AttributesChanged``."""
+
+    name: str
+    state: Callable[[R], dict[str, Any]]
+    label: Callable[[R], str]
+    tenant_of: Callable[[R], UUID] = _tenant_id
+    attributes_changed_event: bool = False
+
+    def change(
+        self,
+        row: R,
+        event: str,
+        data: dict[str, Any],
+        *,
+        before: dict[str, Any] | None = None,
+        version: int | None = None,
+    ) -> Change:
+        """The change ``<name><event>`` of ``row`` at its version (or ``version``)."""
+        tenant_id, label = self.tenant_of(row), self.label(row)
+        return Change(
+            f"{self.name}{event}", tenant_id, row.id, row.version if version is None else version, data, before, label
+        )
+
+    def created(self, row: R) -> Change:
+        return self.change(row, "Created", self.state(row))
+
+    def updated(self, row: R, before: dict[str, Any], changed: list[str]) -> Change:
+        attributes_only = self.attributes_changed_event and changed == ["attributes"]
+        event = "AttributesChanged" if attributes_only else "Updated"
+        return self.change(row, event, {**self.state(row), "changed": changed}, before=before)
+
+    def removed(self, row: R, event: str = "Deleted", **extra: Any) -> Change:
+        """The change of removing ``row``, taken before it goes: its last state one version on, and ``extra``."""
+        before, version = self.state(row), row.version + 1
+        return self.change(row, event, {**before, "version": version, **extra}, before=before, version=version)
 
 
 def record_changes(changes: list[Change]) -> None:

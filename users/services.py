@@ -14,8 +14,9 @@ from attributes.validation import merge_attribute_patch
 from core.db.copy import copy_insert
 from core.db.locking import locked_for_write, save_or_conflict
 from core.errors import FieldError, ValidationFailed
+from core.field_updates import assign_changed, refuse_read_only
 from core.guards import domain_write
-from outbox.changes import Change, record_change, record_changes
+from outbox.changes import Aggregate, Change, record_changes, row_state
 from tenants.models import Tenant
 from users.models import User
 from users.validation import USER_FIELDS, user_clean, validate_profile
@@ -23,19 +24,16 @@ from users.validation import USER_FIELDS, user_clean, validate_profile
 UPDATABLE_FIELDS = ("external_id", "email", "display_name", "status", "profile")
 
 
+#: A user's fields in its events, after ``id`` and ``tenant_id``.
+EVENT_FIELDS = ("external_id", "email", "display_name", "status", "attributes", "profile", "version")
+
+
 def user_data(user: User) -> dict[str, Any]:
     """The state of a user as events carry it."""
-    return {
-        "id": str(user.id),
-        "tenant_id": str(user.tenant_id),
-        "external_id": user.external_id,
-        "email": user.email,
-        "display_name": user.display_name,
-        "status": user.status,
-        "attributes": user.attributes,
-        "profile": user.profile,
-        "version": user.version,
-    }
+    return row_state(user, EVENT_FIELDS)
+
+
+USERS = Aggregate[User]("User", user_data, lambda user: user.external_id, attributes_changed_event=True)
 
 
 def _user_definitions(tenant_id: Any) -> list[AttributeDefinition]:
@@ -59,14 +57,7 @@ def user_create(
         save_or_conflict(
             user, f"a user with external_id {external_id!r} already exists in this tenant", force_insert=True
         )
-        record_change(
-            event_type="UserCreated",
-            tenant_id=tenant.id,
-            aggregate_id=user.id,
-            aggregate_version=user.version,
-            data=user_data(user),
-            object_repr=user.external_id,
-        )
+        record_changes([USERS.created(user)])
     return user
 
 
@@ -79,16 +70,12 @@ def user_update(
     **fields: Any,
 ) -> User:
     """Change fields and/or attributes (replace, or merge with ``None`` removing); one event if changed."""
-    unknown = set(fields) - set(UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
+    refuse_read_only(fields, UPDATABLE_FIELDS)
     if "profile" in fields:
         fields["profile"] = validate_profile(fields["profile"])
     with locked_for_write(user, expected_version=expected_version) as locked:
         before = user_data(locked)
-        changed = [name for name, value in fields.items() if getattr(locked, name) != value]
-        for name in changed:
-            setattr(locked, name, fields[name])
+        changed = assign_changed(locked, fields)
         if changed or attributes is not None:
             current = {name: getattr(locked, name) for name in USER_FIELDS}
             if attributes is not None:
@@ -107,15 +94,7 @@ def user_update(
             return locked
         locked.version += 1
         save_or_conflict(locked, f"a user with external_id {locked.external_id!r} already exists in this tenant")
-        record_change(
-            event_type="UserAttributesChanged" if changed == ["attributes"] else "UserUpdated",
-            tenant_id=locked.tenant_id,
-            aggregate_id=locked.id,
-            aggregate_version=locked.version,
-            data={**user_data(locked), "changed": changed},
-            before=before,
-            object_repr=locked.external_id,
-        )
+        record_changes([USERS.updated(locked, before, changed)])
     return locked
 
 
@@ -136,19 +115,9 @@ def user_replace(
 
 def user_delete(*, user: User, expected_version: int | None = None) -> None:
     with locked_for_write(user, expected_version=expected_version) as locked:
-        data = user_data(locked)
-        version = locked.version + 1
-        user_id, tenant_id = locked.id, locked.tenant_id
+        deleted = USERS.removed(locked)
         locked.delete()
-        record_change(
-            event_type="UserDeleted",
-            tenant_id=tenant_id,
-            aggregate_id=user_id,
-            aggregate_version=version,
-            data={**data, "version": version},
-            before=data,
-            object_repr=data["external_id"],
-        )
+        record_changes([deleted])
 
 
 @dataclass
@@ -239,21 +208,7 @@ def users_upsert(*, tenant: Tenant, rows: list[tuple[int, Any]], dry_run: bool =
                 ["email", "display_name", "status", "attributes", "version", "updated_at"],
                 batch_size=500,
             )
-        changes += [
-            Change("UserCreated", tenant.id, user.id, user.version, user_data(user), None, user.external_id)
-            for user in creates
-        ]
-        changes += [
-            Change(
-                "UserAttributesChanged" if changed == ["attributes"] else "UserUpdated",
-                tenant.id,
-                user.id,
-                user.version,
-                {**user_data(user), "changed": changed},
-                before,
-                user.external_id,
-            )
-            for user, before, changed in updates
-        ]
+        changes += [USERS.created(user) for user in creates]
+        changes += [USERS.updated(user, before, changed) for user, before, changed in updates]
         record_changes(changes)
     return report
