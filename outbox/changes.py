@@ -1,10 +1,10 @@
 """Recording a domain change: its outbox event, its audit record and the tenant's revision, in the
 change's transaction.
 
-The one call every service makes after changing a row (``record_change``), so that no door can
-write the event without the audit record or the other way round. It also counts the change in the
-tenant's ``TenantRevision`` (the OPA bundle's ETag), under that row's lock, so the counter orders
-a tenant's changes by commit.
+The one call every service makes after changing a row (``record_changes``, each change built by the
+row's :class:`Aggregate`), so that no door can write the event without the audit record or the
+other way round. It also counts the change in the tenant's ``TenantRevision`` (the OPA bundle's
+ETag), under that row's lock, so the counter orders a tenant's changes by commit.
 """
 
 from __future__ import annotations
@@ -29,20 +29,6 @@ REVISION_BUMP = """
     INSERT INTO tenants_tenantrevision (tenant_id, value) SELECT id, 1 FROM unnest(%s::uuid[]) AS id
     ON CONFLICT (tenant_id) DO UPDATE SET value = tenants_tenantrevision.value + 1
 """
-
-
-def record_change(
-    *,
-    event_type: str,
-    tenant_id: UUID,
-    aggregate_id: UUID,
-    aggregate_version: int,
-    data: dict[str, Any],
-    before: dict[str, Any] | None = None,
-    object_repr: str = "",
-) -> None:
-    """Write the event (``data`` = the new state) and the audit record (``before`` → ``data``)."""
-    record_changes([Change(event_type, tenant_id, aggregate_id, aggregate_version, data, before, object_repr)])
 
 
 ChangeListener = Callable[[str, UUID, dict[str, Any], dict[str, Any] | None], None]
@@ -96,7 +82,7 @@ def _bump_revisions(tenant_ids: list[UUID]) -> None:
 
 @dataclass(frozen=True)
 class Change:
-    """One change of a bulk write: the same fields as :func:`record_change` takes."""
+    """One change: its event (``data`` = the new state) and its audit record (``before`` → ``data``)."""
 
     event_type: str
     tenant_id: UUID
