@@ -121,11 +121,17 @@ def user_delete(*, user: User, expected_version: int | None = None) -> None:
 
 
 @dataclass
-class UpsertReport:
-    """What a bulk upsert did: counts, and each invalid row's line number, external id and errors."""
+class WriteCounts:
+    """How many rows a bulk write created and updated (the imports' reports start with these)."""
 
     created: int = 0
     updated: int = 0
+
+
+@dataclass
+class UpsertReport(WriteCounts):
+    """What a bulk upsert did: counts, and each invalid row's line number, external id and errors."""
+
     unchanged: int = 0
     invalid: int = 0
     errors: list[tuple[int, str, list[FieldError]]] = field(default_factory=list)
