@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +22,25 @@ from api.release import released, within_release
 def crud_scopes(read: str, write: str) -> dict[str, str]:
     """The scope of each CRUD action: ``read`` to list and retrieve, ``write`` for the rest."""
     return {"list": read, "retrieve": read, "create": write, "update": write, "partial_update": write, "destroy": write}
+
+
+def crud_schemas(
+    input_serializer: type[Serializer],
+    output_serializer: type[Serializer],
+    *,
+    collection: list[OpenApiParameter],
+    item: list[OpenApiParameter],
+) -> dict[str, Any]:
+    """The OpenAPI description of each CRUD action, for ``extend_schema_view(**…)``: ``collection``
+    are the path parameters of list and create, ``item`` those of the other actions."""
+    return {
+        "list": extend_schema(parameters=collection, responses=output_serializer(many=True)),
+        "create": extend_schema(parameters=collection, request=input_serializer, responses={201: output_serializer}),
+        "retrieve": extend_schema(parameters=item, responses=output_serializer),
+        "update": extend_schema(parameters=item, request=input_serializer, responses=output_serializer),
+        "partial_update": extend_schema(parameters=item, request=input_serializer, responses=output_serializer),
+        "destroy": extend_schema(parameters=item, responses={204: None}),
+    }
 
 
 class VersionedCrudViewSet(TenantScopedViewSet):

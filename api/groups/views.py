@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import expected_version, with_etag
-from api.crud import VersionedCrudViewSet, crud_scopes
+from api.crud import VersionedCrudViewSet, crud_schemas, crud_scopes
 from api.groups.serializers import (
     GroupInputSerializer,
     GroupOutputSerializer,
@@ -49,14 +49,7 @@ def _change_response(change: services.MembersChange) -> Response:
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[TENANT_PARAM], responses=GroupOutputSerializer(many=True)),
-    create=extend_schema(
-        parameters=[TENANT_PARAM], request=GroupInputSerializer, responses={201: GroupOutputSerializer}
-    ),
-    retrieve=extend_schema(parameters=ONE, responses=GroupOutputSerializer),
-    update=extend_schema(parameters=ONE, request=GroupInputSerializer, responses=GroupOutputSerializer),
-    partial_update=extend_schema(parameters=ONE, request=GroupInputSerializer, responses=GroupOutputSerializer),
-    destroy=extend_schema(parameters=ONE, responses={204: None}),
+    **crud_schemas(GroupInputSerializer, GroupOutputSerializer, collection=[TENANT_PARAM], item=ONE),
     members=extend_schema(parameters=ONE, request=MemberIdsSerializer, responses=MemberSerializer(many=True)),
     members_remove=extend_schema(parameters=ONE, request=MemberIdsSerializer, responses=MembersChangeSerializer),
     member=extend_schema(parameters=[*ONE, MEMBER_PARAM], request=None, responses=MembersChangeSerializer),

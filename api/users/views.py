@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import TenantScopedViewSet, expected_version, with_etag
-from api.crud import crud_scopes
+from api.crud import crud_schemas, crud_scopes
 from api.release import released, within_release
 from api.users.serializers import USER_OUTPUT_FIELDS, UserInputSerializer, UserOutputSerializer, user_rows
 from users import services
@@ -26,25 +26,23 @@ ONE = [TENANT_PARAM, USER_PARAM]
 
 
 @extend_schema_view(
-    list=extend_schema(
-        responses=UserOutputSerializer(many=True),
-        # Not a documented parameter: OpenAPI 3.0 cannot name a family of parameters ("attr.<key>").
-        description="Search by attribute (docs/search.md): `attr.<key>=<value>` (equality), "
-        "`attr.<key>__<op>=<value>` (eq ne in lt le gt ge between contains startswith has any all exists "
-        "missing; list operands comma-separated), repeated parameters combined with AND, and "
-        "`q=<expression>`, e.g. `q=clearance ge 3 AND (department eq eng OR NOT contractor eq true)`. "
-        "`ordering=attr.<key>` or `-attr.<key>` sorts by an attribute (users without it are left out). "
-        "A bad operator or value, an unknown key or an operator the type does not support is a 400.",
-        parameters=[
-            TENANT_PARAM,
-            OpenApiParameter("q", str, description="An attribute search expression (docs/search.md)."),
-        ],
-    ),
-    create=extend_schema(parameters=[TENANT_PARAM], request=UserInputSerializer, responses={201: UserOutputSerializer}),
-    retrieve=extend_schema(parameters=ONE, responses=UserOutputSerializer),
-    update=extend_schema(parameters=ONE, request=UserInputSerializer, responses=UserOutputSerializer),
-    partial_update=extend_schema(parameters=ONE, request=UserInputSerializer, responses=UserOutputSerializer),
-    destroy=extend_schema(parameters=ONE, responses={204: None}),
+    **{
+        **crud_schemas(UserInputSerializer, UserOutputSerializer, collection=[TENANT_PARAM], item=ONE),
+        "list": extend_schema(
+            responses=UserOutputSerializer(many=True),
+            # Not a documented parameter: OpenAPI 3.0 cannot name a family of parameters ("attr.<key>").
+            description="Search by attribute (docs/search.md): `attr.<key>=<value>` (equality), "
+            "`attr.<key>__<op>=<value>` (eq ne in lt le gt ge between contains startswith has any all exists "
+            "missing; list operands comma-separated), repeated parameters combined with AND, and "
+            "`q=<expression>`, e.g. `q=clearance ge 3 AND (department eq eng OR NOT contractor eq true)`. "
+            "`ordering=attr.<key>` or `-attr.<key>` sorts by an attribute (users without it are left out). "
+            "A bad operator or value, an unknown key or an operator the type does not support is a 400.",
+            parameters=[
+                TENANT_PARAM,
+                OpenApiParameter("q", str, description="An attribute search expression (docs/search.md)."),
+            ],
+        ),
+    }
 )
 class UserViewSet(TenantScopedViewSet):
     scopes = crud_scopes(read=S.DIRECTORY_READ, write=S.DIRECTORY_WRITE)
