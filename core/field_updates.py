@@ -1,5 +1,5 @@
 """The first steps of a service that changes a row's fields: refuse the fields it may not change,
-assign those whose value differs."""
+assign those whose value differs; and PUT as such a change."""
 
 from __future__ import annotations
 
@@ -22,3 +22,11 @@ def assign_changed(row: Any, fields: Mapping[str, Any]) -> list[str]:
     for name in changed:
         setattr(row, name, fields[name])
     return changed
+
+
+def replacement(
+    attributes: dict[str, Any] | None, fields: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """PUT as the arguments of an update: a field absent from ``fields`` takes its value in ``defaults``,
+    absent ``attributes`` are all removed."""
+    return {"attributes": attributes if attributes is not None else {}, **defaults, **fields}

@@ -18,11 +18,12 @@ from uuid import UUID
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from attributes.holder_updates import holder_updated
 from attributes.selectors import definitions_for
-from attributes.validation import attributes_changed, validate_attributes
+from attributes.validation import validate_attributes
 from core.db.locking import lock_for_write, locked_for_write, save_or_conflict
 from core.errors import Conflict, FieldError, ValidationFailed
-from core.field_updates import assign_changed, refuse_read_only
+from core.field_updates import assign_changed, refuse_read_only, replacement
 from core.guards import domain_write
 from groups.models import KEY_PATTERN, Group
 from groups.nesting import check_nesting, nesting_lock
@@ -70,10 +71,9 @@ def _validated_attributes(tenant_id: UUID, values: Any) -> dict[str, Any]:
     return validate_attributes(definitions_for(tenant_id=tenant_id, target="group"), values)
 
 
-def _save(group: Group, **save_kwargs: Any) -> None:
-    """Save ``group``: a duplicate key or external id is a 409."""
-    conflict = f"a group with key {group.key!r} or external_id {group.external_id!r} already exists in this tenant"
-    save_or_conflict(group, conflict, **save_kwargs)
+def _conflict(group: Group) -> str:
+    """What a 409 says when ``group``'s key or external id is taken."""
+    return f"a group with key {group.key!r} or external_id {group.external_id!r} already exists in this tenant"
 
 
 def group_create(
@@ -89,7 +89,7 @@ def group_create(
     _check_fields(group)
     group.attributes = _validated_attributes(tenant.pk, attributes or {})
     with transaction.atomic(), domain_write():
-        _save(group, force_insert=True)
+        save_or_conflict(group, _conflict(group), force_insert=True)
         record_changes([GROUPS.created(group)])
     return group
 
@@ -108,20 +108,10 @@ def group_update(
         before = group_data(locked)
         changed = assign_changed(locked, fields)
         _check_fields(locked)
-        if attributes is not None:
-            definitions = definitions_for(tenant_id=locked.tenant_id, target="group")
-            new_values = attributes_changed(
-                locked.attributes, attributes, merge=merge_attributes, definitions=definitions
-            )
-            if new_values is not None:
-                locked.attributes = new_values
-                changed.append("attributes")
-        if not changed:
-            return locked
-        locked.version += 1
-        _save(locked)
-        record_changes([GROUPS.updated(locked, before, changed)])
-    return locked
+        conflict = _conflict(locked)
+        return holder_updated(
+            GROUPS, locked, before, changed, conflict, attributes=attributes, merge=merge_attributes, target="group"
+        )
 
 
 #: What PUT gives a field it omits (``group_replace``).
@@ -133,10 +123,7 @@ def group_replace(
 ) -> Group:
     """PUT: the group becomes what is given; an absent field takes its default, absent attributes are removed."""
     return group_update(
-        group=group,
-        expected_version=expected_version,
-        attributes=attributes if attributes is not None else {},
-        **{**REPLACE_DEFAULTS, **fields},
+        group=group, expected_version=expected_version, **replacement(attributes, fields, REPLACE_DEFAULTS)
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from django.db import connection
@@ -21,6 +21,7 @@ from audit.models import AuditRecord
 from audit.services import audit_build, pii_keys
 from core.db import replicas
 from core.db.copy import copy_insert
+from core.guards import DomainModel
 from outbox.events import EVENT_TYPES
 from outbox.services import event_build, events_record
 
@@ -93,15 +94,7 @@ class Change:
     object_repr: str = ""
 
 
-class VersionedRow(Protocol):
-    @property
-    def id(self) -> Any: ...
-
-    @property
-    def version(self) -> int: ...
-
-
-R = TypeVar("R", bound=VersionedRow)
+R = TypeVar("R", bound=DomainModel)
 
 
 def row_state(row: Any, names: Iterable[str]) -> dict[str, Any]:
@@ -137,7 +130,7 @@ class Aggregate(Generic[R]):
         """The change ``<name><event>`` of ``row`` at its version (or ``version``)."""
         tenant_id, label = self.tenant_of(row), self.label(row)
         return Change(
-            f"{self.name}{event}", tenant_id, row.id, row.version if version is None else version, data, before, label
+            f"{self.name}{event}", tenant_id, row.pk, row.version if version is None else version, data, before, label
         )
 
     def created(self, row: R) -> Change:

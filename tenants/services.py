@@ -10,12 +10,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from attributes.holder_updates import holder_updated
 from attributes.models import AttributeDefinition
-from attributes.selectors import definitions_for
-from attributes.validation import attributes_changed, validate_attributes
+from attributes.validation import validate_attributes
 from core.db.locking import locked_for_write, save_or_conflict
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from core.field_updates import assign_changed, refuse_read_only
+from core.field_updates import assign_changed, refuse_read_only, replacement
 from core.guards import domain_write
 from outbox.changes import Aggregate, record_changes
 from tenants.models import Tenant, TenantRevision
@@ -92,20 +92,11 @@ def tenant_update(
         changed = assign_changed(locked, fields)
         if changed:
             _full_clean(locked)
-        if attributes is not None:
-            definitions = definitions_for(tenant_id=locked.id, target=AttributeDefinition.Target.TENANT)
-            new_values = attributes_changed(
-                locked.attributes, attributes, merge=merge_attributes, definitions=definitions
-            )
-            if new_values is not None:
-                locked.attributes = new_values
-                changed.append("attributes")
-        if not changed:
-            return locked
-        locked.version += 1
-        save_or_conflict(locked, f"a tenant with slug {locked.slug!r} already exists")
-        record_changes([TENANTS.updated(locked, before, changed)])
-    return locked
+        conflict = f"a tenant with slug {locked.slug!r} already exists"
+        target = AttributeDefinition.Target.TENANT
+        return holder_updated(
+            TENANTS, locked, before, changed, conflict, attributes=attributes, merge=merge_attributes, target=target
+        )
 
 
 REPLACE_DEFAULTS = {"status": Tenant.Status.ACTIVE, "events_include_pii": False}
@@ -117,10 +108,7 @@ def tenant_replace(
     """PUT: the tenant becomes what is given; an absent field takes its default (``REPLACE_DEFAULTS``),
     absent attributes are removed."""
     return tenant_update(
-        tenant=tenant,
-        expected_version=expected_version,
-        attributes=attributes if attributes is not None else {},
-        **{**REPLACE_DEFAULTS, **fields},
+        tenant=tenant, expected_version=expected_version, **replacement(attributes, fields, REPLACE_DEFAULTS)
     )
 
 

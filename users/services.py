@@ -8,13 +8,14 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from attributes.holder_updates import holder_updated
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch
 from core.db.copy import copy_insert
 from core.db.locking import locked_for_write, save_or_conflict
 from core.errors import FieldError, ValidationFailed
-from core.field_updates import assign_changed, refuse_read_only
+from core.field_updates import assign_changed, refuse_read_only, replacement
 from core.guards import domain_write
 from outbox.changes import Aggregate, Change, record_changes, row_state
 from tenants.models import Tenant
@@ -90,12 +91,8 @@ def user_update(
             if clean["attributes"] != locked.attributes:
                 locked.attributes = clean["attributes"]
                 changed.append("attributes")
-        if not changed:
-            return locked
-        locked.version += 1
-        save_or_conflict(locked, f"a user with external_id {locked.external_id!r} already exists in this tenant")
-        record_changes([USERS.updated(locked, before, changed)])
-    return locked
+        conflict = f"a user with external_id {locked.external_id!r} already exists in this tenant"
+        return holder_updated(USERS, locked, before, changed, conflict)
 
 
 REPLACE_DEFAULTS = {"email": "", "display_name": "", "status": User.Status.ACTIVE}
@@ -106,10 +103,7 @@ def user_replace(
 ) -> User:
     """PUT: the user becomes what is given; an absent field takes its default, absent attributes are removed."""
     return user_update(
-        user=user,
-        expected_version=expected_version,
-        attributes=attributes if attributes is not None else {},
-        **{**REPLACE_DEFAULTS, **fields},
+        user=user, expected_version=expected_version, **replacement(attributes, fields, REPLACE_DEFAULTS)
     )
 
 
