@@ -10,7 +10,7 @@ ETag), under that row's lock, so the counter orders a tenant's changes by commit
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
@@ -22,7 +22,7 @@ from audit.services import audit_build, pii_keys
 from core.db import replicas
 from core.db.copy import copy_insert
 from core.guards import DomainModel
-from outbox.events import EVENT_TYPES
+from outbox.events import EVENT_TYPES, AggregateEvent
 from outbox.services import event_build, events_record
 
 ACTIONS = {"Created": "create", "Deleted": "delete"}
@@ -82,14 +82,9 @@ def _bump_revisions(tenant_ids: list[UUID]) -> None:
 
 
 @dataclass(frozen=True)
-class Change:
+class Change(AggregateEvent):
     """One change: its event (``data`` = the new state) and its audit record (``before`` → ``data``)."""
 
-    event_type: str
-    tenant_id: UUID
-    aggregate_id: UUID
-    aggregate_version: int
-    data: dict[str, Any]
     before: dict[str, Any] | None = None
     object_repr: str = ""
 
@@ -163,13 +158,7 @@ def record_changes(changes: list[Change]) -> None:
         pii_default = change.data.get("pii") is True and change.data.get("default") is not None
         if (pii or pii_default) and change.tenant_id not in carried:
             carried[change.tenant_id] = any(source(change.tenant_id) for source in _pii_in_events)
-        row = event_build(
-            event_type=change.event_type,
-            tenant_id=change.tenant_id,
-            aggregate_id=change.aggregate_id,
-            aggregate_version=change.aggregate_version,
-            data=event_data(change.data, pii, carried.get(change.tenant_id, False)),
-        )
+        row = event_build(replace(change, data=event_data(change.data, pii, carried.get(change.tenant_id, False))))
         events.append(row)
         action = next((a for suffix, a in ACTIONS.items() if change.event_type.endswith(suffix)), "update")
         audits.append(
