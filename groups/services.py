@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from attributes.holder_updates import holder_updated
 from attributes.selectors import definitions_for
 from attributes.validation import validate_attributes
-from core.db.locking import lock_for_write, locked_for_write, save_or_conflict
+from core.db.locking import lock_for_write, locked_for_write
 from core.errors import Conflict, FieldError, ValidationFailed
 from core.field_updates import assign_changed, refuse_read_only, replacement
 from core.guards import domain_write
@@ -88,10 +88,7 @@ def group_create(
     group = Group(tenant=tenant, key=key, display_name=display_name, external_id=external_id, priority=priority)
     _check_fields(group)
     group.attributes = _validated_attributes(tenant.pk, attributes or {})
-    with transaction.atomic(), domain_write():
-        save_or_conflict(group, _conflict(group), force_insert=True)
-        record_changes([GROUPS.created(group)])
-    return group
+    return GROUPS.insert(group, _conflict(group))
 
 
 def group_update(

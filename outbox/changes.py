@@ -14,14 +14,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditRecord
 from audit.services import audit_build, pii_keys
 from core.db import replicas
 from core.db.copy import copy_insert
-from core.guards import DomainModel
+from core.db.locking import save_or_conflict
+from core.guards import DomainModel, domain_write
 from outbox.events import EVENT_TYPES, AggregateEvent
 from outbox.services import event_build, events_record
 
@@ -130,6 +131,14 @@ class Aggregate(Generic[R]):
 
     def created(self, row: R) -> Change:
         return self.change(row, "Created", self.state(row))
+
+    def insert(self, row: R, conflict: str) -> R:
+        """Save the new ``row`` (a unique clash is a 409 saying ``conflict``) and record its ``…Created``,
+        in one transaction."""
+        with transaction.atomic(), domain_write():
+            save_or_conflict(row, conflict, force_insert=True)
+            record_changes([self.created(row)])
+        return row
 
     def updated(self, row: R, before: dict[str, Any], changed: list[str]) -> Change:
         attributes_only = self.attributes_changed_event and changed == ["attributes"]

@@ -7,16 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from attributes.holder_updates import holder_updated
 from attributes.models import AttributeDefinition
 from attributes.validation import validate_attributes
-from core.db.locking import locked_for_write, save_or_conflict
+from core.db.locking import locked_for_write
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.field_updates import assign_changed, refuse_read_only, replacement
-from core.guards import domain_write
 from outbox.changes import Aggregate, record_changes
 from tenants.models import Tenant, TenantRevision
 
@@ -66,10 +64,7 @@ def tenant_create(
     if attributes:
         # A new tenant has no definitions yet, so any attribute key is unknown.
         validate_attributes([], attributes)
-    with transaction.atomic(), domain_write():
-        save_or_conflict(tenant, f"a tenant with slug {slug!r} already exists", force_insert=True)
-        record_changes([TENANTS.created(tenant)])
-    return tenant
+    return TENANTS.insert(tenant, f"a tenant with slug {slug!r} already exists")
 
 
 def tenant_update(

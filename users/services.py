@@ -13,7 +13,7 @@ from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch
 from core.db.copy import copy_insert
-from core.db.locking import locked_for_write, save_or_conflict
+from core.db.locking import locked_for_write
 from core.errors import FieldError, ValidationFailed
 from core.field_updates import assign_changed, refuse_read_only, replacement
 from core.guards import domain_write
@@ -54,12 +54,7 @@ def user_create(
     values = {"external_id": external_id, "email": email, "display_name": display_name, "status": status}
     clean = user_clean({**values, "attributes": attributes or {}}, definitions=_user_definitions(tenant.id))
     user = User(tenant=tenant, profile=validate_profile(profile or {}), **clean)
-    with transaction.atomic(), domain_write():
-        save_or_conflict(
-            user, f"a user with external_id {external_id!r} already exists in this tenant", force_insert=True
-        )
-        record_changes([USERS.created(user)])
-    return user
+    return USERS.insert(user, f"a user with external_id {external_id!r} already exists in this tenant")
 
 
 def user_update(
