@@ -78,3 +78,12 @@ class TenantScopedViewSet(ScopedViewSet):
     @cached_property
     def tenant(self) -> Tenant:
         return tenant_get(ref=self.kwargs["tenant"], queryset=tenants_visible_to(self.request))
+
+    def tenant_rows(self) -> QuerySet[Any]:
+        """The rows of ``self.tenant`` that this viewset serves."""
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator: no request, no tenant
+            return super().get_queryset().none()  # the class's ``queryset``, its model's
+        return self.tenant_rows()

@@ -1,14 +1,17 @@
 """The CRUD of a tenant's versioned aggregate through its services: ETag on every answer, If-Match on
 every write, PUT as a full replacement (the service's ``*_replace``), PATCH merging attributes.
 
-A viewset names its serializers and selector and implements the three service hooks; the doors'
+A viewset names its serializers, its selector (``fetch``) and its services (``writes``); the doors'
 rules (a 201 with the ETag, a 204 on delete, the version from If-Match) live here once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,27 +26,59 @@ def crud_scopes(read: str, write: str) -> dict[str, str]:
     return {"list": read, "retrieve": read, "create": write, "update": write, "partial_update": write, "destroy": write}
 
 
+def crud_schemas(
+    input_serializer: type[Serializer],
+    output_serializer: type[Serializer],
+    *,
+    collection: list[OpenApiParameter],
+    item: list[OpenApiParameter],
+) -> dict[str, Any]:
+    """The OpenAPI description of each CRUD action, for ``extend_schema_view(**…)``: ``collection``
+    are the path parameters of list and create, ``item`` those of the other actions."""
+    return {
+        "list": extend_schema(parameters=collection, responses=output_serializer(many=True)),
+        "create": extend_schema(parameters=collection, request=input_serializer, responses={201: output_serializer}),
+        "retrieve": extend_schema(parameters=item, responses=output_serializer),
+        "update": extend_schema(parameters=item, request=input_serializer, responses=output_serializer),
+        "partial_update": extend_schema(parameters=item, request=input_serializer, responses=output_serializer),
+        "destroy": extend_schema(parameters=item, responses={204: None}),
+    }
+
+
+@dataclass(frozen=True)
+class AggregateServices:
+    """The write services of one aggregate (``user_create``…): ``create`` takes the ``tenant``, the
+    others the object as the keyword ``subject`` (``user=``)."""
+
+    subject: str
+    create: Callable[..., Any]
+    update: Callable[..., Any]
+    replace: Callable[..., Any]
+    delete: Callable[..., None]
+
+
 class VersionedCrudViewSet(TenantScopedViewSet):
     input_serializer: type[Serializer]
     output_serializer: type[Serializer]
+    writes: AggregateServices
 
     def fetch(self, pk: str) -> Any:
         """The tenant's object with id ``pk`` (404 otherwise)."""
         raise NotImplementedError
 
     def service_create(self, **data: Any) -> Any:
-        raise NotImplementedError
+        return self.writes.create(tenant=self.tenant, **data)
 
     def service_update(self, obj: Any, **kwargs: Any) -> Any:
         """``expected_version``, ``attributes``, ``merge_attributes`` and the changed fields."""
-        raise NotImplementedError
+        return self.writes.update(**{self.writes.subject: obj}, **kwargs)
 
     def service_replace(self, obj: Any, **kwargs: Any) -> Any:
         """PUT: ``expected_version``, ``attributes`` and the given fields; the service defaults the rest."""
-        raise NotImplementedError
+        return self.writes.replace(**{self.writes.subject: obj}, **kwargs)
 
     def service_delete(self, obj: Any, *, expected_version: int | None) -> None:
-        raise NotImplementedError
+        self.writes.delete(**{self.writes.subject: obj}, expected_version=expected_version)
 
     def _answer(self, obj: Any, code: int = status.HTTP_200_OK) -> Response:
         return with_etag(

@@ -23,13 +23,15 @@ from attributes.validation import UnsupportedPattern, compiled, validate_value
 from core.db.locking import locked_for_write, save_or_conflict
 from core.errors import Conflict, FieldError, ValidationFailed
 from core.guards import domain_write
-from outbox.changes import record_change
+from outbox.changes import Aggregate, record_changes, row_state
 
 Type = AttributeDefinition.Type
 CONSTRAINT_FIELDS = ("required", "allowed_values", "pattern", "min_value", "max_value", "max_length", "max_items")
 UPDATABLE_FIELDS = (*CONSTRAINT_FIELDS, "default", "merge", "description", "pii", "searchable")
 SEARCHABLE_TYPES = (Type.INTEGER, Type.NUMBER, Type.DATE, Type.DATETIME, Type.STRING, Type.ENUM)
 IMMUTABLE_FIELDS = ("key", "target", "type")
+#: A definition's fields in its events, after ``id`` and ``tenant_id``.
+EVENT_FIELDS = (*IMMUTABLE_FIELDS, *UPDATABLE_FIELDS, "version")
 
 
 def _plain_number(value: float | int | None) -> float | int | None:
@@ -40,26 +42,12 @@ def _plain_number(value: float | int | None) -> float | int | None:
 
 
 def definition_data(definition: AttributeDefinition) -> dict[str, Any]:
-    return {
-        "id": str(definition.id),
-        "tenant_id": str(definition.tenant_id),
-        "key": definition.key,
-        "target": definition.target,
-        "type": definition.type,
-        "required": definition.required,
-        "allowed_values": definition.allowed_values,
-        "pattern": definition.pattern,
-        "min_value": _plain_number(definition.min_value),
-        "max_value": _plain_number(definition.max_value),
-        "max_length": definition.max_length,
-        "max_items": definition.max_items,
-        "default": definition.default,
-        "merge": definition.merge,
-        "description": definition.description,
-        "pii": definition.pii,
-        "searchable": definition.searchable,
-        "version": definition.version,
-    }
+    data = row_state(definition, EVENT_FIELDS)
+    data["min_value"], data["max_value"] = _plain_number(definition.min_value), _plain_number(definition.max_value)
+    return data
+
+
+DEFINITIONS = Aggregate[AttributeDefinition]("AttributeDefinition", definition_data, lambda definition: definition.key)
 
 
 def definition_check(definition: AttributeDefinition) -> None:
@@ -161,14 +149,7 @@ def definition_create(
             definition, f"an attribute definition {key!r} already exists in this tenant", force_insert=True
         )
         _schema_changed(tenant.pk)
-        record_change(
-            object_repr=definition.key,
-            event_type="AttributeDefinitionCreated",
-            tenant_id=tenant.pk,
-            aggregate_id=definition.id,
-            aggregate_version=definition.version,
-            data=definition_data(definition),
-        )
+        record_changes([DEFINITIONS.created(definition)])
         if definition.searchable:
             _sync_search_index(definition)
     return definition
@@ -197,15 +178,7 @@ def definition_update(
         locked.version += 1
         locked.save()
         _schema_changed(locked.tenant_id)
-        record_change(
-            before=before,
-            object_repr=locked.key,
-            event_type="AttributeDefinitionUpdated",
-            tenant_id=locked.tenant_id,
-            aggregate_id=locked.id,
-            aggregate_version=locked.version,
-            data={**definition_data(locked), "changed": changed},
-        )
+        record_changes([DEFINITIONS.updated(locked, before, changed)])
         if "searchable" in changed:
             _sync_search_index(locked)
     return locked
@@ -230,19 +203,9 @@ def definition_delete(*, definition: AttributeDefinition, expected_version: int 
         in_use = sum(s.filter(attributes__has_key=locked.key).count() for s in _subject_sets(locked))
         if in_use:
             raise Conflict(f"attribute {locked.key!r} is set on {in_use} {locked.target}s; remove the values first")
-        data = definition_data(locked)
-        version = locked.version + 1
-        definition_id, tenant_id = locked.id, locked.tenant_id
+        deleted = DEFINITIONS.removed(locked)
         index = search_index_name(locked)
         locked.delete()
         transaction.on_commit(lambda: drop_search_index_task.delay(index), robust=True)
-        _schema_changed(tenant_id)
-        record_change(
-            before=data,
-            object_repr=data["key"],
-            event_type="AttributeDefinitionDeleted",
-            tenant_id=tenant_id,
-            aggregate_id=definition_id,
-            aggregate_version=version,
-            data={**data, "version": version},
-        )
+        _schema_changed(deleted.tenant_id)
+        record_changes([deleted])

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
@@ -30,6 +31,37 @@ Type = AttributeDefinition.Type
 DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DATETIME_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$")
 KEY_RE = re.compile(KEY_PATTERN)
+
+
+def _iso_date(value: str) -> str:
+    date.fromisoformat(value)  # a ValueError for a day the calendar does not have
+    return value
+
+
+def _iso_datetime(value: str) -> str:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class TimeForm:
+    """How a date or date-time value is written: its shape, the sentence when it is not, its
+    normalised form (``normalised`` raises ``ValueError`` for a value of the shape that is no time)."""
+
+    shape: re.Pattern[str]
+    expected: str
+    noun: str
+    normalised: Callable[[str], str]
+
+
+TIME_FORMS: dict[str, TimeForm] = {
+    Type.DATE: TimeForm(DATE_SHAPE, "must be a date as YYYY-MM-DD", "calendar date", _iso_date),
+    Type.DATETIME: TimeForm(
+        DATETIME_SHAPE,
+        "must be an ISO 8601 date-time with a time zone, e.g. 2026-01-31T12:00:00Z",
+        "date-time",
+        _iso_datetime,
+    ),
+}
 
 
 PATTERN_MAX_LENGTH = 500  # the model field's length too
@@ -106,22 +138,14 @@ def validate_value(definition: AttributeDefinition, value: Any, pointer: str) ->
         if not isinstance(value, bool):
             return fail("type", f"must be true or false, got {_type_name(value)}")
         return value, errors
-    if kind == Type.DATE:
-        if not isinstance(value, str) or not DATE_SHAPE.match(value):
-            return fail("type", "must be a date as YYYY-MM-DD")
+    if kind in TIME_FORMS:
+        form = TIME_FORMS[kind]
+        if not isinstance(value, str) or not form.shape.match(value):
+            return fail("type", form.expected)
         try:
-            date.fromisoformat(value)
+            return form.normalised(value), errors
         except ValueError:
-            return fail("type", f"{value!r} is not a valid calendar date")
-        return value, errors
-    if kind == Type.DATETIME:
-        if not isinstance(value, str) or not DATETIME_SHAPE.match(value):
-            return fail("type", "must be an ISO 8601 date-time with a time zone, e.g. 2026-01-31T12:00:00Z")
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return fail("type", f"{value!r} is not a valid date-time")
-        return parsed.isoformat().replace("+00:00", "Z"), errors
+            return fail("type", f"{value!r} is not a valid {form.noun}")
     if kind == Type.STRING_LIST:
         if not isinstance(value, list):
             return fail("type", f"must be a list of strings, got {_type_name(value)}")

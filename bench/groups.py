@@ -23,43 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import tracemalloc
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.lib.measure import save_report  # noqa: E402 - after the repository is on the path
-
-
-def setup_django(tmp: Path) -> object:
-    from devtools.embedded import free_port, quiet_pgserver
-
-    quiet_pgserver()
-    import pgserver
-
-    server = pgserver.get_server(tmp / "pg", cleanup_mode="stop")
-    server.psql("CREATE DATABASE bench;")
-    os.environ.update(
-        IAM_ENV="development", IAM_DATA_DIR=str(tmp / "data"), DJANGO_SETTINGS_MODULE="iam_project.settings",
-        DATABASE_URL=server.get_uri("bench"), EVENT_BUS_URL=f"nats://127.0.0.1:{free_port()}",
-        CELERY_BROKER_URL="memory://", LOG_LEVEL="WARNING", DEBUG="false", PIP_THROTTLE_RATE="1000000/s",
-        API_THROTTLE_RATE="1000000/s", DB_STATEMENT_TIMEOUT_MS="600000",
-    )  # fmt: skip
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return server
+from bench.lib.in_process import django_run  # noqa: E402 - after the repository is on the path
 
 
 def rss_mb() -> float:
@@ -227,15 +201,12 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--lookup-only", action="store_true", help="Only the lookup figure (no 100,000 users).")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="iam-bench-groups-") as tmp:
-        server = setup_django(Path(tmp))
+    with django_run("groups", parser) as (args, report):
         from attributes.services import definition_create
         from tenants.services import tenant_create
         from users.models import User
         from users.services import users_upsert
 
-        report: dict = {"at": datetime.now(UTC).isoformat(), "args": vars(args)}
         tenant = tenant_create(slug="bench", name="Bench")
         definition_create(tenant=tenant, key="department", type="string", target="user_and_group")
         definition_create(tenant=tenant, key="roles", type="string_list", target="user_and_group", merge="union")
@@ -258,11 +229,6 @@ def main() -> None:
             nest_groups(big, user_ids, args.groups)
             report["bundle"] = {**measure_bundle(big), "target": "rss_growth_mb < 100"}
             report["bundle"]["met"] = report["bundle"]["rss_growth_mb"] < 100
-        save_report("groups", report)
-        from django.db import connections
-
-        connections.close_all()
-        server.cleanup()
 
 
 if __name__ == "__main__":

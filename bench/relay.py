@@ -45,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -117,18 +118,19 @@ def versions() -> dict:
     return out
 
 
+#: The child processes this script starts of itself, by their first argument.
+CHILD_ROLES: dict[str, Callable[[list[str]], None]] = {
+    "--subscriber": subscriber_main,
+    "--writer": writer_main,
+    "--relay-worker": relay_worker_main,
+    "--publisher": publisher_main,
+}
+
+
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--subscriber":
-        subscriber_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "--writer":
-        writer_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "--relay-worker":
-        relay_worker_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "--publisher":
-        publisher_main(sys.argv[2:])
+    child_role = CHILD_ROLES.get(sys.argv[1]) if len(sys.argv) > 1 else None
+    if child_role is not None:
+        child_role(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000, help="events for (a) and (b)")

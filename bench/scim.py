@@ -20,31 +20,18 @@ Prints a JSON report (and writes it to ``bench/results/scim-<timestamp>.json``, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import statistics
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.lib.measure import save_report  # noqa: E402 - after the repository is on the path
-
-
-def setup_django(tmp: Path) -> object:
-    """bench/groups.py's: the same embedded PostgreSQL and settings (loaded by path: ``groups`` is an app)."""
-    spec = importlib.util.spec_from_file_location("bench_groups", REPO / "bench" / "groups.py")
-    assert spec is not None and spec.loader is not None, "bench/groups.py is there"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.setup_django(tmp)
-
+from bench.lib.in_process import django_run  # noqa: E402 - after the repository is on the path
 
 EXT = "urn:citadel:iam:scim:schemas:extension:tenant:2.0:User"
 
@@ -166,13 +153,10 @@ def main() -> None:
     parser.add_argument("--tenant-users", type=int, default=100_000)
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--filter-only", action="store_true", help="Only the filter figure (no creates).")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="iam-bench-scim-") as tmp:
-        server = setup_django(Path(tmp))
+    with django_run("scim", parser) as (args, report):
         from attributes.services import definition_create
         from tenants.services import tenant_create
 
-        report: dict = {"at": datetime.now(UTC).isoformat(), "args": vars(args)}
         for slug in ("bench", "big"):
             tenant = tenant_create(slug=slug, name=slug)
             definition_create(tenant=tenant, key="level", type="integer")
@@ -184,11 +168,6 @@ def main() -> None:
                 report["filter"] = filter_scenario(tenant, args.tenant_users, args.lookups)
                 shown = {k: v for k, v in report["filter"].items() if not k.endswith("plan")}
                 print(json.dumps(shown), flush=True)
-        save_report("scim", report)
-        from django.db import connections
-
-        connections.close_all()
-        server.cleanup()
 
 
 if __name__ == "__main__":

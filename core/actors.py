@@ -7,10 +7,11 @@ one is only what an audit record names (kind, name, id), so they read it through
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
+
+from core.context import holding
 
 
 class Actor(Protocol):
@@ -42,13 +43,8 @@ SYSTEM = SystemActor()
 acting: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("acting_principal", default=None)
 
 
-@contextmanager
-def acting_as(actor: Actor | None) -> Iterator[None]:
-    token = acting.set(actor)
-    try:
-        yield
-    finally:
-        acting.reset(token)
+def acting_as(actor: Actor | None) -> AbstractContextManager[None]:
+    return holding(acting, actor)
 
 
 def current_actor() -> Actor:

@@ -11,11 +11,13 @@ raw SQL.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from django.db import models
+
+from core.context import holding
 
 _domain_write = contextvars.ContextVar("domain_write", default=False)
 
@@ -26,13 +28,8 @@ class DomainWriteOutsideService(RuntimeError):
     """A domain table was about to change outside a service function (no event would be written)."""
 
 
-@contextmanager
-def domain_write() -> Iterator[None]:
-    token = _domain_write.set(True)
-    try:
-        yield
-    finally:
-        _domain_write.reset(token)
+def domain_write() -> AbstractContextManager[None]:
+    return holding(_domain_write, True)
 
 
 def in_domain_write() -> bool:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from core.config import DATA_DIR, DEVELOPMENT, ConfigError, iam_env
@@ -147,36 +148,38 @@ def _start_listening(argv: list[str], port: int, what: str, log_file: Path | Non
     return process
 
 
-def ensure_nats(data_dir: Path = DATA_DIR / "nats") -> str:
+def _ensure_broker(data_dir: Path, url_file: Path, scheme: str, start: Callable[[int], subprocess.Popen]) -> str:
+    """The URL of the broker this data directory's pid and ``url_file`` name, if it still runs;
+    otherwise ``start(port)`` on a free port, and its pid and URL written down for the next call."""
     data_dir.mkdir(parents=True, exist_ok=True)
     pid_file = data_dir / "pid"
-    if NATS_URL_FILE.exists() and pid_file.exists():
-        port = int(NATS_URL_FILE.read_text().rsplit(":", 1)[1])
+    if url_file.exists() and pid_file.exists():
+        port = int(url_file.read_text().rsplit(":", 1)[1])
         if _alive(int(pid_file.read_text())) and port_open(port):
-            return NATS_URL_FILE.read_text()
+            return url_file.read_text()
     port = free_port()
-    process = start_nats(data_dir / "jetstream", port, log_file=data_dir / "nats.log")
+    process = start(port)
     pid_file.write_text(str(process.pid))
-    url = f"nats://127.0.0.1:{port}"
-    NATS_URL_FILE.write_text(url)
+    url = f"{scheme}://127.0.0.1:{port}"
+    url_file.write_text(url)
     return url
+
+
+def ensure_nats(data_dir: Path = DATA_DIR / "nats") -> str:
+    return _ensure_broker(
+        data_dir,
+        NATS_URL_FILE,
+        "nats",
+        lambda port: start_nats(data_dir / "jetstream", port, log_file=data_dir / "nats.log"),
+    )
 
 
 def ensure_kafka(data_dir: Path = DATA_DIR / "kafka") -> str:
     """The development Kafka-compatible broker (``make run BUS=kafka``): Tansu, in memory, so its topic
     is empty after ``make stop`` (the relay creates it again)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = data_dir / "pid"
-    if KAFKA_URL_FILE.exists() and pid_file.exists():
-        port = int(KAFKA_URL_FILE.read_text().rsplit(":", 1)[1])
-        if _alive(int(pid_file.read_text())) and port_open(port):
-            return KAFKA_URL_FILE.read_text()
-    port = free_port()
-    process = start_kafka(port, log_file=data_dir / "kafka.log")
-    pid_file.write_text(str(process.pid))
-    url = f"kafka://127.0.0.1:{port}"
-    KAFKA_URL_FILE.write_text(url)
-    return url
+    return _ensure_broker(
+        data_dir, KAFKA_URL_FILE, "kafka", lambda port: start_kafka(port, log_file=data_dir / "kafka.log")
+    )
 
 
 def stop_nats(data_dir: Path = DATA_DIR / "nats") -> None:

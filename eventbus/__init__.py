@@ -6,7 +6,7 @@ The relay publishes through :func:`get_adapter`, the process's adapter, chosen b
 
 from __future__ import annotations
 
-from eventbus.base import EventBusAdapter
+from eventbus.base import EventBusAdapter, from_settings
 
 _adapter: EventBusAdapter | None = None
 
@@ -28,14 +28,7 @@ def new_adapter() -> EventBusAdapter:
 
         return KafkaAdapter(
             settings.EVENT_BUS,
-            TopicSettings(
-                name=settings.KAFKA_TOPIC,
-                partitions=settings.KAFKA_TOPIC_PARTITIONS,
-                replication_factor=settings.KAFKA_TOPIC_REPLICATION_FACTOR,
-                cloudevents_mode=settings.KAFKA_CLOUDEVENTS_MODE,
-                max_message_bytes=settings.KAFKA_MAX_MESSAGE_BYTES,
-                linger_ms=settings.KAFKA_LINGER_MS,
-            ),
+            from_settings(TopicSettings, settings),
             publish_timeout=settings.KAFKA_PUBLISH_TIMEOUT_SECONDS,
             connect_timeout=settings.KAFKA_CONNECT_TIMEOUT_SECONDS,
         )
@@ -43,14 +36,7 @@ def new_adapter() -> EventBusAdapter:
 
     return NatsJetStreamAdapter(
         settings.EVENT_BUS,
-        StreamSettings(
-            name=settings.NATS_STREAM_NAME,
-            subjects=[f"{settings.NATS_SUBJECT_PREFIX}.>"],
-            replicas=settings.NATS_STREAM_REPLICAS,
-            max_age_seconds=settings.NATS_STREAM_MAX_AGE_SECONDS,
-            duplicate_window_seconds=settings.NATS_DUPLICATE_WINDOW_SECONDS,
-            max_msg_size=settings.NATS_STREAM_MAX_MSG_SIZE,
-        ),
+        from_settings(StreamSettings, settings, subjects=[f"{settings.NATS_SUBJECT_PREFIX}.>"]),
         publish_timeout=settings.NATS_PUBLISH_TIMEOUT_SECONDS,
         connect_timeout=settings.NATS_CONNECT_TIMEOUT_SECONDS,
     )

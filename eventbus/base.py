@@ -7,9 +7,14 @@ this module and nothing of each other's; ``eventbus.get_adapter`` picks one by t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, TypeVar
+
+from core.config import EventBusConfig
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,25 @@ class BatchResult:
     error: BaseException | None = None
     per_event: bool = False
     acked_after_failure: list[int] = field(default_factory=list)
+
+
+class AdapterBase:
+    """What every adapter holds: the bus's connection settings, how long a publish and a connection
+    may take, and the lock over its client, which each process (``_pid``) builds for itself."""
+
+    def __init__(self, config: EventBusConfig, *, publish_timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
+        self.config = config
+        self.publish_timeout = publish_timeout
+        self.connect_timeout = connect_timeout
+        self._pid = -1
+        self._lock = threading.Lock()
+
+
+def from_settings(kind: type[S], settings: Any, **given: Any) -> S:
+    """The settings dataclass ``kind`` (an adapter's stream or topic): each field whose metadata names a
+    Django setting (``field(metadata={"setting": "KAFKA_TOPIC"})``) read from ``settings``, ``given`` the rest."""
+    read = {item.name: getattr(settings, item.metadata["setting"]) for item in fields(kind) if item.metadata}  # type: ignore[arg-type]  # kind is a dataclass
+    return kind(**read, **given)
 
 
 class EventBusAdapter(Protocol):

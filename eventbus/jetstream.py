@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import nats
@@ -27,7 +27,7 @@ from nats.js.api import PubAck, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
 from core.config import EventBusConfig
-from eventbus.base import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
+from eventbus.base import CLOUDEVENTS_CONTENT_TYPE, AdapterBase, BatchResult, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")
 
@@ -36,12 +36,12 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class StreamSettings:
-    name: str
-    subjects: list[str]
-    replicas: int
-    max_age_seconds: float
-    duplicate_window_seconds: float
-    max_msg_size: int = -1
+    name: str = field(metadata={"setting": "NATS_STREAM_NAME"})
+    subjects: list[str]  # from NATS_SUBJECT_PREFIX (new_adapter)
+    replicas: int = field(metadata={"setting": "NATS_STREAM_REPLICAS"})
+    max_age_seconds: float = field(metadata={"setting": "NATS_STREAM_MAX_AGE_SECONDS"})
+    duplicate_window_seconds: float = field(metadata={"setting": "NATS_DUPLICATE_WINDOW_SECONDS"})
+    max_msg_size: int = field(default=-1, metadata={"setting": "NATS_STREAM_MAX_MSG_SIZE"})
 
 
 TRANSPORT_ERRORS = (
@@ -95,25 +95,14 @@ class _JetStream(JetStreamContext):
                 future.set_exception(error)
 
 
-class NatsJetStreamAdapter:
-    def __init__(
-        self,
-        config: EventBusConfig,
-        stream: StreamSettings,
-        *,
-        publish_timeout: float = 5.0,
-        connect_timeout: float = 2.0,
-    ) -> None:
-        self.config = config
+class NatsJetStreamAdapter(AdapterBase):
+    def __init__(self, config: EventBusConfig, stream: StreamSettings, **timeouts: float) -> None:
+        super().__init__(config, **timeouts)
         self.stream = stream
-        self.publish_timeout = publish_timeout
-        self.connect_timeout = connect_timeout
-        self._pid = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: nats.NATS | None = None
         self._js: _JetStream | None = None
         self._stream_ready = False
-        self._lock = threading.Lock()
 
     # --- the per-process loop ------------------------------------------------------------------
     def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:

@@ -29,18 +29,17 @@ import contextlib
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from core.config import EventBusConfig
-from eventbus.base import CLOUDEVENTS_CONTENT_TYPE, BatchResult, Message
+from eventbus.base import CLOUDEVENTS_CONTENT_TYPE, AdapterBase, BatchResult, Message
 
 logger = logging.getLogger("iam.EventBusAdapter")
 
@@ -102,12 +101,13 @@ def is_per_event(error: BaseException | KafkaError) -> bool:
 
 @dataclass(frozen=True)
 class TopicSettings:
-    name: str
-    partitions: int
-    replication_factor: int = -1  # the broker's default.replication.factor
-    cloudevents_mode: str = BINARY
-    max_message_bytes: int = 1_000_000
-    linger_ms: int = 5
+    name: str = field(metadata={"setting": "KAFKA_TOPIC"})
+    partitions: int = field(metadata={"setting": "KAFKA_TOPIC_PARTITIONS"})
+    # -1: the broker's default.replication.factor
+    replication_factor: int = field(default=-1, metadata={"setting": "KAFKA_TOPIC_REPLICATION_FACTOR"})
+    cloudevents_mode: str = field(default=BINARY, metadata={"setting": "KAFKA_CLOUDEVENTS_MODE"})
+    max_message_bytes: int = field(default=1_000_000, metadata={"setting": "KAFKA_MAX_MESSAGE_BYTES"})
+    linger_ms: int = field(default=5, metadata={"setting": "KAFKA_LINGER_MS"})
 
 
 def kafka_record(message: Message, mode: str) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
@@ -144,25 +144,14 @@ class _Batch:
         return delivered
 
 
-class KafkaAdapter:
-    def __init__(
-        self,
-        config: EventBusConfig,
-        topic: TopicSettings,
-        *,
-        publish_timeout: float = 5.0,
-        connect_timeout: float = 2.0,
-    ) -> None:
+class KafkaAdapter(AdapterBase):
+    def __init__(self, config: EventBusConfig, topic: TopicSettings, **timeouts: float) -> None:
         if topic.cloudevents_mode not in CLOUDEVENTS_MODES:
             raise ValueError(f"KAFKA_CLOUDEVENTS_MODE must be one of {', '.join(CLOUDEVENTS_MODES)}")
-        self.config = config
+        super().__init__(config, **timeouts)
         self.topic = topic
-        self.publish_timeout = publish_timeout
-        self.connect_timeout = connect_timeout
-        self._pid = -1
         self._producer: Producer | None = None
         self._topic_ready = False
-        self._lock = threading.Lock()
         self._thread: ThreadPoolExecutor | None = None
         self._thread_pid = -1
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connection
 from django.db.models import JSONField, QuerySet
 from django.db.models.expressions import RawSQL
 
+from core.db.lookups import get_by_id
 from core.db.replicas import read_connection
-from core.errors import NotFound
 from groups.models import Group, Membership
 
 
@@ -19,10 +20,7 @@ def groups_of(*, tenant: Any) -> QuerySet[Group]:
 
 
 def group_get(*, tenant: Any, group_id: str) -> Group:
-    try:
-        return Group.objects.get(tenant=tenant, pk=uuid.UUID(str(group_id)))
-    except (ValueError, Group.DoesNotExist):
-        raise NotFound("no such group in this tenant") from None
+    return get_by_id(groups_of(tenant=tenant), group_id, "no such group in this tenant")
 
 
 def members_of(*, group: Group) -> QuerySet[Membership]:
@@ -57,16 +55,28 @@ DIRECT_GROUPS_OF_USERS = """
 """
 
 
-def direct_groups_of_users(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    """The groups each of ``user_ids`` is directly a member of (id, key, display name), in one query."""
-    found: dict[uuid.UUID, list[dict[str, Any]]] = {user_id: [] for user_id in user_ids}
-    if not user_ids:
+def _rows_by_owner(
+    sql: str, owner_ids: list[uuid.UUID], item: Callable[..., dict[str, Any]]
+) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """``sql`` run once for all of ``owner_ids`` (its one parameter): each owner's rows, ``item`` of the
+    columns after the first (the owner's id); an owner without rows has an empty list."""
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {owner_id: [] for owner_id in owner_ids}
+    if not owner_ids:
         return found
     with connection.cursor() as cursor:
-        cursor.execute(DIRECT_GROUPS_OF_USERS, [list(user_ids)])
-        for user_id, group_id, key, display_name in cursor.fetchall():
-            found.setdefault(user_id, []).append({"id": group_id, "key": key, "display_name": display_name})
+        cursor.execute(sql, [list(owner_ids)])
+        for owner_id, *columns in cursor.fetchall():
+            found.setdefault(owner_id, []).append(item(*columns))
     return found
+
+
+def direct_groups_of_users(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """The groups each of ``user_ids`` is directly a member of (id, key, display name), in one query."""
+    return _rows_by_owner(
+        DIRECT_GROUPS_OF_USERS,
+        user_ids,
+        lambda group_id, key, display_name: {"id": group_id, "key": key, "display_name": display_name},
+    )
 
 
 MEMBERS_OF_GROUPS = """
@@ -79,15 +89,15 @@ MEMBERS_OF_GROUPS = """
 
 def members_of_groups(group_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
     """The direct members of each of ``group_ids`` (id, kind ``User``/``Group``, a name to show), in one query."""
-    found: dict[uuid.UUID, list[dict[str, Any]]] = {group_id: [] for group_id in group_ids}
-    if not group_ids:
-        return found
-    with connection.cursor() as cursor:
-        cursor.execute(MEMBERS_OF_GROUPS, [list(group_ids)])
-        for group_id, member_id, is_user, display in cursor.fetchall():
-            kind = "User" if is_user else "Group"
-            found.setdefault(group_id, []).append({"id": member_id, "kind": kind, "display": display})
-    return found
+    return _rows_by_owner(
+        MEMBERS_OF_GROUPS,
+        group_ids,
+        lambda member_id, is_user, display: {
+            "id": member_id,
+            "kind": "User" if is_user else "Group",
+            "display": display,
+        },
+    )
 
 
 def member_ids_of(group: Group) -> list[str]:

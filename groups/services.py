@@ -18,31 +18,31 @@ from uuid import UUID
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from attributes.holder_updates import holder_updated
 from attributes.selectors import definitions_for
-from attributes.validation import attributes_changed, validate_attributes
-from core.db.locking import lock_for_write
+from attributes.validation import validate_attributes
+from core.db.locking import lock_for_write, locked_for_write
 from core.errors import Conflict, FieldError, ValidationFailed
+from core.field_updates import assign_changed, refuse_read_only, replacement
 from core.guards import domain_write
 from groups.models import KEY_PATTERN, Group
 from groups.nesting import check_nesting, nesting_lock
-from outbox.changes import Change, record_change, record_changes
+from outbox.changes import Aggregate, Change, record_changes, row_state
 
 UPDATABLE_FIELDS = ("key", "display_name", "external_id", "priority")
 PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 
 
+#: A group's fields in its events, after ``id`` and ``tenant_id``.
+EVENT_FIELDS = ("key", "display_name", "external_id", "priority", "attributes", "version")
+
+
 def group_data(group: Group) -> dict[str, Any]:
     """The state of a group as events carry it (members are not part of it: see the members events)."""
-    return {
-        "id": str(group.id),
-        "tenant_id": str(group.tenant_id),
-        "key": group.key,
-        "display_name": group.display_name,
-        "external_id": group.external_id,
-        "priority": group.priority,
-        "attributes": group.attributes,
-        "version": group.version,
-    }
+    return row_state(group, EVENT_FIELDS)
+
+
+GROUPS = Aggregate[Group]("Group", group_data, lambda group: group.key)
 
 
 def _check_fields(group: Group) -> None:
@@ -71,26 +71,9 @@ def _validated_attributes(tenant_id: UUID, values: Any) -> dict[str, Any]:
     return validate_attributes(definitions_for(tenant_id=tenant_id, target="group"), values)
 
 
-def _save_and_record(
-    group: Group, event_type: str, data: dict[str, Any], *, before: dict[str, Any] | None = None, insert: bool = False
-) -> None:
-    """Save ``group`` (a duplicate key or external id is a 409) and record the change's event."""
-    try:
-        with transaction.atomic():
-            group.save(force_insert=insert)
-    except IntegrityError:
-        raise Conflict(
-            f"a group with key {group.key!r} or external_id {group.external_id!r} already exists in this tenant"
-        ) from None
-    record_change(
-        event_type=event_type,
-        tenant_id=group.tenant_id,
-        aggregate_id=group.id,
-        aggregate_version=group.version,
-        data=data,
-        before=before,
-        object_repr=group.key,
-    )
+def _conflict(group: Group) -> str:
+    """What a 409 says when ``group``'s key or external id is taken."""
+    return f"a group with key {group.key!r} or external_id {group.external_id!r} already exists in this tenant"
 
 
 def group_create(
@@ -105,9 +88,7 @@ def group_create(
     group = Group(tenant=tenant, key=key, display_name=display_name, external_id=external_id, priority=priority)
     _check_fields(group)
     group.attributes = _validated_attributes(tenant.pk, attributes or {})
-    with transaction.atomic(), domain_write():
-        _save_and_record(group, "GroupCreated", group_data(group), insert=True)
-    return group
+    return GROUPS.insert(group, _conflict(group))
 
 
 def group_update(
@@ -119,29 +100,15 @@ def group_update(
     **fields: Any,
 ) -> Group:
     """Change fields and/or attributes (replace, or merge with ``None`` removing); one event if changed."""
-    unknown = set(fields) - set(UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
-    with transaction.atomic(), domain_write():
-        locked = lock_for_write(group, expected_version=expected_version)
+    refuse_read_only(fields, UPDATABLE_FIELDS)
+    with locked_for_write(group, expected_version=expected_version) as locked:
         before = group_data(locked)
-        changed = [name for name, value in fields.items() if getattr(locked, name) != value]
-        for name in changed:
-            setattr(locked, name, fields[name])
+        changed = assign_changed(locked, fields)
         _check_fields(locked)
-        if attributes is not None:
-            definitions = definitions_for(tenant_id=locked.tenant_id, target="group")
-            new_values = attributes_changed(
-                locked.attributes, attributes, merge=merge_attributes, definitions=definitions
-            )
-            if new_values is not None:
-                locked.attributes = new_values
-                changed.append("attributes")
-        if not changed:
-            return locked
-        locked.version += 1
-        _save_and_record(locked, "GroupUpdated", {**group_data(locked), "changed": changed}, before=before)
-    return locked
+        conflict = _conflict(locked)
+        return holder_updated(
+            GROUPS, locked, before, changed, conflict, attributes=attributes, merge=merge_attributes, target="group"
+        )
 
 
 #: What PUT gives a field it omits (``group_replace``).
@@ -153,17 +120,13 @@ def group_replace(
 ) -> Group:
     """PUT: the group becomes what is given; an absent field takes its default, absent attributes are removed."""
     return group_update(
-        group=group,
-        expected_version=expected_version,
-        attributes=attributes if attributes is not None else {},
-        **{**REPLACE_DEFAULTS, **fields},
+        group=group, expected_version=expected_version, **replacement(attributes, fields, REPLACE_DEFAULTS)
     )
 
 
-def _members_event(group: Group, event_type: str, users: list[str], groups: list[str]) -> Change:
-    data = {"id": str(group.id), "tenant_id": str(group.tenant_id), "key": group.key, "version": group.version}
-    return Change(event_type, group.tenant_id, group.id, group.version, {**data, "users": users, "groups": groups},
-                  object_repr=group.key)  # fmt: skip
+def _members_event(group: Group, event: str, users: list[str], groups: list[str]) -> Change:
+    """``GroupMembersAdded`` or ``GroupMembersRemoved`` (``event`` without the ``Group``)."""
+    return GROUPS.change(group, event, {**row_state(group, ("key", "version")), "users": users, "groups": groups})
 
 
 def group_delete(*, group: Group, expected_version: int | None = None) -> None:
@@ -179,17 +142,11 @@ def group_delete(*, group: Group, expected_version: int | None = None) -> None:
             for parent in parents:
                 parent.version += 1
                 parent.save(update_fields=["version", "updated_at"])
-                changes.append(_members_event(parent, "GroupMembersRemoved", [], [str(locked.id)]))
+                changes.append(_members_event(parent, "MembersRemoved", [], [str(locked.id)]))
             cursor.execute("DELETE FROM groups_membership WHERE group_id = %s", [locked.id])
             member_count = cursor.rowcount
-        data = group_data(locked)
-        version = locked.version + 1
-        group_id, tenant_id = locked.id, locked.tenant_id
+        changes.append(GROUPS.removed(locked, members_removed=member_count))
         locked.delete()
-        changes.append(
-            Change("GroupDeleted", tenant_id, group_id, version,
-                   {**data, "version": version, "members_removed": member_count}, before=data, object_repr=data["key"])
-        )  # fmt: skip
         record_changes(changes)
 
 
@@ -293,7 +250,7 @@ def group_members_add(*, group: Group, ids: Any, expected_version: int | None = 
                     cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             except IntegrityError:
                 raise Conflict("a member was deleted while it was being added; try again") from None
-        return _members_changed(locked, "GroupMembersAdded", added)
+        return _members_changed(locked, "MembersAdded", added)
 
 
 def group_members_remove(*, group: Group, ids: Any, expected_version: int | None = None) -> MembersChange:
@@ -309,14 +266,14 @@ def group_members_remove(*, group: Group, ids: Any, expected_version: int | None
                 [locked.id, users, groups],
             )
             removed = cursor.fetchall()
-        return _members_changed(locked, "GroupMembersRemoved", removed)
+        return _members_changed(locked, "MembersRemoved", removed)
 
 
-def _members_changed(locked: Group, event_type: str, rows: list[tuple[Any, Any]]) -> MembersChange:
+def _members_changed(locked: Group, event: str, rows: list[tuple[Any, Any]]) -> MembersChange:
     users = sorted(str(user) for user, _ in rows if user is not None)
     groups = sorted(str(child) for _, child in rows if child is not None)
     if rows:
         locked.version += 1
         locked.save(update_fields=["version", "updated_at"])
-        record_changes([_members_event(locked, event_type, users, groups)])
+        record_changes([_members_event(locked, event, users, groups)])
     return MembersChange(locked, users, groups)

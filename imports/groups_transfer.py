@@ -22,6 +22,7 @@ from groups import services
 from groups.models import Group, Membership
 from imports.transfer import FileFormatError, _jsonl_rows
 from users.models import User
+from users.services import WriteCounts
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -45,9 +46,7 @@ def groups_export(*, tenant: Any, out: SupportsWrite[str]) -> int:
 
 
 @dataclass
-class GroupsImportReport:
-    created: int = 0
-    updated: int = 0
+class GroupsImportReport(WriteCounts):
     members_added: int = 0
     members_removed: int = 0
 

@@ -1,27 +1,29 @@
 """Recording a domain change: its outbox event, its audit record and the tenant's revision, in the
 change's transaction.
 
-The one call every service makes after changing a row (``record_change``), so that no door can
-write the event without the audit record or the other way round. It also counts the change in the
-tenant's ``TenantRevision`` (the OPA bundle's ETag), under that row's lock, so the counter orders
-a tenant's changes by commit.
+The one call every service makes after changing a row (``record_changes``, each change built by the
+row's :class:`Aggregate`), so that no door can write the event without the audit record or the
+other way round. It also counts the change in the tenant's ``TenantRevision`` (the OPA bundle's
+ETag), under that row's lock, so the counter orders a tenant's changes by commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditRecord
 from audit.services import audit_build, pii_keys
 from core.db import replicas
 from core.db.copy import copy_insert
-from outbox.events import EVENT_TYPES
+from core.db.locking import save_or_conflict
+from core.guards import DomainModel, domain_write
+from outbox.events import EVENT_TYPES, AggregateEvent
 from outbox.services import event_build, events_record
 
 ACTIONS = {"Created": "create", "Deleted": "delete"}
@@ -29,20 +31,6 @@ REVISION_BUMP = """
     INSERT INTO tenants_tenantrevision (tenant_id, value) SELECT id, 1 FROM unnest(%s::uuid[]) AS id
     ON CONFLICT (tenant_id) DO UPDATE SET value = tenants_tenantrevision.value + 1
 """
-
-
-def record_change(
-    *,
-    event_type: str,
-    tenant_id: UUID,
-    aggregate_id: UUID,
-    aggregate_version: int,
-    data: dict[str, Any],
-    before: dict[str, Any] | None = None,
-    object_repr: str = "",
-) -> None:
-    """Write the event (``data`` = the new state) and the audit record (``before`` → ``data``)."""
-    record_changes([Change(event_type, tenant_id, aggregate_id, aggregate_version, data, before, object_repr)])
 
 
 ChangeListener = Callable[[str, UUID, dict[str, Any], dict[str, Any] | None], None]
@@ -95,16 +83,72 @@ def _bump_revisions(tenant_ids: list[UUID]) -> None:
 
 
 @dataclass(frozen=True)
-class Change:
-    """One change of a bulk write: the same fields as :func:`record_change` takes."""
+class Change(AggregateEvent):
+    """One change: its event (``data`` = the new state) and its audit record (``before`` → ``data``)."""
 
-    event_type: str
-    tenant_id: UUID
-    aggregate_id: UUID
-    aggregate_version: int
-    data: dict[str, Any]
     before: dict[str, Any] | None = None
     object_repr: str = ""
+
+
+R = TypeVar("R", bound=DomainModel)
+
+
+def row_state(row: Any, names: Iterable[str]) -> dict[str, Any]:
+    """A row as events carry it: its ``id`` and ``tenant_id`` as strings, then the fields ``names``."""
+    return {"id": str(row.id), "tenant_id": str(row.tenant_id), **{name: getattr(row, name) for name in names}}
+
+
+def _tenant_id(row: Any) -> UUID:
+    return cast(UUID, row.tenant_id)
+
+
+@dataclass(frozen=True)
+class Aggregate(Generic[R]):
+    """How the services record the changes of one kind of versioned row: the prefix of its event
+    types (``User`` → ``UserCreated``…), its state as events carry it, its name in the audit log, its
+    tenant, and whether a change of its attribute values alone is an ``…AttributesChanged``."""
+
+    name: str
+    state: Callable[[R], dict[str, Any]]
+    label: Callable[[R], str]
+    tenant_of: Callable[[R], UUID] = _tenant_id
+    attributes_changed_event: bool = False
+
+    def change(
+        self,
+        row: R,
+        event: str,
+        data: dict[str, Any],
+        *,
+        before: dict[str, Any] | None = None,
+        version: int | None = None,
+    ) -> Change:
+        """The change ``<name><event>`` of ``row`` at its version (or ``version``)."""
+        tenant_id, label = self.tenant_of(row), self.label(row)
+        return Change(
+            f"{self.name}{event}", tenant_id, row.pk, row.version if version is None else version, data, before, label
+        )
+
+    def created(self, row: R) -> Change:
+        return self.change(row, "Created", self.state(row))
+
+    def insert(self, row: R, conflict: str) -> R:
+        """Save the new ``row`` (a unique clash is a 409 saying ``conflict``) and record its ``…Created``,
+        in one transaction."""
+        with transaction.atomic(), domain_write():
+            save_or_conflict(row, conflict, force_insert=True)
+            record_changes([self.created(row)])
+        return row
+
+    def updated(self, row: R, before: dict[str, Any], changed: list[str]) -> Change:
+        attributes_only = self.attributes_changed_event and changed == ["attributes"]
+        event = "AttributesChanged" if attributes_only else "Updated"
+        return self.change(row, event, {**self.state(row), "changed": changed}, before=before)
+
+    def removed(self, row: R, event: str = "Deleted", **extra: Any) -> Change:
+        """The change of removing ``row``, taken before it goes: its last state one version on, and ``extra``."""
+        before, version = self.state(row), row.version + 1
+        return self.change(row, event, {**before, "version": version, **extra}, before=before, version=version)
 
 
 def record_changes(changes: list[Change]) -> None:
@@ -123,13 +167,7 @@ def record_changes(changes: list[Change]) -> None:
         pii_default = change.data.get("pii") is True and change.data.get("default") is not None
         if (pii or pii_default) and change.tenant_id not in carried:
             carried[change.tenant_id] = any(source(change.tenant_id) for source in _pii_in_events)
-        row = event_build(
-            event_type=change.event_type,
-            tenant_id=change.tenant_id,
-            aggregate_id=change.aggregate_id,
-            aggregate_version=change.aggregate_version,
-            data=event_data(change.data, pii, carried.get(change.tenant_id, False)),
-        )
+        row = event_build(replace(change, data=event_data(change.data, pii, carried.get(change.tenant_id, False))))
         events.append(row)
         action = next((a for suffix, a in ACTIONS.items() if change.event_type.endswith(suffix)), "update")
         audits.append(

@@ -1,6 +1,6 @@
 """The event-type registry and the CloudEvents 1.0 envelope of every domain event.
 
-Every event type is declared here once; :func:`outbox.services.event_record` refuses an unknown
+Every event type is declared here once; :func:`outbox.services.event_build` refuses an unknown
 one, and :func:`check_registry` (run when the app loads) refuses a registry whose names do not
 fit the subject scheme ``<prefix>.<tenant id>.<aggregate type>.<EventType>``.
 """
@@ -16,9 +16,24 @@ from uuid import UUID
 
 @dataclass(frozen=True)
 class EventType:
+    """A registered event type: its name, the type of aggregate it happens to (the subject's third
+    token), and what it means (docs/events.md lists them)."""
+
     name: str
     aggregate_type: str
     description: str
+
+
+@dataclass(frozen=True)
+class AggregateEvent:
+    """One event of one aggregate: its type's name, the tenant, the aggregate and its version after the
+    change, and ``data``, the aggregate's new state."""
+
+    event_type: str
+    tenant_id: UUID
+    aggregate_id: UUID
+    aggregate_version: int
+    data: dict[str, Any]
 
 
 TENANT = "tenant"

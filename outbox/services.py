@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -13,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.db.copy import copy_insert
-from outbox.events import EVENT_TYPES, envelope, subject_for
+from outbox.events import EVENT_TYPES, AggregateEvent, envelope, subject_for
 from outbox.models import OutboxEvent
 from outbox.partitions import partition_of
 
@@ -24,62 +23,40 @@ class OutboxOutsideTransaction(RuntimeError):
     """An event was recorded outside a transaction: it could commit without its change."""
 
 
-def event_build(
-    *,
-    event_type: str,
-    tenant_id: UUID,
-    aggregate_id: UUID,
-    aggregate_version: int,
-    data: dict[str, Any],
-    replay_of: UUID | None = None,
-) -> OutboxEvent:
+def event_build(occurred: AggregateEvent, *, replay_of: UUID | None = None) -> OutboxEvent:
     """An unsaved outbox row for a registered event type, with its CloudEvents envelope."""
-    event = EVENT_TYPES.get(event_type)
+    event = EVENT_TYPES.get(occurred.event_type)
     if event is None:
-        raise KeyError(f"unregistered event type {event_type!r}")
+        raise KeyError(f"unregistered event type {occurred.event_type!r}")
     event_id = uuid.uuid4()
     count = settings.OUTBOX_PARTITIONS
     return OutboxEvent(
         event_id=event_id,
         event_type=event.name,
         aggregate_type=event.aggregate_type,
-        aggregate_id=aggregate_id,
-        aggregate_version=aggregate_version,
-        tenant_id=tenant_id,
-        partition=partition_of(aggregate_id, count),
+        aggregate_id=occurred.aggregate_id,
+        aggregate_version=occurred.aggregate_version,
+        tenant_id=occurred.tenant_id,
+        partition=partition_of(occurred.aggregate_id, count),
         partition_count=count,
-        subject=subject_for(settings.NATS_SUBJECT_PREFIX, tenant_id, event),
+        subject=subject_for(settings.NATS_SUBJECT_PREFIX, occurred.tenant_id, event),
         payload=envelope(
             event_id=event_id,
             event=event,
             source=settings.IAM_EVENT_SOURCE,
             time=timezone.now(),
-            tenant_id=tenant_id,
-            aggregate_id=aggregate_id,
-            aggregate_version=aggregate_version,
-            data=data,
+            tenant_id=occurred.tenant_id,
+            aggregate_id=occurred.aggregate_id,
+            aggregate_version=occurred.aggregate_version,
+            data=occurred.data,
             replay_of=replay_of,
         ),
     )
 
 
-def event_record(
-    *,
-    event_type: str,
-    tenant_id: UUID,
-    aggregate_id: UUID,
-    aggregate_version: int,
-    data: dict[str, Any],
-) -> OutboxEvent:
+def event_record(occurred: AggregateEvent) -> OutboxEvent:
     """Insert one outbox row for a domain event; the relay is poked when the transaction commits."""
-    row = event_build(
-        event_type=event_type,
-        tenant_id=tenant_id,
-        aggregate_id=aggregate_id,
-        aggregate_version=aggregate_version,
-        data=data,
-    )
-    return events_record([row])[0]
+    return events_record([event_build(occurred)])[0]
 
 
 def events_record(rows: list[OutboxEvent]) -> list[OutboxEvent]:
@@ -163,14 +140,14 @@ def outbox_replay(
     with transaction.atomic():
         batch: list[OutboxEvent] = []
         for original in rows.iterator(chunk_size=2000):
-            copy = event_build(
-                event_type=original.event_type,
-                tenant_id=original.tenant_id,
-                aggregate_id=original.aggregate_id,
-                aggregate_version=original.aggregate_version,
-                data=original.payload.get("data", {}),
-                replay_of=original.event_id,
+            occurred = AggregateEvent(
+                original.event_type,
+                original.tenant_id,
+                original.aggregate_id,
+                original.aggregate_version,
+                original.payload.get("data", {}),
             )
+            copy = event_build(occurred, replay_of=original.event_id)
             batch.append(copy)
             if len(batch) >= 2000:
                 copied += len(events_record(batch))

@@ -72,15 +72,19 @@ class Present:
 
 
 @dataclass(frozen=True)
-class And:
+class _Junction:
+    """Two filters joined by a logical operator (its subclass)."""
+
     left: Node
     right: Node
 
 
-@dataclass(frozen=True)
-class Or:
-    left: Node
-    right: Node
+class And(_Junction):
+    """``left and right``."""
+
+
+class Or(_Junction):
+    """``left or right``."""
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from attributes.holder_updates import holder_updated
 from attributes.models import AttributeDefinition
-from attributes.selectors import definitions_for
-from attributes.validation import merge_attribute_patch, validate_attributes
-from core.db.locking import locked_for_write, save_or_conflict
+from attributes.validation import validate_attributes
+from core.db.locking import locked_for_write
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from core.guards import domain_write
-from outbox.changes import record_change
+from core.field_updates import assign_changed, refuse_read_only, replacement
+from outbox.changes import Aggregate, record_changes
 from tenants.models import Tenant, TenantRevision
 
 UPDATABLE_FIELDS = ("slug", "name", "status", "events_include_pii")
@@ -34,6 +33,11 @@ def tenant_data(tenant: Tenant) -> dict[str, Any]:
         "version": tenant.version,
         "deleted_at": tenant.deleted_at.isoformat() if tenant.deleted_at else None,
     }
+
+
+TENANTS = Aggregate[Tenant](
+    "Tenant", tenant_data, lambda tenant: tenant.slug, tenant_of=lambda tenant: tenant.id, attributes_changed_event=True
+)
 
 
 def _full_clean(tenant: Tenant) -> None:
@@ -60,17 +64,7 @@ def tenant_create(
     if attributes:
         # A new tenant has no definitions yet, so any attribute key is unknown.
         validate_attributes([], attributes)
-    with transaction.atomic(), domain_write():
-        save_or_conflict(tenant, f"a tenant with slug {slug!r} already exists", force_insert=True)
-        record_change(
-            event_type="TenantCreated",
-            tenant_id=tenant.id,
-            aggregate_id=tenant.id,
-            aggregate_version=tenant.version,
-            data=tenant_data(tenant),
-            object_repr=tenant.slug,
-        )
-    return tenant
+    return TENANTS.insert(tenant, f"a tenant with slug {slug!r} already exists")
 
 
 def tenant_update(
@@ -85,40 +79,19 @@ def tenant_update(
 
     ``attributes`` replaces the map, or with ``merge_attributes`` is merged into it (``None`` removes a key).
     """
-    unknown = set(fields) - set(UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
+    refuse_read_only(fields, UPDATABLE_FIELDS)
     with locked_for_write(tenant, expected_version=expected_version) as locked:
         if locked.deleted_at is not None:  # deleted since the caller read it: restore it first
             raise NotFound(f"tenant {locked.slug!r} has been deleted")
         before = tenant_data(locked)
-        changed = [name for name, value in fields.items() if getattr(locked, name) != value]
-        for name in changed:
-            setattr(locked, name, fields[name])
+        changed = assign_changed(locked, fields)
         if changed:
             _full_clean(locked)
-        if attributes is not None:
-            new_values = merge_attribute_patch(locked.attributes, attributes) if merge_attributes else attributes
-            definitions = definitions_for(tenant_id=locked.id, target=AttributeDefinition.Target.TENANT)
-            new_values = validate_attributes(definitions, new_values)
-            if new_values != locked.attributes:
-                locked.attributes = new_values
-                changed.append("attributes")
-        if not changed:
-            return locked
-        locked.version += 1
-        save_or_conflict(locked, f"a tenant with slug {locked.slug!r} already exists")
-        event_type = "TenantAttributesChanged" if changed == ["attributes"] else "TenantUpdated"
-        record_change(
-            event_type=event_type,
-            tenant_id=locked.id,
-            aggregate_id=locked.id,
-            aggregate_version=locked.version,
-            data={**tenant_data(locked), "changed": changed},
-            before=before,
-            object_repr=locked.slug,
+        conflict = f"a tenant with slug {locked.slug!r} already exists"
+        target = AttributeDefinition.Target.TENANT
+        return holder_updated(
+            TENANTS, locked, before, changed, conflict, attributes=attributes, merge=merge_attributes, target=target
         )
-    return locked
 
 
 REPLACE_DEFAULTS = {"status": Tenant.Status.ACTIVE, "events_include_pii": False}
@@ -130,30 +103,18 @@ def tenant_replace(
     """PUT: the tenant becomes what is given; an absent field takes its default (``REPLACE_DEFAULTS``),
     absent attributes are removed."""
     return tenant_update(
-        tenant=tenant,
-        expected_version=expected_version,
-        attributes=attributes if attributes is not None else {},
-        **{**REPLACE_DEFAULTS, **fields},
+        tenant=tenant, expected_version=expected_version, **replacement(attributes, fields, REPLACE_DEFAULTS)
     )
 
 
-def _lifecycle(
-    tenant: Tenant, event_type: str, expected_version: int | None, change: Callable[[Tenant], None]
-) -> Tenant:
+def _lifecycle(tenant: Tenant, event: str, expected_version: int | None, change: Callable[[Tenant], None]) -> Tenant:
+    """``change`` the locked tenant and record it as the event ``Tenant<event>``."""
     with locked_for_write(tenant, expected_version=expected_version) as locked:
         before = tenant_data(locked)
         change(locked)
         locked.version += 1
         locked.save()
-        record_change(
-            event_type=event_type,
-            tenant_id=locked.id,
-            aggregate_id=locked.id,
-            aggregate_version=locked.version,
-            data=tenant_data(locked),
-            before=before,
-            object_repr=locked.slug,
-        )
+        record_changes([TENANTS.change(locked, event, tenant_data(locked), before=before)])
     return locked
 
 
@@ -166,7 +127,7 @@ def tenant_delete(*, tenant: Tenant, expected_version: int | None = None) -> Ten
             raise Conflict(f"tenant {locked.slug!r} is already deleted")
         locked.deleted_at = timezone.now()
 
-    return _lifecycle(tenant, "TenantDeleted", expected_version, delete)
+    return _lifecycle(tenant, "Deleted", expected_version, delete)
 
 
 def tenant_restore(*, tenant: Tenant) -> Tenant:
@@ -175,7 +136,7 @@ def tenant_restore(*, tenant: Tenant) -> Tenant:
             raise Conflict(f"tenant {locked.slug!r} is not deleted")
         locked.deleted_at = None
 
-    return _lifecycle(tenant, "TenantRestored", None, restore)
+    return _lifecycle(tenant, "Restored", None, restore)
 
 
 def tenant_suspend(*, tenant: Tenant) -> Tenant:
@@ -194,20 +155,11 @@ def tenant_purge(*, tenant: Tenant, force: bool = False) -> int:
         due = locked.deleted_at + timedelta(days=settings.TENANT_RETENTION_DAYS)
         if not force and timezone.now() < due:
             raise Conflict(f"tenant {locked.slug!r} can be restored until {due.isoformat()}; purge refused")
-        data = tenant_data(locked)
         users = locked.users.all().delete()[0]  # the users app sits above this one: its rows through the relation
         AttributeDefinition.objects.filter(tenant=locked).delete()
-        version = locked.version + 1
+        purged = TENANTS.removed(locked, "Purged", users_removed=users)
         locked.delete()
-        record_change(
-            event_type="TenantPurged",
-            tenant_id=tenant.pk,  # locked.pk is None once deleted
-            aggregate_id=tenant.pk,
-            aggregate_version=version,
-            data={**data, "version": version, "users_removed": users},
-            before=data,
-            object_repr=data["slug"],
-        )
+        record_changes([purged])
         TenantRevision.objects.filter(tenant_id=tenant.pk).delete()  # nothing left to version
     return users
 

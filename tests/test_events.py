@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, transaction
 
 from core.guards import DomainWriteOutsideService
-from outbox.events import EVENT_TYPES, check_registry
+from outbox.events import EVENT_TYPES, AggregateEvent, check_registry
 from outbox.models import OutboxEvent
 from outbox.services import OutboxOutsideTransaction, event_record
 from tenants import services as tenant_services
@@ -183,13 +183,9 @@ def test_the_sql_guard_catches_raw_sql_writes() -> None:
 def test_an_event_cannot_be_recorded_outside_a_transaction() -> None:
     tenant = TenantFactory(slug="acme")
     with pytest.raises(OutboxOutsideTransaction):
-        event_record(
-            event_type="TenantUpdated", tenant_id=tenant.pk, aggregate_id=tenant.pk, aggregate_version=9, data={}
-        )
+        event_record(AggregateEvent("TenantUpdated", tenant.pk, tenant.pk, 9, {}))
     with pytest.raises(KeyError), transaction.atomic():
-        event_record(
-            event_type="TenantExploded", tenant_id=tenant.pk, aggregate_id=tenant.pk, aggregate_version=9, data={}
-        )
+        event_record(AggregateEvent("TenantExploded", tenant.pk, tenant.pk, 9, {}))
 
 
 def test_payload_is_json_serialisable_with_every_attribute_type() -> None:

@@ -26,6 +26,7 @@ from core.config import event_bus_config
 from devtools.harness.children import wait_until
 from eventbus.jetstream import NatsJetStreamAdapter
 from outbox import services as outbox_services
+from outbox.events import AggregateEvent
 from outbox.models import OutboxEvent
 from outbox.relay import OutboxWorker
 from tests.nats_cluster import NatsCluster, read_stream
@@ -64,11 +65,7 @@ class Writer:
             self.version += 1
             rows = [
                 outbox_services.event_build(
-                    event_type="UserUpdated",
-                    tenant_id=self.tenant,
-                    aggregate_id=aggregate,
-                    aggregate_version=self.version,
-                    data={"version": self.version},
+                    AggregateEvent("UserUpdated", self.tenant, aggregate, self.version, {"version": self.version})
                 )
                 for aggregate in self.aggregates
             ]

@@ -30,6 +30,7 @@ import eventbus
 from eventbus import get_adapter
 from eventbus.base import BatchResult, EventBusAdapter, Message
 from outbox import services as outbox_services
+from outbox.events import AggregateEvent
 from outbox.models import OutboxEvent
 from outbox.partitions import Lane
 from outbox.relay import OutboxWorker
@@ -116,11 +117,7 @@ class Program:
             data = {"n": self.versions[index], "blob": "x" * (3 * LIMIT if poison else 10)}
             rows.append(
                 outbox_services.event_build(
-                    event_type="UserUpdated",
-                    tenant_id=self.tenant,
-                    aggregate_id=self.aggregates[index],
-                    aggregate_version=self.versions[index],
-                    data=data,
+                    AggregateEvent("UserUpdated", self.tenant, self.aggregates[index], self.versions[index], data)
                 )
             )
         if poison:

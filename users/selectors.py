@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import QuerySet
 
-from core.errors import NotFound
+from core.db.lookups import get_by_id
 from tenants.models import Tenant
 from users.models import User
 
@@ -16,7 +14,4 @@ def users_of(*, tenant: Tenant) -> QuerySet[User]:
 
 
 def user_get(*, tenant: Tenant, user_id: str) -> User:
-    try:
-        return User.objects.get(tenant=tenant, pk=uuid.UUID(str(user_id)))
-    except (ValueError, User.DoesNotExist):
-        raise NotFound("no such user in this tenant") from None
+    return get_by_id(users_of(tenant=tenant), user_id, "no such user in this tenant")

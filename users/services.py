@@ -8,14 +8,16 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from attributes.holder_updates import holder_updated
 from attributes.models import AttributeDefinition
 from attributes.selectors import definitions_for
 from attributes.validation import merge_attribute_patch
 from core.db.copy import copy_insert
-from core.db.locking import locked_for_write, save_or_conflict
+from core.db.locking import locked_for_write
 from core.errors import FieldError, ValidationFailed
+from core.field_updates import assign_changed, refuse_read_only, replacement
 from core.guards import domain_write
-from outbox.changes import Change, record_change, record_changes
+from outbox.changes import Aggregate, Change, record_changes, row_state
 from tenants.models import Tenant
 from users.models import User
 from users.validation import USER_FIELDS, user_clean, validate_profile
@@ -23,19 +25,16 @@ from users.validation import USER_FIELDS, user_clean, validate_profile
 UPDATABLE_FIELDS = ("external_id", "email", "display_name", "status", "profile")
 
 
+#: A user's fields in its events, after ``id`` and ``tenant_id``.
+EVENT_FIELDS = ("external_id", "email", "display_name", "status", "attributes", "profile", "version")
+
+
 def user_data(user: User) -> dict[str, Any]:
     """The state of a user as events carry it."""
-    return {
-        "id": str(user.id),
-        "tenant_id": str(user.tenant_id),
-        "external_id": user.external_id,
-        "email": user.email,
-        "display_name": user.display_name,
-        "status": user.status,
-        "attributes": user.attributes,
-        "profile": user.profile,
-        "version": user.version,
-    }
+    return row_state(user, EVENT_FIELDS)
+
+
+USERS = Aggregate[User]("User", user_data, lambda user: user.external_id, attributes_changed_event=True)
 
 
 def _user_definitions(tenant_id: Any) -> list[AttributeDefinition]:
@@ -55,19 +54,7 @@ def user_create(
     values = {"external_id": external_id, "email": email, "display_name": display_name, "status": status}
     clean = user_clean({**values, "attributes": attributes or {}}, definitions=_user_definitions(tenant.id))
     user = User(tenant=tenant, profile=validate_profile(profile or {}), **clean)
-    with transaction.atomic(), domain_write():
-        save_or_conflict(
-            user, f"a user with external_id {external_id!r} already exists in this tenant", force_insert=True
-        )
-        record_change(
-            event_type="UserCreated",
-            tenant_id=tenant.id,
-            aggregate_id=user.id,
-            aggregate_version=user.version,
-            data=user_data(user),
-            object_repr=user.external_id,
-        )
-    return user
+    return USERS.insert(user, f"a user with external_id {external_id!r} already exists in this tenant")
 
 
 def user_update(
@@ -79,16 +66,12 @@ def user_update(
     **fields: Any,
 ) -> User:
     """Change fields and/or attributes (replace, or merge with ``None`` removing); one event if changed."""
-    unknown = set(fields) - set(UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed([FieldError(f"/{name}", "read_only", "cannot be changed") for name in sorted(unknown)])
+    refuse_read_only(fields, UPDATABLE_FIELDS)
     if "profile" in fields:
         fields["profile"] = validate_profile(fields["profile"])
     with locked_for_write(user, expected_version=expected_version) as locked:
         before = user_data(locked)
-        changed = [name for name, value in fields.items() if getattr(locked, name) != value]
-        for name in changed:
-            setattr(locked, name, fields[name])
+        changed = assign_changed(locked, fields)
         if changed or attributes is not None:
             current = {name: getattr(locked, name) for name in USER_FIELDS}
             if attributes is not None:
@@ -103,20 +86,8 @@ def user_update(
             if clean["attributes"] != locked.attributes:
                 locked.attributes = clean["attributes"]
                 changed.append("attributes")
-        if not changed:
-            return locked
-        locked.version += 1
-        save_or_conflict(locked, f"a user with external_id {locked.external_id!r} already exists in this tenant")
-        record_change(
-            event_type="UserAttributesChanged" if changed == ["attributes"] else "UserUpdated",
-            tenant_id=locked.tenant_id,
-            aggregate_id=locked.id,
-            aggregate_version=locked.version,
-            data={**user_data(locked), "changed": changed},
-            before=before,
-            object_repr=locked.external_id,
-        )
-    return locked
+        conflict = f"a user with external_id {locked.external_id!r} already exists in this tenant"
+        return holder_updated(USERS, locked, before, changed, conflict)
 
 
 REPLACE_DEFAULTS = {"email": "", "display_name": "", "status": User.Status.ACTIVE}
@@ -127,36 +98,29 @@ def user_replace(
 ) -> User:
     """PUT: the user becomes what is given; an absent field takes its default, absent attributes are removed."""
     return user_update(
-        user=user,
-        expected_version=expected_version,
-        attributes=attributes if attributes is not None else {},
-        **{**REPLACE_DEFAULTS, **fields},
+        user=user, expected_version=expected_version, **replacement(attributes, fields, REPLACE_DEFAULTS)
     )
 
 
 def user_delete(*, user: User, expected_version: int | None = None) -> None:
     with locked_for_write(user, expected_version=expected_version) as locked:
-        data = user_data(locked)
-        version = locked.version + 1
-        user_id, tenant_id = locked.id, locked.tenant_id
+        deleted = USERS.removed(locked)
         locked.delete()
-        record_change(
-            event_type="UserDeleted",
-            tenant_id=tenant_id,
-            aggregate_id=user_id,
-            aggregate_version=version,
-            data={**data, "version": version},
-            before=data,
-            object_repr=data["external_id"],
-        )
+        record_changes([deleted])
 
 
 @dataclass
-class UpsertReport:
-    """What a bulk upsert did: counts, and each invalid row's line number, external id and errors."""
+class WriteCounts:
+    """How many rows a bulk write created and updated (the imports' reports start with these)."""
 
     created: int = 0
     updated: int = 0
+
+
+@dataclass
+class UpsertReport(WriteCounts):
+    """What a bulk upsert did: counts, and each invalid row's line number, external id and errors."""
+
     unchanged: int = 0
     invalid: int = 0
     errors: list[tuple[int, str, list[FieldError]]] = field(default_factory=list)
@@ -239,21 +203,7 @@ def users_upsert(*, tenant: Tenant, rows: list[tuple[int, Any]], dry_run: bool =
                 ["email", "display_name", "status", "attributes", "version", "updated_at"],
                 batch_size=500,
             )
-        changes += [
-            Change("UserCreated", tenant.id, user.id, user.version, user_data(user), None, user.external_id)
-            for user in creates
-        ]
-        changes += [
-            Change(
-                "UserAttributesChanged" if changed == ["attributes"] else "UserUpdated",
-                tenant.id,
-                user.id,
-                user.version,
-                {**user_data(user), "changed": changed},
-                before,
-                user.external_id,
-            )
-            for user, before, changed in updates
-        ]
+        changes += [USERS.created(user) for user in creates]
+        changes += [USERS.updated(user, before, changed) for user, before, changed in updates]
         record_changes(changes)
     return report

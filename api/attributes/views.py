@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from access import scopes as S
 from api.attributes.serializers import DefinitionInputSerializer, DefinitionOutputSerializer
 from api.base import TenantScopedViewSet, expected_version, with_etag
-from api.crud import crud_scopes
+from api.crud import crud_schemas, crud_scopes
 from attributes import services
 from attributes.models import AttributeDefinition
 from attributes.selectors import definition_get
@@ -22,16 +22,7 @@ ONE = [TENANT_PARAM, KEY_PARAM]
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[TENANT_PARAM], responses=DefinitionOutputSerializer(many=True)),
-    create=extend_schema(
-        parameters=[TENANT_PARAM], request=DefinitionInputSerializer, responses={201: DefinitionOutputSerializer}
-    ),
-    retrieve=extend_schema(parameters=ONE, responses=DefinitionOutputSerializer),
-    update=extend_schema(parameters=ONE, request=DefinitionInputSerializer, responses=DefinitionOutputSerializer),
-    partial_update=extend_schema(
-        parameters=ONE, request=DefinitionInputSerializer, responses=DefinitionOutputSerializer
-    ),
-    destroy=extend_schema(parameters=ONE, responses={204: None}),
+    **crud_schemas(DefinitionInputSerializer, DefinitionOutputSerializer, collection=[TENANT_PARAM], item=ONE)
 )
 class AttributeDefinitionViewSet(TenantScopedViewSet):
     scopes = crud_scopes(read=S.DIRECTORY_READ, write=S.SCHEMA_WRITE)
@@ -43,9 +34,7 @@ class AttributeDefinitionViewSet(TenantScopedViewSet):
 
     queryset = AttributeDefinition.objects.none()  # for the schema generator; requests use get_queryset
 
-    def get_queryset(self) -> QuerySet[AttributeDefinition]:
-        if getattr(self, "swagger_fake_view", False):
-            return AttributeDefinition.objects.none()
+    def tenant_rows(self) -> QuerySet[AttributeDefinition]:
         return AttributeDefinition.objects.filter(tenant=self.tenant)
 
     def released(self, data: Any) -> Any:

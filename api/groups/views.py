@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import expected_version, with_etag
-from api.crud import VersionedCrudViewSet, crud_scopes
+from api.crud import AggregateServices, VersionedCrudViewSet, crud_schemas, crud_scopes
 from api.groups.serializers import (
     GroupInputSerializer,
     GroupOutputSerializer,
@@ -49,14 +49,7 @@ def _change_response(change: services.MembersChange) -> Response:
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[TENANT_PARAM], responses=GroupOutputSerializer(many=True)),
-    create=extend_schema(
-        parameters=[TENANT_PARAM], request=GroupInputSerializer, responses={201: GroupOutputSerializer}
-    ),
-    retrieve=extend_schema(parameters=ONE, responses=GroupOutputSerializer),
-    update=extend_schema(parameters=ONE, request=GroupInputSerializer, responses=GroupOutputSerializer),
-    partial_update=extend_schema(parameters=ONE, request=GroupInputSerializer, responses=GroupOutputSerializer),
-    destroy=extend_schema(parameters=ONE, responses={204: None}),
+    **crud_schemas(GroupInputSerializer, GroupOutputSerializer, collection=[TENANT_PARAM], item=ONE),
     members=extend_schema(parameters=ONE, request=MemberIdsSerializer, responses=MemberSerializer(many=True)),
     members_remove=extend_schema(parameters=ONE, request=MemberIdsSerializer, responses=MembersChangeSerializer),
     member=extend_schema(parameters=[*ONE, MEMBER_PARAM], request=None, responses=MembersChangeSerializer),
@@ -71,6 +64,9 @@ class GroupViewSet(VersionedCrudViewSet):
     lookup_url_kwarg = "group_id"
     serializer_class = output_serializer = GroupOutputSerializer
     input_serializer = GroupInputSerializer
+    writes = AggregateServices(
+        "group", services.group_create, services.group_update, services.group_replace, services.group_delete
+    )
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = GroupFilter
     ordering_fields = ["created_at", "updated_at", "key", "priority"]
@@ -82,25 +78,11 @@ class GroupViewSet(VersionedCrudViewSet):
             return S.DIRECTORY_WRITE
         return super().required_scope(request)
 
-    def get_queryset(self) -> QuerySet[Group]:
-        if getattr(self, "swagger_fake_view", False):
-            return Group.objects.none()
+    def tenant_rows(self) -> QuerySet[Group]:
         return groups_of(tenant=self.tenant)
 
     def fetch(self, pk: str) -> Group:
         return group_get(tenant=self.tenant, group_id=pk)
-
-    def service_create(self, **data: Any) -> Group:
-        return services.group_create(tenant=self.tenant, **data)
-
-    def service_update(self, obj: Group, **kwargs: Any) -> Group:
-        return services.group_update(group=obj, **kwargs)
-
-    def service_replace(self, obj: Group, **kwargs: Any) -> Group:
-        return services.group_replace(group=obj, **kwargs)
-
-    def service_delete(self, obj: Group, *, expected_version: int | None) -> None:
-        services.group_delete(group=obj, expected_version=expected_version)
 
     @action(detail=True, methods=["get", "post"], url_path="members")
     def members(self, request: Request, tenant: str, group_id: str) -> Response:

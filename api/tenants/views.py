@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.base import ScopedViewSet, expected_version, tenants_visible_to, with_etag
+from api.crud import crud_schemas
 from api.release import released, within_release
 from api.tenants.serializers import TenantInputSerializer, TenantOutputSerializer
 from tenants import services
@@ -21,16 +22,7 @@ LIFECYCLE_FIELDS = ("status", "slug")
 TENANT_PARAM = OpenApiParameter("tenant", str, OpenApiParameter.PATH, description="Tenant id or slug.")
 
 
-@extend_schema_view(
-    list=extend_schema(responses=TenantOutputSerializer(many=True)),
-    create=extend_schema(request=TenantInputSerializer, responses={201: TenantOutputSerializer}),
-    retrieve=extend_schema(parameters=[TENANT_PARAM], responses=TenantOutputSerializer),
-    update=extend_schema(parameters=[TENANT_PARAM], request=TenantInputSerializer, responses=TenantOutputSerializer),
-    partial_update=extend_schema(
-        parameters=[TENANT_PARAM], request=TenantInputSerializer, responses=TenantOutputSerializer
-    ),
-    destroy=extend_schema(parameters=[TENANT_PARAM], responses={204: None}),
-)
+@extend_schema_view(**crud_schemas(TenantInputSerializer, TenantOutputSerializer, collection=[], item=[TENANT_PARAM]))
 class TenantViewSet(ScopedViewSet):
     # update/partial_update need directory:write for the name and the attribute values; a change of
     # the tenant's lifecycle or address (``LIFECYCLE_FIELDS``) also needs tenants:write.

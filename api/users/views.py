@@ -6,14 +6,12 @@ from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from access import scopes as S
-from api.base import TenantScopedViewSet, expected_version, with_etag
-from api.crud import crud_scopes
-from api.release import released, within_release
+from api.crud import AggregateServices, VersionedCrudViewSet, crud_schemas, crud_scopes
+from api.release import released
 from api.users.serializers import USER_OUTPUT_FIELDS, UserInputSerializer, UserOutputSerializer, user_rows
 from users import services
 from users.filters import AttributeFilterBackend, AttributeOrderingFilter, UserFilter
@@ -26,83 +24,47 @@ ONE = [TENANT_PARAM, USER_PARAM]
 
 
 @extend_schema_view(
-    list=extend_schema(
-        responses=UserOutputSerializer(many=True),
-        # Not a documented parameter: OpenAPI 3.0 cannot name a family of parameters ("attr.<key>").
-        description="Search by attribute (docs/search.md): `attr.<key>=<value>` (equality), "
-        "`attr.<key>__<op>=<value>` (eq ne in lt le gt ge between contains startswith has any all exists "
-        "missing; list operands comma-separated), repeated parameters combined with AND, and "
-        "`q=<expression>`, e.g. `q=clearance ge 3 AND (department eq eng OR NOT contractor eq true)`. "
-        "`ordering=attr.<key>` or `-attr.<key>` sorts by an attribute (users without it are left out). "
-        "A bad operator or value, an unknown key or an operator the type does not support is a 400.",
-        parameters=[
-            TENANT_PARAM,
-            OpenApiParameter("q", str, description="An attribute search expression (docs/search.md)."),
-        ],
-    ),
-    create=extend_schema(parameters=[TENANT_PARAM], request=UserInputSerializer, responses={201: UserOutputSerializer}),
-    retrieve=extend_schema(parameters=ONE, responses=UserOutputSerializer),
-    update=extend_schema(parameters=ONE, request=UserInputSerializer, responses=UserOutputSerializer),
-    partial_update=extend_schema(parameters=ONE, request=UserInputSerializer, responses=UserOutputSerializer),
-    destroy=extend_schema(parameters=ONE, responses={204: None}),
+    **{
+        **crud_schemas(UserInputSerializer, UserOutputSerializer, collection=[TENANT_PARAM], item=ONE),
+        "list": extend_schema(
+            responses=UserOutputSerializer(many=True),
+            # Not a documented parameter: OpenAPI 3.0 cannot name a family of parameters ("attr.<key>").
+            description="Search by attribute (docs/search.md): `attr.<key>=<value>` (equality), "
+            "`attr.<key>__<op>=<value>` (eq ne in lt le gt ge between contains startswith has any all exists "
+            "missing; list operands comma-separated), repeated parameters combined with AND, and "
+            "`q=<expression>`, e.g. `q=clearance ge 3 AND (department eq eng OR NOT contractor eq true)`. "
+            "`ordering=attr.<key>` or `-attr.<key>` sorts by an attribute (users without it are left out). "
+            "A bad operator or value, an unknown key or an operator the type does not support is a 400.",
+            parameters=[
+                TENANT_PARAM,
+                OpenApiParameter("q", str, description="An attribute search expression (docs/search.md)."),
+            ],
+        ),
+    }
 )
-class UserViewSet(TenantScopedViewSet):
+class UserViewSet(VersionedCrudViewSet):
     scopes = crud_scopes(read=S.DIRECTORY_READ, write=S.DIRECTORY_WRITE)
     lookup_url_kwarg = "user_id"
-    serializer_class = UserOutputSerializer
+    serializer_class = output_serializer = UserOutputSerializer
+    input_serializer = UserInputSerializer
+    writes = AggregateServices(
+        "user", services.user_create, services.user_update, services.user_replace, services.user_delete
+    )
     filter_backends = [DjangoFilterBackend, AttributeFilterBackend, AttributeOrderingFilter]
     filterset_class = UserFilter
     ordering_fields = ["created_at", "updated_at", "external_id"]
 
     queryset = User.objects.none()  # for the schema generator; requests use get_queryset
 
-    def get_queryset(self) -> QuerySet[User]:
-        if getattr(self, "swagger_fake_view", False):
-            return User.objects.none()
+    def tenant_rows(self) -> QuerySet[User]:
         return users_of(tenant=self.tenant)
 
-    def released(self, data: Any) -> Any:
-        return released(self.principal, self.tenant.id, data)
+    def fetch(self, pk: str) -> User:
+        return user_get(tenant=self.tenant, user_id=pk)
 
-    def within_release(self, fields: dict[str, Any], held: dict[str, Any], *, partial: bool = True) -> dict[str, Any]:
-        return within_release(self.principal, self.tenant.id, fields, held, partial=partial)
-
-    def list(self, request: Request, tenant: str) -> Response:
+    def list(self, request: Request, **kwargs: Any) -> Response:
         # Rows, not model instances: the page is shaped by user_rows exactly as UserOutputSerializer
         # would (tests/test_user_list_lean.py). An ordering annotation rides along for the cursor.
         found = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(found.values(*USER_OUTPUT_FIELDS, *found.query.annotations))
-        return self.get_paginated_response(self.released(user_rows(page or ())))
-
-    def create(self, request: Request, tenant: str) -> Response:
-        data = UserInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = services.user_create(tenant=self.tenant, **self.within_release(dict(data.validated_data), {}))
-        return with_etag(
-            Response(self.released(UserOutputSerializer(user).data), status=status.HTTP_201_CREATED), user.version
-        )
-
-    def retrieve(self, request: Request, tenant: str, user_id: str) -> Response:
-        user = user_get(tenant=self.tenant, user_id=user_id)
-        return with_etag(Response(self.released(UserOutputSerializer(user).data)), user.version)
-
-    def update(self, request: Request, tenant: str, user_id: str) -> Response:
-        return self._write(request, user_id, partial=False)
-
-    def partial_update(self, request: Request, tenant: str, user_id: str) -> Response:
-        return self._write(request, user_id, partial=True)
-
-    def _write(self, request: Request, user_id: str, *, partial: bool) -> Response:
-        user = user_get(tenant=self.tenant, user_id=user_id)
-        data = UserInputSerializer(data=request.data, partial=partial)
-        data.is_valid(raise_exception=True)
-        fields = self.within_release(dict(data.validated_data), user.attributes, partial=partial)
-        write = services.user_update if partial else services.user_replace
-        extra: dict[str, Any] = {"merge_attributes": True} if partial else {}
-        user = write(user=user, expected_version=expected_version(request), **extra, **fields)
-        return with_etag(Response(self.released(UserOutputSerializer(user).data)), user.version)
-
-    def destroy(self, request: Request, tenant: str, user_id: str) -> Response:
-        user = user_get(tenant=self.tenant, user_id=user_id)
-        services.user_delete(user=user, expected_version=expected_version(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return self.get_paginated_response(released(self.principal, self.tenant.id, user_rows(page or ())))
