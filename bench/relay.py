@@ -65,6 +65,7 @@ from bench.lib.relay_baselines import (  # noqa: E402 - after the repository is 
 from bench.lib.relay_latency import latency_run, subscriber_main, writer_main  # noqa: E402
 from bench.lib.relay_report import TARGET_P99_MS, TARGET_RATIO, print_table  # noqa: E402
 from bench.lib.relay_scaling import print_scaling, publisher_main, relay_worker_main, scaling_run  # noqa: E402
+from bench.lib.relay_setup import setup_django  # noqa: E402
 from devtools.harness import KafkaServer, NatsServer, Postgres  # noqa: E402
 
 
@@ -77,32 +78,6 @@ def start_infrastructure(tmp: Path, bus: str = "nats") -> tuple[Postgres, NatsSe
     (tmp / "kafka").mkdir(exist_ok=True)
     broker = KafkaServer(tmp / "kafka") if bus == "kafka" else NatsServer(tmp / "nats")
     return server, broker.start(), database_url
-
-
-def setup_django(database_url: str, nats_url: str, stream: str, prefix: str, *, migrate: bool = True) -> None:
-    os.environ.update(
-        {
-            "IAM_ENV": "development",
-            "DJANGO_SETTINGS_MODULE": "iam_project.settings",
-            "DATABASE_URL": database_url,
-            "EVENT_BUS_URL": nats_url,
-            "CELERY_BROKER_URL": "memory://",  # on-commit pokes reach no worker: the bench drives the relay
-            "NATS_STREAM_NAME": stream,
-            "NATS_SUBJECT_PREFIX": prefix,
-            "KAFKA_TOPIC": stream,  # kafka: one topic per run (letters, digits and _ are valid names)
-            "LOG_LEVEL": "WARNING",
-            "DEBUG": "false",  # DEBUG would keep every query in memory
-            # the backlog is written by one COPY: on a busy machine it outlasts the service's 5 s guard
-            "DB_STATEMENT_TIMEOUT_MS": "120000",
-        }
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    if migrate:
-        call_command("migrate", verbosity=0, interactive=False)
 
 
 # --- main -------------------------------------------------------------------------------------------------

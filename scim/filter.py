@@ -60,15 +60,17 @@ class AttrPath:
 
 
 @dataclass(frozen=True)
-class Compare:
-    path: AttrPath
-    op: str
-    value: Any
+class Not:
+    inner: Node
 
 
 @dataclass(frozen=True)
-class Present:
+class Compare:
+    """RFC 7644's ``attrExp``: ``path op value``, or ``path pr`` (present; ``value`` is ``None``)."""
+
     path: AttrPath
+    op: str
+    value: Any = None
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,6 @@ class Or(_Junction):
 
 
 @dataclass(frozen=True)
-class Not:
-    inner: Node
-
-
-@dataclass(frozen=True)
 class ValuePath:
     """``attr[filter]``: some element of the multi-valued ``attr`` matches ``filter``."""
 
@@ -100,7 +97,7 @@ class ValuePath:
     filter: Node
 
 
-Node = Compare | Present | And | Or | Not | ValuePath
+Node = Compare | And | Or | Not | ValuePath
 
 
 def attr_path(text: str) -> AttrPath:
@@ -210,7 +207,7 @@ class _Parser:
         op_token = self.take()
         op = op_token[1].lower()
         if op_token[0] == "word" and op == "pr":
-            return Present(path)
+            return Compare(path, "pr")
         if op_token[0] != "word" or op not in OPERATORS:
             raise BadFilter(f"{op_token[1]!r} is not a comparison operator")
         return Compare(path, op, self.value())

@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from scim.errors import ScimError, invalid_path
-from scim.filter import And, AttrPath, BadFilter, Compare, Node, Not, Or, PatchPath, Present, ValuePath, parse_path
+from scim.filter import And, AttrPath, BadFilter, Compare, Node, Not, Or, PatchPath, ValuePath, parse_path
 from scim.schemas import PATCH_OP
 
 OPS = ("add", "replace", "remove")
@@ -57,9 +57,9 @@ def matches(element: Any, node: Node) -> bool:
     if not isinstance(element, dict):
         element = {"value": element}
     found = _get(element, node.path.attr)
-    if isinstance(node, Present):
-        return found not in (None, "", [], {})
     assert isinstance(node, Compare), "the last kind of node"
+    if node.op == "pr":
+        return found not in (None, "", [], {})
     left, right = found, node.value
     if isinstance(left, str) and isinstance(right, str):
         left, right = left.lower(), right.lower()

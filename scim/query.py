@@ -21,7 +21,7 @@ from typing import Any
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 
-from scim.filter import And, AttrPath, BadFilter, Compare, Node, Not, Or, Present, ValuePath, parse_filter
+from scim.filter import And, AttrPath, BadFilter, Compare, Node, Not, Or, ValuePath, parse_filter
 
 TEXT, BOOL, TIME, NUMBER, JSONBOOL = "text", "bool", "time", "number", "jsonbool"
 
@@ -129,14 +129,11 @@ class Compiler:
         target = self._target(node.path, element)
         if target.element is not None:  # emails.value co "x", or emails eq "x" (its default sub-attribute)
             sub = node.path.sub or target.default
-            if isinstance(node, Present) and node.path.sub is None:
+            if node.op == "pr" and node.path.sub is None:
                 return f"EXISTS (SELECT 1 FROM {target.rows})", list(target.params)
-            inner_node: Node = Present(AttrPath(None, sub)) if isinstance(node, Present) else (
-                Compare(AttrPath(None, sub), node.op, node.value)
-            )  # fmt: skip
-            inner, params = self.compile(inner_node, target.element)
+            inner, params = self.compile(Compare(AttrPath(None, sub), node.op, node.value), target.element)
             return f"EXISTS (SELECT 1 FROM {target.rows} AND {inner})", list(target.params) + params
-        if isinstance(node, Present):
+        if node.op == "pr":
             return _present(target)
         return _compare(target, node.op, node.value)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scim.filter import And, AttrPath, BadFilter, Compare, Not, Or, Present, ValuePath, parse_filter, parse_path
+from scim.filter import And, AttrPath, BadFilter, Compare, Not, Or, ValuePath, parse_filter, parse_path
 from tests.factories import DefinitionFactory, GroupFactory, TenantFactory
 from tests.scim_helpers import ENTERPRISE, TENANT_EXT, Scim, user_body
 
@@ -39,7 +39,7 @@ def test_precedence_and_shapes() -> None:
     node = parse_filter('a eq 1 or b pr and not (c lt "x")')
     assert node == Or(
         Compare(AttrPath(None, "a"), "eq", 1),
-        And(Present(AttrPath(None, "b")), Not(Compare(AttrPath(None, "c"), "lt", "x"))),
+        And(Compare(AttrPath(None, "b"), "pr"), Not(Compare(AttrPath(None, "c"), "lt", "x"))),
     )
     assert parse_filter('emails[type EQ "work"]') == ValuePath(
         AttrPath(None, "emails"), Compare(AttrPath(None, "type"), "eq", "work")

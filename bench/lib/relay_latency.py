@@ -99,7 +99,7 @@ def percentile(values: list[float], q: float) -> float:
 def writer_main(argv: list[str]) -> None:
     """A separate process (like a web worker): ``user_create`` at ``rate``/s; one line per commit (the poke)."""
     database_url, nats_url, stream, prefix, tenant_id, rate_text, seconds_text, label = argv
-    from bench.relay import setup_django
+    from bench.lib.relay_setup import setup_django
 
     setup_django(database_url, nats_url, stream, prefix, migrate=False)
     from tenants.models import Tenant
