@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 QUIET = logging.getLogger("tests.kafka")
 INTEGER_ATTRIBUTES = ("aggregateversion",)
@@ -47,10 +47,18 @@ def topic_messages(bootstrap: str, topic: str, idle: float = 1.0, timeout: float
     """Every record of ``topic``, by partition then offset ([] when the topic does not exist).
 
     Read until nothing came for ``idle`` seconds: the test broker's ListOffsets answers are not
-    reliable (the high watermark lags), so they cannot tell where a partition ends.
+    reliable (the high watermark lags), so they cannot tell where a partition ends. The idle clock
+    starts with the broker's first answer (a record or a partition's end), not before: on a busy
+    machine connecting and the first fetch can take longer than ``idle``.
     """
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "iam-tests-reader", "enable.auto.commit": False, "logger": QUIET}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "iam-tests-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "logger": QUIET,
+        }
     )
     try:
         metadata = consumer.list_topics(timeout=10)
@@ -60,10 +68,14 @@ def topic_messages(bootstrap: str, topic: str, idle: float = 1.0, timeout: float
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in found.partitions])
         records: list[KafkaRecord] = []
         deadline = time.monotonic() + timeout
-        last = time.monotonic()
-        while time.monotonic() - last < idle and time.monotonic() < deadline:
+        last: float | None = None  # when the broker last answered
+        while (last is None or time.monotonic() - last < idle) and time.monotonic() < deadline:
             message = consumer.poll(0.1)
-            if message is None or message.error() is not None:
+            if message is None:
+                continue
+            if message.error() is not None:
+                if message.error().code() == KafkaError._PARTITION_EOF and last is None:
+                    last = time.monotonic()
                 continue
             last = time.monotonic()
             records.append(
