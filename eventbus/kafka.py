@@ -26,7 +26,6 @@ TOPIC_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED, a transport failure 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -35,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -114,16 +114,16 @@ def kafka_record(message: Message, mode: str) -> tuple[bytes, list[tuple[str, st
     """(value, headers) of one event under the CloudEvents Kafka protocol binding."""
     if mode == STRUCTURED:
         return message.payload, [("content-type", f"{CLOUDEVENTS_CONTENT_TYPE}; charset=UTF-8".encode())]
-    envelope = json.loads(message.payload)
+    envelope = orjson.loads(message.payload)
     data = envelope.pop("data", None)
     content_type = envelope.pop("datacontenttype", "application/json")
     headers = [("content-type", content_type.encode())]
     for attribute, value in envelope.items():
         # Binary mode: each context attribute is a ce_<name> header, its value as a string
         # (aggregateversion, an Integer, as its decimal digits).
-        text = value if isinstance(value, str) else str(value) if type(value) is int else json.dumps(value)
+        text = value if isinstance(value, str) else str(value) if type(value) is int else orjson.dumps(value).decode()
         headers.append((f"ce_{attribute}", text.encode()))
-    return json.dumps(data, separators=(",", ":")).encode(), headers
+    return orjson.dumps(data), headers
 
 
 class _Batch:
@@ -271,6 +271,12 @@ class KafkaAdapter(AdapterBase):
                 batch.stop = (index, exc)
                 break
             batch.outstanding += 1
+        # Send what linger.ms still holds now (flush() overrides it) and serve the delivery reports
+        # here, so the caller's wait for them starts with the round trip already under way.
+        try:
+            producer.flush(self.publish_timeout)
+        except KafkaException as exc:  # fatal (e.g. the broker forgot our producer id): start afresh
+            batch.failure = exc
 
     def publish_batch_result(self, handle: _Batch) -> BatchResult:
         """Wait (bounded by the publish timeout) for a started batch's delivery reports."""
@@ -281,7 +287,9 @@ class KafkaAdapter(AdapterBase):
         # message.timeout.ms = the publish timeout: every produced message has its report by then.
         deadline = time.monotonic() + self.publish_timeout + 2.0
         producer = self._producer
-        while handle.outstanding > 0 and producer is not None:
+        if handle.failure is not None:
+            self._after_error(handle.failure)
+        while handle.outstanding > 0 and producer is not None and handle.failure is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

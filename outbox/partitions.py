@@ -23,11 +23,11 @@ from uuid import UUID
 
 from django.db.backends.utils import CursorWrapper
 
-from outbox.models import OutboxEvent
+from outbox.models import QueuedEvent
 
 LOCK_KEY = 0x1A4_0B0C  # pg advisory lock key of the relay's first lane: (1, 0), the one lane of old
 MAX_PARTITIONS = 256
-TABLE = OutboxEvent._meta.db_table
+QUEUE = QueuedEvent._meta.db_table  # the unpublished events, one narrow row each
 
 
 def partition_of(aggregate_id: UUID, count: int) -> int:
@@ -58,10 +58,10 @@ def lanes(count: int, others: list[int], *, start: int | None = None) -> list[La
 
 
 OTHER_LAYOUT_PENDING = f"""
-    SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE status = 'pending' AND partition_count < %s)
-        OR EXISTS (SELECT 1 FROM {TABLE} WHERE status = 'pending' AND partition_count > %s)
+    SELECT EXISTS (SELECT 1 FROM {QUEUE} WHERE status = 'pending' AND partition_count < %s)
+        OR EXISTS (SELECT 1 FROM {QUEUE} WHERE status = 'pending' AND partition_count > %s)
 """
-PENDING_LAYOUTS = f"SELECT DISTINCT partition_count FROM {TABLE} WHERE status = 'pending' ORDER BY 1"
+PENDING_LAYOUTS = f"SELECT DISTINCT partition_count FROM {QUEUE} WHERE status = 'pending' ORDER BY 1"
 
 
 def other_layout_pending(cursor: CursorWrapper, count: int) -> bool:
@@ -82,7 +82,7 @@ def other_layouts(cursor: CursorWrapper, count: int) -> list[int]:
 IDLE_WITH_PENDING = f"""
     SELECT count(*) FROM generate_series(0, %(count)s - 1) AS p
     WHERE EXISTS (
-        SELECT 1 FROM {TABLE} WHERE status = 'pending' AND partition_count = %(count)s AND partition = p
+        SELECT 1 FROM {QUEUE} WHERE status = 'pending' AND partition_count = %(count)s AND partition = p
     )
       AND NOT EXISTS (
         SELECT 1 FROM pg_locks
@@ -102,7 +102,7 @@ def idle_partitions_with_pending(cursor: CursorWrapper, count: int) -> int:
 
 PENDING_BY_PARTITION = f"""
     SELECT partition_count, partition, count(*), extract(epoch FROM now() - min(created_at))
-    FROM {TABLE} WHERE status = 'pending' GROUP BY 1, 2 ORDER BY 1, 2
+    FROM {QUEUE} WHERE status = 'pending' GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 

@@ -33,15 +33,19 @@ from core.db import tokens
 from core.db.tokens import lsn_value
 from eventbus import get_adapter
 from eventbus.base import BatchResult, EventBusAdapter, Message
-from outbox.models import OutboxEvent
+from outbox.models import OutboxEvent, QueuedEvent
 from outbox.partitions import Lane, lanes, other_layout_pending, other_layouts
 
 logger = logging.getLogger("iam.OutboxWorker")
 
 TABLE = OutboxEvent._meta.db_table
+QUEUE = QueuedEvent._meta.db_table
 
-_DUE = "(o.next_attempt_at IS NULL OR o.next_attempt_at <= now())"
-_LANE = "o.status = 'pending' AND o.partition_count = %(count)s AND o.partition = %(partition)s"
+# Pending rows are found in the queue (q) and their payload read from the outbox (o), joined by
+# sequence; bounding both sides by ``after`` lets the join start where the batch starts.
+_DUE = "(q.next_attempt_at IS NULL OR q.next_attempt_at <= now())"
+_LANE = "q.status = 'pending' AND q.partition_count = %(count)s AND q.partition = %(partition)s"
+_AFTER = "q.sequence > %(after)s AND o.sequence > %(after)s"
 _BLOCKED = "(status = 'failed' OR (status = 'pending' AND next_attempt_at > now()))"
 # The WAL insert position, read with the batch: past the commit of every row the batch sees, so it
 # is each event's consistency token (``consistencytoken``: read at least this fresh, docs/events.md).
@@ -50,22 +54,23 @@ _COLUMNS = (
     "o.sequence, o.event_id::text, o.event_type, o.subject, o.payload::text, o.attempts, o.aggregate_id, "
     + WAL_POSITION
 )
+_FROM = f"{QUEUE} q JOIN {TABLE} o ON o.sequence = q.sequence"
 SELECT_BATCH = f"""
-    SELECT {_COLUMNS} FROM {TABLE} o
-    WHERE {_LANE} AND {_DUE} AND o.sequence > %(after)s ORDER BY o.sequence LIMIT %(limit)s
+    SELECT {_COLUMNS} FROM {_FROM}
+    WHERE {_LANE} AND {_DUE} AND {_AFTER} ORDER BY q.sequence LIMIT %(limit)s
 """
 
 
 def _holding_back(held: str) -> str:
     return f"""
-    SELECT {_COLUMNS} FROM {TABLE} o
+    SELECT {_COLUMNS} FROM {_FROM}
     WHERE {_LANE} AND {_DUE}
       AND NOT EXISTS (
-        SELECT 1 FROM {TABLE} b
-        WHERE b.aggregate_id = o.aggregate_id AND b.sequence < o.sequence AND ({held})
+        SELECT 1 FROM {QUEUE} b
+        WHERE b.aggregate_id = q.aggregate_id AND b.sequence < q.sequence AND ({held})
       )
-      AND o.sequence > %(after)s
-    ORDER BY o.sequence LIMIT %(limit)s
+      AND {_AFTER}
+    ORDER BY q.sequence LIMIT %(limit)s
 """
 
 
@@ -75,10 +80,12 @@ SELECT_BATCH_HOLDING_BACK = _holding_back(_HELD_BY_BLOCKED)
 # Used only while rows of another partition layout are pending (OUTBOX_PARTITIONS changed): also skip
 # an event while an earlier one of its aggregate waits in a lane of the other layout.
 SELECT_BATCH_ACROSS_LAYOUTS = _holding_back(
-    f"{_HELD_BY_BLOCKED} OR (b.status = 'pending' AND b.partition_count <> o.partition_count)"
+    f"{_HELD_BY_BLOCKED} OR (b.status = 'pending' AND b.partition_count <> q.partition_count)"
 )
-ANY_BLOCKED = f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE {_BLOCKED})"
-ANY_DUE = f"SELECT EXISTS ({SELECT_BATCH_ACROSS_LAYOUTS.replace('o.sequence > %(after)s', 'true').replace('LIMIT %(limit)s', 'LIMIT 1')})"
+ANY_BLOCKED = f"SELECT EXISTS (SELECT 1 FROM {QUEUE} WHERE {_BLOCKED})"
+ANY_DUE = f"SELECT EXISTS ({SELECT_BATCH_ACROSS_LAYOUTS.replace(_AFTER, 'true').replace('LIMIT %(limit)s', 'LIMIT 1')})"
+# An UPDATE of no indexed column of the outbox (a HOT update); the queue's trigger deletes the rows'
+# queue entries in the same statement (migration 0004).
 MARK_PUBLISHED = f"""
     UPDATE {TABLE} SET status = 'published', published_at = now(), last_error = ''
     WHERE sequence = ANY(%s) AND status = 'pending'
@@ -135,14 +142,24 @@ class RelayResult:
 
 
 def _messages(rows: list[tuple]) -> list[Message]:
-    return [
-        Message(event_id=row[1], subject=row[3], payload=with_token(row[4], row[7]), key=str(row[6])) for row in rows
-    ]
+    signed: dict[str, str] = {}  # one WAL position for most of a batch: sign each once
+    messages = []
+    for row in rows:
+        lsn = row[7]
+        token = signed.get(lsn) or signed.setdefault(lsn, tokens.issue(lsn_value(lsn)))
+        messages.append(
+            Message(event_id=row[1], subject=row[3], payload=_with_signed_token(row[4], token), key=str(row[6]))
+        )
+    return messages
 
 
 def with_token(payload: str, lsn: str) -> bytes:
     """The stored envelope (a JSON object's text) with the ``consistencytoken`` extension attribute."""
-    return ('{"consistencytoken":"' + tokens.issue(lsn_value(lsn)) + '",' + payload.lstrip()[1:]).encode()
+    return _with_signed_token(payload, tokens.issue(lsn_value(lsn)))
+
+
+def _with_signed_token(payload: str, token: str) -> bytes:
+    return ('{"consistencytoken":"' + token + '",' + payload.lstrip()[1:]).encode()
 
 
 def one_per_aggregate(rows: list[tuple]) -> list[tuple]:
@@ -242,21 +259,22 @@ class OutboxWorker:
             # Pending rows are often not in the table's statistics yet (a burst, an outage): without
             # this the planner sorts every pending row instead of walking the partial index in order.
             cursor.execute("SET LOCAL enable_sort = off")
-            # Batch N+1 is selected once batch N is fully acknowledged, and published while batch N is
-            # being marked: the database work overlaps the next round trip to NATS, and a batch never
-            # starts before every event of the previous one is in the stream (per-aggregate order).
+            # Batch N+1 is selected while batch N is in flight, started once N is fully acknowledged (a
+            # batch never starts before every event of the previous one is in the stream: per-aggregate
+            # order), and in flight while N is marked. The database work of one batch overlaps the
+            # round trip of the other; a selection made for a batch that then fails is dropped.
             rows = self._select(cursor, lane, after=0)
-            outcome = self.adapter.publish_batch(_messages(rows)) if rows else None
+            handle = self.adapter.publish_batch_start(_messages(rows)) if rows else None
             for number in range(self.max_batches_per_lock):
-                if not rows or outcome is None:
+                if handle is None:
                     break
+                last = number + 1 == self.max_batches_per_lock
+                next_rows = [] if last else self._select(cursor, lane, rows[-1][0])
+                outcome = self.adapter.publish_batch_result(handle)
                 result.batches += 1
                 seen += len(rows)
                 failed = outcome.error is not None
-                next_rows = (
-                    [] if failed or number + 1 == self.max_batches_per_lock else self._select(cursor, lane, rows[-1][0])
-                )
-                handle = self.adapter.publish_batch_start(_messages(next_rows)) if next_rows else None
+                handle = self.adapter.publish_batch_start(_messages(next_rows)) if next_rows and not failed else None
                 published = self._settle(cursor, rows, outcome, result)
                 published_total += published
                 if failed or published < len(rows):
@@ -264,7 +282,6 @@ class OutboxWorker:
                         self.adapter.publish_batch_result(handle)
                     break
                 rows = next_rows
-                outcome = self.adapter.publish_batch_result(handle) if handle is not None else None
         return seen, published_total
 
     def _select(self, cursor: CursorWrapper, lane: Lane, after: int) -> list[tuple[Any, ...]]:

@@ -17,9 +17,10 @@ def outbox_purge_published(*, older_than_hours: int | None = None, batch_size: i
     deleted = 0
     while True:
         ids = list(
-            OutboxEvent.objects.filter(status=OutboxEvent.Status.PUBLISHED, published_at__lt=cutoff).values_list(
-                "sequence", flat=True
-            )[:batch_size]
+            # A row is written before it is published: ``created_at`` bounds the scan to the btree on it.
+            OutboxEvent.objects.filter(
+                status=OutboxEvent.Status.PUBLISHED, published_at__lt=cutoff, created_at__lt=cutoff
+            ).values_list("sequence", flat=True)[:batch_size]
         )
         if not ids:
             return deleted

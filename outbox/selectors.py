@@ -9,18 +9,21 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from outbox.models import OutboxEvent
+from outbox.models import OutboxEvent, QueuedEvent
 from outbox.partitions import PartitionBacklog, backlog_by_partition, idle_partitions_with_pending
 
 STATS = f"""
-    SELECT
-        count(*) FILTER (WHERE status = 'pending'),
-        count(*) FILTER (WHERE status = 'failed'),
-        count(*) FILTER (WHERE status = 'published'),
-        min(created_at) FILTER (WHERE status = 'pending'),
-        max(published_at) FILTER (WHERE status = 'published'),
-        extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending'))
-    FROM {OutboxEvent._meta.db_table}
+    WITH queued AS (
+        SELECT
+            count(*) FILTER (WHERE status = 'pending') AS pending,
+            count(*) FILTER (WHERE status = 'failed') AS failed,
+            min(created_at) FILTER (WHERE status = 'pending') AS oldest
+        FROM {QueuedEvent._meta.db_table}
+    ), published AS (
+        SELECT count(*) AS published, max(published_at) AS last
+        FROM {OutboxEvent._meta.db_table} WHERE status = 'published'
+    )
+    SELECT pending, failed, published, oldest, last, extract(epoch FROM now() - oldest) FROM queued, published
 """
 
 
@@ -57,7 +60,7 @@ PUBLISHED_PER_MINUTE = f"""
 
 def published_per_minute(*, minutes: int = 60) -> list[int]:
     """Events published in each of the last ``minutes`` minutes, oldest first (the last is the current
-    minute). Reads the partial index on ``published_at``; published rows are kept for retention."""
+    minute). Reads the BRIN index on ``published_at``; published rows are kept for retention."""
     counts = [0] * minutes
     with connection.cursor() as cursor:
         cursor.execute(PUBLISHED_PER_MINUTE, [minutes])

@@ -393,7 +393,8 @@ def test_purge_deletes_published_rows_past_retention_only(event_bus) -> None:  #
     TenantFactory(slug="beta")
     drain_outbox()
     old = OutboxEvent.objects.order_by("sequence").first()
-    OutboxEvent.objects.filter(pk=old.pk).update(published_at=timezone.now() - timedelta(hours=200))
+    long_ago = timezone.now() - timedelta(hours=200)
+    OutboxEvent.objects.filter(pk=old.pk).update(created_at=long_ago, published_at=long_ago)
     TenantFactory(slug="pending-one")
     assert outbox_retention.outbox_purge_published(older_than_hours=168) == 1
     assert OutboxEvent.objects.count() == 2 and OutboxEvent.objects.filter(status="pending").count() == 1

@@ -21,6 +21,15 @@ def print_table(f: dict) -> None:
         ),
         ("    COPY of the rows", f"{f['relay']['copy_rows_per_second']:,} rows/s"),
     ]
+    if f.get("relay_ceiling"):
+        ceiling = f["relay_ceiling"]
+        rows.insert(
+            -1,
+            (
+                "(b0) relay to a bus that acks at once (its ceiling)",
+                f"{ceiling['events_per_second']:,} ev/s ({ceiling['ratio_to_baseline']:.0%} of (a))",
+            ),
+        )
     if f.get("baseline_encoding_in_loop"):
         encoding = f["baseline_encoding_in_loop"]
         rows.insert(

@@ -36,7 +36,7 @@ def relay_worker_main(argv: list[str]) -> None:
 
     django.setup()
     from eventbus import get_adapter
-    from outbox.models import OutboxEvent
+    from outbox.models import OutboxEvent, QueuedEvent
     from outbox.relay import OutboxWorker
 
     get_adapter().ensure_stream()
@@ -45,7 +45,7 @@ def relay_worker_main(argv: list[str]) -> None:
     ready.touch()
     _wait_for_file(go)
     published = runs = 0
-    while OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).exists():
+    while QueuedEvent.objects.filter(status=OutboxEvent.Status.PENDING).exists():
         result = worker.run()
         runs += 1
         if result.transport_error:
@@ -142,7 +142,7 @@ def scaling_run(
 ) -> dict:
     """The figures of every N in ``relays``: relay and baseline events/s, their ratio, the speed-up."""
     from bench.lib.relay_baselines import insert_rows
-    from outbox.models import OutboxEvent
+    from outbox.models import OutboxEvent, QueuedEvent
 
     events = len(rows)
     runs = []
@@ -172,7 +172,7 @@ def scaling_run(
         ]
         relay_seconds = _timed(procs, directory)
         stored = asyncio.run(_stored(nats_url, stream))
-        pending = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).count()
+        pending = QueuedEvent.objects.filter(status=OutboxEvent.Status.PENDING).count()
         if stored != events or pending:
             raise RuntimeError(f"{count} relays: stream holds {stored} of {events}, {pending} pending")
 
