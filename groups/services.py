@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 from uuid import UUID
 
 from django.conf import settings
@@ -23,13 +23,22 @@ from attributes.selectors import definitions_for
 from attributes.validation import validate_attributes
 from core.db.locking import lock_for_write, locked_for_write
 from core.errors import Conflict, FieldError, ValidationFailed
-from core.field_updates import assign_changed, refuse_read_only, replacement
+from core.field_updates import UpdateOptions, assign_changed, replacement, update_of
 from core.guards import domain_write
 from groups.models import KEY_PATTERN, Group
 from groups.nesting import check_nesting, nesting_lock
 from outbox.changes import Aggregate, Change, record_changes, row_state
 
-UPDATABLE_FIELDS = ("key", "display_name", "external_id", "priority")
+
+class GroupChanges(UpdateOptions, total=False):
+    """What ``group_update`` may change."""
+
+    key: str
+    display_name: str
+    external_id: str | None
+    priority: int
+
+
 PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 
 
@@ -91,23 +100,23 @@ def group_create(
     return GROUPS.insert(group, _conflict(group))
 
 
-def group_update(
-    *,
-    group: Group,
-    expected_version: int | None = None,
-    attributes: dict[str, Any] | None = None,
-    merge_attributes: bool = False,
-    **fields: Any,
-) -> Group:
+def group_update(*, group: Group, **changes: Unpack[GroupChanges]) -> Group:
     """Change fields and/or attributes (replace, or merge with ``None`` removing); one event if changed."""
-    refuse_read_only(fields, UPDATABLE_FIELDS)
-    with locked_for_write(group, expected_version=expected_version) as locked:
+    update = update_of(changes, GroupChanges)
+    with locked_for_write(group, expected_version=update.expected_version) as locked:
         before = group_data(locked)
-        changed = assign_changed(locked, fields)
+        changed = assign_changed(locked, update.fields)
         _check_fields(locked)
         conflict = _conflict(locked)
         return holder_updated(
-            GROUPS, locked, before, changed, conflict, attributes=attributes, merge=merge_attributes, target="group"
+            GROUPS,
+            locked,
+            before,
+            changed,
+            conflict,
+            attributes=update.attributes,
+            merge=update.merge_attributes,
+            target="group",
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from django.conf import settings
 from django.utils import timezone
@@ -14,11 +14,18 @@ from attributes.models import AttributeDefinition
 from attributes.validation import validate_attributes
 from core.db.locking import locked_for_write
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from core.field_updates import assign_changed, refuse_read_only, replacement
+from core.field_updates import UpdateOptions, assign_changed, replacement, update_of
 from outbox.changes import Aggregate, record_changes
 from tenants.models import Tenant, TenantRevision
 
-UPDATABLE_FIELDS = ("slug", "name", "status", "events_include_pii")
+
+class TenantChanges(UpdateOptions, total=False):
+    """What ``tenant_update`` may change."""
+
+    slug: str
+    name: str
+    status: str
+    events_include_pii: bool
 
 
 def tenant_data(tenant: Tenant) -> dict[str, Any]:
@@ -67,30 +74,30 @@ def tenant_create(
     return TENANTS.insert(tenant, f"a tenant with slug {slug!r} already exists")
 
 
-def tenant_update(
-    *,
-    tenant: Tenant,
-    expected_version: int | None = None,
-    attributes: dict[str, Any] | None = None,
-    merge_attributes: bool = False,
-    **fields: Any,
-) -> Tenant:
+def tenant_update(*, tenant: Tenant, **changes: Unpack[TenantChanges]) -> Tenant:
     """Change ``fields`` (slug, name, status) and/or the attribute values; one event if anything changed.
 
     ``attributes`` replaces the map, or with ``merge_attributes`` is merged into it (``None`` removes a key).
     """
-    refuse_read_only(fields, UPDATABLE_FIELDS)
-    with locked_for_write(tenant, expected_version=expected_version) as locked:
+    update = update_of(changes, TenantChanges)
+    with locked_for_write(tenant, expected_version=update.expected_version) as locked:
         if locked.deleted_at is not None:  # deleted since the caller read it: restore it first
             raise NotFound(f"tenant {locked.slug!r} has been deleted")
         before = tenant_data(locked)
-        changed = assign_changed(locked, fields)
+        changed = assign_changed(locked, update.fields)
         if changed:
             _full_clean(locked)
         conflict = f"a tenant with slug {locked.slug!r} already exists"
         target = AttributeDefinition.Target.TENANT
         return holder_updated(
-            TENANTS, locked, before, changed, conflict, attributes=attributes, merge=merge_attributes, target=target
+            TENANTS,
+            locked,
+            before,
+            changed,
+            conflict,
+            attributes=update.attributes,
+            merge=update.merge_attributes,
+            target=target,
         )
 
 

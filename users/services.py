@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,14 +15,22 @@ from attributes.validation import merge_attribute_patch
 from core.db.copy import copy_insert
 from core.db.locking import locked_for_write
 from core.errors import FieldError, ValidationFailed
-from core.field_updates import assign_changed, refuse_read_only, replacement
+from core.field_updates import UpdateOptions, assign_changed, replacement, update_of
 from core.guards import domain_write
 from outbox.changes import Aggregate, Change, record_changes, row_state
 from tenants.models import Tenant
 from users.models import User
 from users.validation import USER_FIELDS, user_clean, validate_profile
 
-UPDATABLE_FIELDS = ("external_id", "email", "display_name", "status", "profile")
+
+class UserChanges(UpdateOptions, total=False):
+    """What ``user_update`` may change."""
+
+    external_id: str
+    email: str
+    display_name: str
+    status: str
+    profile: dict[str, Any]
 
 
 #: A user's fields in its events, after ``id`` and ``tenant_id``.
@@ -57,26 +65,20 @@ def user_create(
     return USERS.insert(user, f"a user with external_id {external_id!r} already exists in this tenant")
 
 
-def user_update(
-    *,
-    user: User,
-    expected_version: int | None = None,
-    attributes: dict[str, Any] | None = None,
-    merge_attributes: bool = False,
-    **fields: Any,
-) -> User:
+def user_update(*, user: User, **changes: Unpack[UserChanges]) -> User:
     """Change fields and/or attributes (replace, or merge with ``None`` removing); one event if changed."""
-    refuse_read_only(fields, UPDATABLE_FIELDS)
+    update = update_of(changes, UserChanges)
+    fields, attributes = update.fields, update.attributes
     if "profile" in fields:
         fields["profile"] = validate_profile(fields["profile"])
-    with locked_for_write(user, expected_version=expected_version) as locked:
+    with locked_for_write(user, expected_version=update.expected_version) as locked:
         before = user_data(locked)
         changed = assign_changed(locked, fields)
         if changed or attributes is not None:
             current = {name: getattr(locked, name) for name in USER_FIELDS}
             if attributes is not None:
                 current["attributes"] = (
-                    merge_attribute_patch(locked.attributes, attributes) if merge_attributes else attributes
+                    merge_attribute_patch(locked.attributes, attributes) if update.merge_attributes else attributes
                 )
             definitions = _user_definitions(locked.tenant_id) if attributes is not None else None
             clean = user_clean(current, definitions=definitions, check_fields=bool(set(changed) - {"profile"}))
