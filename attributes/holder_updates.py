@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from attributes.selectors import definitions_for
 from attributes.validation import attributes_changed
 from core.db.locking import save_or_conflict
+from core.field_updates import Update
 from core.guards import DomainModel
 from outbox.changes import Aggregate, record_changes
 
@@ -20,19 +21,20 @@ def holder_updated(
     before: dict[str, Any],
     changed: list[str],
     conflict: str,
+    update: Update | None = None,
     *,
-    attributes: Any = None,
-    merge: bool = False,
     target: str = "",
 ) -> H:
-    """``locked`` (read by ``locked_for_write``, its ``changed`` fields assigned) with ``attributes``
-    (of a subject of kind ``target``) replacing its values, or merged into them (``None`` removing a
-    key); saved (a unique clash is a 409 saying ``conflict``) with one ``…Updated`` change if anything
-    changed, else left alone."""
+    """``locked`` (read by ``locked_for_write``, its ``changed`` fields assigned) with the ``update``'s
+    attributes (of a subject of kind ``target``) replacing its values, or merged into them (``None``
+    removing a key); saved (a unique clash is a 409 saying ``conflict``) with one ``…Updated`` change
+    if anything changed, else left alone."""
     holder: Any = locked  # every holder has ``attributes``; DomainModel does not declare it
-    if attributes is not None:
+    if update is not None and update.attributes is not None:
         definitions = definitions_for(tenant_id=aggregate.tenant_of(locked), target=target)
-        new_values = attributes_changed(holder.attributes, attributes, merge=merge, definitions=definitions)
+        new_values = attributes_changed(
+            holder.attributes, update.attributes, merge=update.merge_attributes, definitions=definitions
+        )
         if new_values is not None:
             holder.attributes = new_values
             changed.append("attributes")

@@ -108,16 +108,7 @@ def group_update(*, group: Group, **changes: Unpack[GroupChanges]) -> Group:
         changed = assign_changed(locked, update.fields)
         _check_fields(locked)
         conflict = _conflict(locked)
-        return holder_updated(
-            GROUPS,
-            locked,
-            before,
-            changed,
-            conflict,
-            attributes=update.attributes,
-            merge=update.merge_attributes,
-            target="group",
-        )
+        return holder_updated(GROUPS, locked, before, changed, conflict, update, target="group")
 
 
 #: What PUT gives a field it omits (``group_replace``).

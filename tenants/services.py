@@ -89,16 +89,7 @@ def tenant_update(*, tenant: Tenant, **changes: Unpack[TenantChanges]) -> Tenant
             _full_clean(locked)
         conflict = f"a tenant with slug {locked.slug!r} already exists"
         target = AttributeDefinition.Target.TENANT
-        return holder_updated(
-            TENANTS,
-            locked,
-            before,
-            changed,
-            conflict,
-            attributes=update.attributes,
-            merge=update.merge_attributes,
-            target=target,
-        )
+        return holder_updated(TENANTS, locked, before, changed, conflict, update, target=target)
 
 
 REPLACE_DEFAULTS = {"status": Tenant.Status.ACTIVE, "events_include_pii": False}
