@@ -68,9 +68,13 @@ def rules_from(text: str | None) -> dict[str, Rule]:
     return {key: Rule(default, merge == "union") for key, default, merge in orjson.loads(text)}
 
 
-def reached_from(text: str) -> list[Reached]:
-    """The groups of ``EFFECTIVE``'s JSON, each with its path, in the order they win (priority, key)."""
+def reached_from(text: str, *, with_paths: bool = True) -> list[Reached]:
+    """The groups of ``EFFECTIVE``'s JSON, each with its path (only an explanation shows paths: without
+    ``with_paths`` each path is the group alone), in the order they win (priority, key)."""
     rows = {row[0]: row for row in orjson.loads(text)}
+    if not with_paths:
+        reached = [Reached(key, row[1], row[2] or {}, (key,)) for key, row in rows.items()]
+        return sorted(reached, key=lambda group: (-group.priority, group.key))
     paths: dict[str, tuple[str, ...]] = {}
 
     def path(key: str) -> tuple[str, ...]:
@@ -90,10 +94,14 @@ def groups_etag_part(text: str) -> str:
 
 USER = {"source": "user"}
 DEFAULT = {"source": "default"}
+#: Where a value came from: the user (``USER``), a default (``DEFAULT``), or a group.
+Source = dict[str, Any] | Reached
 
 
-def _from(group: Reached) -> dict[str, Any]:
-    return {"source": f"group:{group.key}", "path": list(group.path)}
+def _described(source: Source) -> dict[str, Any]:
+    if isinstance(source, Reached):
+        return {"source": f"group:{source.key}", "path": list(source.path)}
+    return source
 
 
 def compute(
@@ -101,7 +109,7 @@ def compute(
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """(effective attributes, their sources — empty unless ``explain``); ``groups`` in winning order."""
     values: dict[str, Any] = {}
-    sources: dict[str, list[dict[str, Any]]] = {}
+    sources: dict[str, list[Source]] = {}
     keys: dict[str, None] = dict.fromkeys(own)
     for group in groups:
         keys.update(dict.fromkeys(group.attributes))
@@ -109,8 +117,8 @@ def compute(
     for key in keys:
         rule = rules.get(key)
         if rule is not None and rule.union:
-            found = [(USER, own[key])] if isinstance(own.get(key), list) else []
-            found += [(_from(g), g.attributes[key]) for g in groups if isinstance(g.attributes.get(key), list)]
+            found: list[tuple[Source, Any]] = [(USER, own[key])] if isinstance(own.get(key), list) else []
+            found += [(g, g.attributes[key]) for g in groups if isinstance(g.attributes.get(key), list)]
             if found:
                 values[key] = sorted({item for _, value in found for item in value})
                 sources[key] = [source for source, _ in found]
@@ -121,7 +129,7 @@ def compute(
         else:
             winner = next((g for g in groups if key in g.attributes), None)
             if winner is not None:
-                values[key], sources[key] = winner.attributes[key], [_from(winner)]
+                values[key], sources[key] = winner.attributes[key], [winner]
                 continue
         if rule is not None and rule.default is not None:
             values[key], sources[key] = rule.default, [DEFAULT]
@@ -129,8 +137,11 @@ def compute(
         listed = own.get("groups")
         own_groups: list[Any] = listed if isinstance(listed, list) else []
         values["groups"] = sorted({group.key for group in groups} | set(own_groups))
-        sources["groups"] = ([USER] if own_groups else []) + [_from(g) for g in sorted(groups, key=lambda g: g.key)]
-    return values, (sources if explain else {})
+        if explain:
+            sources["groups"] = ([USER] if own_groups else []) + sorted(groups, key=lambda g: g.key)
+    if not explain:
+        return values, {}
+    return values, {key: [_described(source) for source in found] for key, found in sources.items()}
 
 
 def effective_text(
@@ -140,7 +151,7 @@ def effective_text(
     when no group and no rule applies and no explanation is asked for."""
     if groups_text is None and rules_text is None and not explain:
         return own_text, None
-    groups = reached_from(groups_text) if groups_text else []
+    groups = reached_from(groups_text, with_paths=explain) if groups_text else []
     values, sources = compute(orjson.loads(own_text), groups, rules_from(rules_text), explain=explain)
     return orjson.dumps(values).decode(), orjson.dumps(sources).decode() if explain else None
 

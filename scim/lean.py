@@ -19,6 +19,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
 from access.principals import Principal
+from core.db.base import prepared_cursor
 from groups.selectors import DIRECT_GROUPS_JSON
 from scim.base import SCIM_JSON
 from scim.errors import as_scim_error, error_body
@@ -101,7 +102,7 @@ def _lookup(principal: Principal, ref: str, user_name: str, query: ListQuery, ba
     except ValueError:
         column, value = "slug", ref
     reach = principal.tenant_ids
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:  # planned once per connection, as the PIP's lookups
         cursor.execute(LOOKUP.format(column=column), [user_name, query.count, value, reach is None, list(reach or ())])
         rows = cursor.fetchall()
     if not rows or len(rows) >= query.count:
