@@ -11,6 +11,7 @@ from outbox import services as outbox_services
 from outbox.models import OutboxEvent, QueuedEvent
 from outbox.relay import MARK_PUBLISHED
 from tests.factories import TenantFactory
+from tests.html_support import page
 from tests.outbox_helpers import drain_outbox
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -119,3 +120,23 @@ def test_retention_deletes_nothing_the_queue_holds() -> None:
     TenantFactory(slug="acme")
     assert outbox_retention.outbox_purge_published(older_than_hours=0) == 0
     assert len(queue()) == 1 and queue() == unpublished()
+
+
+def test_the_consoles_status_filter_reads_the_queue(admin_client_logged_in) -> None:  # type: ignore[no-untyped-def]
+    """The dashboard's "Outbox pending" and "Outbox failed" links (``status__exact``) list the same rows
+    as the status column says, found through the queue."""
+    for slug in ("a", "b", "c", "d"):
+        TenantFactory(slug=slug)
+    sequences = sorted(OutboxEvent.objects.values_list("sequence", flat=True))
+    OutboxEvent.objects.filter(sequence=sequences[0]).update(status="failed", attempts=5)
+    OutboxEvent.objects.filter(sequence__in=sequences[1:3]).update(status="published")
+
+    def listed(status: str) -> list[int]:
+        response = admin_client_logged_in.get(f"/admin/outbox/outboxevent/?status__exact={status}")
+        assert response.status_code == 200
+        html = page(response.content.decode())
+        return sorted(int(a.text.strip()) for a in html.select("#result_list th.field-sequence a"))
+
+    assert listed("failed") == [sequences[0]]
+    assert listed("pending") == [sequences[3]]
+    assert listed("published") == sequences[1:3]
