@@ -41,3 +41,36 @@ def test_the_relay_partitions_migration_rewrites_no_table_and_locks_no_writes() 
     assert 'ADD COLUMN "partition_count" smallint DEFAULT 1 NOT NULL' in sql
     assert "DROP DEFAULT" not in sql and "CHECK" not in sql  # no default dropped, no constraint to validate
     assert 'CREATE INDEX CONCURRENTLY "outbox_pending_by_partition"' in sql
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_queue_migration_backfills_the_unpublished_rows_of_the_previous_release() -> None:
+    """outbox 0004 on an outbox the previous release wrote: its pending and parked rows are queued (the
+    published ones not), the triggers take over from there, and the migration reverses."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from outbox.models import OutboxEvent, QueuedEvent
+
+    TenantFactory(slug="acme")  # one event, written by this release
+    executor = MigrationExecutor(connection)
+    executor.migrate([("outbox", "0003_outbox_partitions")])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('outbox_queuedevent')")
+        assert cursor.fetchone() == (None,)
+        columns = ", ".join(
+            f.column for f in OutboxEvent._meta.concrete_fields if f.column not in ("sequence", "event_id", "status")
+        )
+        for status in ("pending", "failed", "published"):  # as the previous release writes them
+            cursor.execute(
+                f"INSERT INTO outbox_outboxevent (event_id, status, {columns}) "
+                f"SELECT gen_random_uuid(), %s, {columns} FROM outbox_outboxevent ORDER BY sequence LIMIT 1",
+                [status],
+            )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    queued = dict(QueuedEvent.objects.values_list("event_id", "status"))
+    unpublished = dict(OutboxEvent.objects.exclude(status="published").values_list("sequence", "status"))
+    assert queued == unpublished and sorted(queued.values()) == ["failed", "pending", "pending"]
+    OutboxEvent.objects.filter(status="pending").update(status="published")
+    assert list(QueuedEvent.objects.values_list("status", flat=True)) == ["failed"]
