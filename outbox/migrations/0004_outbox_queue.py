@@ -45,12 +45,21 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- DELETE, not TRUNCATE: a TRUNCATE naming both tables (Django's test flush) has the queue in use.
+CREATE FUNCTION outbox_queue_on_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM {QUEUE};
+    RETURN NULL;
+END $$;
+
 CREATE TRIGGER outbox_queue_insert AFTER INSERT ON {EVENTS}
     REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION outbox_queue_on_insert();
 CREATE TRIGGER outbox_queue_update AFTER UPDATE ON {EVENTS}
     REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION outbox_queue_on_update();
 CREATE TRIGGER outbox_queue_delete AFTER DELETE ON {EVENTS}
     REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION outbox_queue_on_delete();
+CREATE TRIGGER outbox_queue_truncate AFTER TRUNCATE ON {EVENTS}
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_queue_on_truncate();
 
 INSERT INTO {QUEUE} ({_QUEUED_COLUMNS})
     SELECT {_QUEUED_COLUMNS} FROM {EVENTS} WHERE status <> 'published';
@@ -60,9 +69,11 @@ ALTER TABLE {EVENTS} SET (fillfactor = 50);
 
 DROP_TRIGGERS = f"""
 ALTER TABLE {EVENTS} RESET (fillfactor);
+DROP TRIGGER outbox_queue_truncate ON {EVENTS};
 DROP TRIGGER outbox_queue_delete ON {EVENTS};
 DROP TRIGGER outbox_queue_update ON {EVENTS};
 DROP TRIGGER outbox_queue_insert ON {EVENTS};
+DROP FUNCTION outbox_queue_on_truncate();
 DROP FUNCTION outbox_queue_on_delete();
 DROP FUNCTION outbox_queue_on_update();
 DROP FUNCTION outbox_queue_on_insert();
