@@ -79,14 +79,34 @@ def _split(variable: str, value: str, schemes: tuple[str, ...]) -> SplitResult:
     return parts
 
 
+def max_parallel_workers(value: str | None, role: str) -> int | None:
+    """``DB_MAX_PARALLEL_WORKERS_PER_GATHER``: a number, or ``server`` (leave the server's setting).
+
+    Unset: 0 for web processes (their requests run many short queries at once: a parallel plan for
+    one takes cores from the others — a search's first page walked with two workers,
+    docs/performance.md), the server's setting for the others."""
+    chosen = value if value else ("0" if role == "web" else "server")
+    if chosen == "server":
+        return None
+    if not chosen.isdigit() or int(chosen) > 1024:
+        raise ConfigError("DB_MAX_PARALLEL_WORKERS_PER_GATHER", "must be a number from 0 to 1024, or server", chosen)
+    return int(chosen)
+
+
 def database_config(
-    value: str, *, application_name: str, statement_timeout_ms: int, prepared_statements: bool = True
+    value: str,
+    *,
+    application_name: str,
+    statement_timeout_ms: int,
+    prepared_statements: bool = True,
+    max_parallel_workers_per_gather: int | None = None,
 ) -> dict[str, Any]:
     """Django ``DATABASES['default']`` from a ``DATABASE_URL`` (TCP or unix-socket form).
 
     ``prepared_statements``: the PIP's statements are prepared once per connection
     (``core.db.base.PreparingCursor``); off behind a pooler that cannot keep them (PgBouncer before
-    1.21, or without ``max_prepared_statements``, in transaction mode)."""
+    1.21, or without ``max_prepared_statements``, in transaction mode).
+    ``max_parallel_workers_per_gather``: the connection's setting (None: the server's)."""
     parts = _split("DATABASE_URL", value, POSTGRES_SCHEMES)
     query = dict(parse_qsl(parts.query))
     socket_dir = query.pop("host", "")
@@ -104,6 +124,8 @@ def database_config(
     options.setdefault("connect_timeout", "5")
     existing = options.get("options", "")
     options["options"] = f"{existing} -c statement_timeout={statement_timeout_ms}".strip()
+    if max_parallel_workers_per_gather is not None:
+        options["options"] += f" -c max_parallel_workers_per_gather={max_parallel_workers_per_gather}"
     # psycopg prepares nothing while this is None (Django's default). Django's own cursors bind on the
     # client, which psycopg never prepares, so 0 only lets the PreparingCursor's statements be prepared.
     options["prepare_threshold"] = 0 if prepared_statements else None

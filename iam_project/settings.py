@@ -21,6 +21,7 @@ from core.config import (
     database_config,
     event_bus_config,
     iam_env,
+    max_parallel_workers,
     redis_url,
 )
 from iam_project import startup
@@ -53,6 +54,9 @@ try:
         application_name=f"iam-{ROLE}",
         statement_timeout_ms=env.int("DB_STATEMENT_TIMEOUT_MS", default=5000),
         prepared_statements=env.bool("DB_PREPARED_STATEMENTS", default=True),
+        max_parallel_workers_per_gather=max_parallel_workers(
+            os.environ.get("DB_MAX_PARALLEL_WORKERS_PER_GATHER"), ROLE
+        ),
     )
 
     _event_bus_url = os.environ.get("EVENT_BUS_URL", "")

@@ -170,3 +170,21 @@ def test_searchable_is_refused_where_no_index_applies(db) -> None:  # type: igno
     with pytest.raises(ValidationFailed) as caught:
         DefinitionFactory(key="tags", type="string_list", searchable=True)
     assert caught.value.errors[0].pointer == "/searchable"
+
+
+def test_web_connections_plan_without_parallel_workers(db) -> None:  # type: ignore[no-untyped-def]
+    """A web process's page queries run beside many others: no Gather over a walk of the tenant
+    (docs/performance.md). The setting rides on the connection; other roles keep the server's."""
+    from core.config import ConfigError, database_config, max_parallel_workers
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_parallel_workers_per_gather")
+        assert cursor.fetchone() == ("0",)
+    assert (max_parallel_workers(None, "web"), max_parallel_workers(None, "worker")) == (0, None)
+    assert (max_parallel_workers("2", "web"), max_parallel_workers("server", "web")) == (2, None)
+    for bad in ("-1", "two", "1025"):
+        with pytest.raises(ConfigError, match="DB_MAX_PARALLEL_WORKERS_PER_GATHER"):
+            max_parallel_workers(bad, "web")
+    url = "postgres://iam@db:5432/iam"
+    server = database_config(url, application_name="iam-worker", statement_timeout_ms=5000)
+    assert "max_parallel_workers_per_gather" not in server["OPTIONS"]["options"]
