@@ -93,6 +93,18 @@ def max_parallel_workers(value: str | None, role: str) -> int | None:
     return int(chosen)
 
 
+def connection_settings(env: Any, role: str) -> dict[str, Any]:
+    """The keywords of :func:`database_config` that the environment sets (``env``: an ``environ.Env``),
+    the same for the primary and every replica of a role."""
+    return {
+        "statement_timeout_ms": env.int("DB_STATEMENT_TIMEOUT_MS", default=5000),
+        "prepared_statements": env.bool("DB_PREPARED_STATEMENTS", default=True),
+        "max_parallel_workers_per_gather": max_parallel_workers(
+            env.str("DB_MAX_PARALLEL_WORKERS_PER_GATHER", default=""), role
+        ),
+    }
+
+
 def database_config(
     value: str,
     *,

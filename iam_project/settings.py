@@ -18,10 +18,10 @@ from core.config import (
     DEVELOPMENT,
     ConfigError,
     broker_url,
+    connection_settings,
     database_config,
     event_bus_config,
     iam_env,
-    max_parallel_workers,
     redis_url,
 )
 from iam_project import startup
@@ -49,15 +49,7 @@ try:
         _database_url = _url_file.read_text() if _url_file.exists() else "postgres://postgres@/iam?host=/nonexistent"
     if not _database_url:
         raise ConfigError("DATABASE_URL", "is not set")
-    _database = database_config(
-        _database_url,
-        application_name=f"iam-{ROLE}",
-        statement_timeout_ms=env.int("DB_STATEMENT_TIMEOUT_MS", default=5000),
-        prepared_statements=env.bool("DB_PREPARED_STATEMENTS", default=True),
-        max_parallel_workers_per_gather=max_parallel_workers(
-            os.environ.get("DB_MAX_PARALLEL_WORKERS_PER_GATHER"), ROLE
-        ),
-    )
+    _database = database_config(_database_url, application_name=f"iam-{ROLE}", **connection_settings(env, ROLE))
 
     _event_bus_url = os.environ.get("EVENT_BUS_URL", "")
     if not _event_bus_url and (DEVELOPMENT_MODE or BUILDING_IMAGE):

@@ -13,7 +13,7 @@ from typing import Any
 
 import environ
 
-from core.config import ConfigError, database_config, max_parallel_workers
+from core.config import ConfigError, connection_settings, database_config
 from iam_project import startup
 
 _env = environ.Env()
@@ -24,14 +24,9 @@ try:
         if not _url:
             continue
         try:
+            _role = os.environ.get("IAM_ROLE", "web")
             _replica = database_config(
-                _url,
-                application_name=f"iam-{os.environ.get('IAM_ROLE', 'web')}-replica",
-                statement_timeout_ms=_env.int("DB_STATEMENT_TIMEOUT_MS", default=5000),
-                prepared_statements=_env.bool("DB_PREPARED_STATEMENTS", default=True),
-                max_parallel_workers_per_gather=max_parallel_workers(
-                    os.environ.get("DB_MAX_PARALLEL_WORKERS_PER_GATHER"), os.environ.get("IAM_ROLE", "web")
-                ),
+                _url, application_name=f"iam-{_role}-replica", **connection_settings(_env, _role)
             )
         except ConfigError as _bad:
             raise ConfigError("DATABASE_REPLICA_URLS", _bad.problem, _url) from None
