@@ -147,18 +147,13 @@ def _messages(rows: list[tuple]) -> list[Message]:
     for row in rows:
         lsn = row[7]
         token = signed.get(lsn) or signed.setdefault(lsn, tokens.issue(lsn_value(lsn)))
-        messages.append(
-            Message(event_id=row[1], subject=row[3], payload=_with_signed_token(row[4], token), key=str(row[6]))
-        )
+        messages.append(Message(event_id=row[1], subject=row[3], payload=with_token(row[4], token), key=str(row[6])))
     return messages
 
 
-def with_token(payload: str, lsn: str) -> bytes:
-    """The stored envelope (a JSON object's text) with the ``consistencytoken`` extension attribute."""
-    return _with_signed_token(payload, tokens.issue(lsn_value(lsn)))
-
-
-def _with_signed_token(payload: str, token: str) -> bytes:
+def with_token(payload: str, token: str) -> bytes:
+    """The stored envelope (a JSON object's text) with the ``consistencytoken`` extension attribute
+    (``token``: ``tokens.issue`` of the batch's WAL position)."""
     return ('{"consistencytoken":"' + token + '",' + payload.lstrip()[1:]).encode()
 
 

@@ -72,12 +72,11 @@ def reached_from(text: str, *, with_paths: bool = True) -> list[Reached]:
     """The groups of ``EFFECTIVE``'s JSON, each with its path (only an explanation shows paths: without
     ``with_paths`` each path is the group alone), in the order they win (priority, key)."""
     rows = {row[0]: row for row in orjson.loads(text)}
-    if not with_paths:
-        reached = [Reached(key, row[1], row[2] or {}, (key,)) for key, row in rows.items()]
-        return sorted(reached, key=lambda group: (-group.priority, group.key))
     paths: dict[str, tuple[str, ...]] = {}
 
     def path(key: str) -> tuple[str, ...]:
+        if not with_paths:
+            return (key,)
         if key not in paths:
             via = rows[key][4]
             paths[key] = (*path(via), key) if via is not None and via in rows else (key,)

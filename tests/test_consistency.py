@@ -165,7 +165,8 @@ def test_on_kafka_the_token_is_the_ce_consistencytoken_header() -> None:
     from outbox.relay import with_token
 
     payload = with_token(
-        '{"id": "e1", "type": "UserUpdated", "specversion": "1.0", "data": {"version": 2}}', "0/16B3740"
+        '{"id": "e1", "type": "UserUpdated", "specversion": "1.0", "data": {"version": 2}}',
+        tokens.issue(tokens.lsn_value("0/16B3740")),
     )
     value, headers = kafka_record(Message(event_id="e1", subject="s", payload=payload), BINARY)
     found = dict(headers)
