@@ -201,9 +201,15 @@ def db_generation(row: tuple | None) -> str:
 _TOUCHED: dict[object, float] = {}  # key id → when this process last recorded a use (monotonic)
 
 
+def recorded_recently(key: ApiKey) -> bool:
+    """Whether this process recorded a use of ``key`` within ``LAST_USED_RESOLUTION`` (:func:`record_use`
+    then has nothing to do)."""
+    return _TOUCHED.get(key.pk, -1e9) > time.monotonic() - LAST_USED_RESOLUTION.total_seconds()
+
+
 def record_use(key: ApiKey) -> None:
     now = timezone.now()
-    if _TOUCHED.get(key.pk, -1e9) > time.monotonic() - LAST_USED_RESOLUTION.total_seconds():
+    if recorded_recently(key):
         return  # this process recorded a use less than a minute ago: no round trip at all
     if len(_TOUCHED) > 10_000:
         _TOUCHED.clear()

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from api.express import ExpressLane
 from api.lean import TRIED, LeanApiMiddleware, literal_start
 
 StartResponse = Callable[..., Any]
@@ -32,6 +33,7 @@ class LeanWSGI:
         self.application = application
         self.door = LeanApiMiddleware(application.get_response)
         self.prefixes = tuple({literal_start(route.pattern) for route in self.door.routes if "GET" in route.methods})
+        self.express = [ExpressLane(self.door, route) for route in self.door.routes if route.express is not None]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if (
@@ -40,6 +42,11 @@ class LeanWSGI:
             or environ.get("SCRIPT_NAME")
         ):
             return self.application(environ, start_response)
+        for lane in self.express:
+            answered = lane(environ)
+            if answered is not None:
+                start_response(answered[0], answered[1])
+                return [answered[2]]
         used = [connections[alias] for alias in (DEFAULT_DB_ALIAS, *settings.DATABASE_REPLICAS)]
         for connection in used:
             tidy(connection)

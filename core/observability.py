@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -125,38 +126,76 @@ class ObservabilityMiddleware:
 
 
 def request_id_of(request: HttpRequest) -> str:
-    return request.META.get("HTTP_X_REQUEST_ID", "")[:64] or uuid.uuid4().hex
+    return request_id_from(request.META)
+
+
+def request_id_from(meta: dict[str, Any]) -> str:
+    """The client's ``X-Request-ID`` (at most 64 characters), or a new one."""
+    return meta.get("HTTP_X_REQUEST_ID", "")[:64] or uuid.uuid4().hex
 
 
 def observed(request: HttpRequest, response: HttpResponse, request_id: str, started: float) -> HttpResponse:
     """Count the request, stamp its id on the response and write its log line (every door's end)."""
-    duration = time.perf_counter() - started
-    route = route_of(request)
-    metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-    metrics.HTTP_REQUEST_DURATION.labels(request.method, route).observe(duration)
-    response["X-Request-ID"] = request_id
     match = getattr(request, "resolver_match", None)
-    level = logging.DEBUG if match is not None and match.url_name in QUIET_ROUTES else logging.INFO
-    if response.status_code >= 500:
+    response["X-Request-ID"] = request_id
+    record(
+        request.method or "",
+        route_of(request),
+        response.status_code,
+        time.perf_counter() - started,
+        request_id=request_id,
+        quiet=match is not None and match.url_name in QUIET_ROUTES,
+        tenant=match.kwargs.get("tenant", "") if match else "",
+        principal=lambda: principal_of(request),
+    )
+    return response
+
+
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # (method, route, status) → the two metrics' series
+
+
+def record(
+    method: str,
+    route: str,
+    status: int,
+    duration: float,
+    *,
+    request_id: str,
+    quiet: bool,
+    tenant: str,
+    principal: Callable[[], str],
+) -> None:
+    """The request's metrics and log line (``principal`` is called only for a line that is written)."""
+    series = _SERIES.get((method, route, status))
+    if series is None:  # prometheus_client's labels() costs a lock and a tuple check per call
+        if len(_SERIES) >= 1_000:
+            _SERIES.clear()
+        series = _SERIES[(method, route, status)] = (
+            metrics.HTTP_REQUESTS.labels(method, route, str(status)),
+            metrics.HTTP_REQUEST_DURATION.labels(method, route),
+        )
+    series[0].inc()
+    series[1].observe(duration)
+    level = logging.DEBUG if quiet else logging.INFO
+    if status >= 500:
         level = logging.ERROR
     if logger.isEnabledFor(level):  # the line's fields are built only for a line that is written
         logger.log(
             level,
             "%s %s %s",
-            request.method,
+            method,
             route,
-            response.status_code,
+            status,
             extra={
                 "request_id": request_id,
-                "method": request.method,
+                "method": method,
                 "route": route,
-                "status": response.status_code,
+                "status": status,
                 "duration_ms": round(duration * 1000, 2),
-                "tenant": (match.kwargs.get("tenant", "") if match else ""),
-                "principal": principal_of(request),
+                "tenant": tenant,
+                "principal": principal(),
             },
         )
-    return response
 
 
 class ProbesMiddleware:

@@ -52,14 +52,17 @@ class RedisCache(DjangoRedisCache):
         self._class = PooledRedisCacheClient
 
 
-def round_trip(get: list[str], incr: tuple[str, int] | None = None) -> tuple[list[Any], int | None]:
+def round_trip(
+    get: list[str], incr: tuple[str, int] | None = None, backend: Any = None
+) -> tuple[list[Any], int | None]:
     """The values of ``get`` (None where absent) and, if ``incr=(key, ttl)``, that counter after +1.
 
     One network round trip with Redis. The counter's key expires ``ttl`` seconds after its last hit
     (a fixed-window counter names its window in the key, so the key outlives its window by at most
     ``ttl``). Raises what the cache raises (callers fail open or fall back to the database).
     """
-    backend = caches["default"]
+    if backend is None:
+        backend = caches["default"]
     if isinstance(backend, DjangoRedisCache):
         commands = []
         if get:

@@ -140,16 +140,25 @@ def lookup(
     except Exception as exc:  # noqa: BLE001 - a cache outage means: read the database
         logger.warning("PIP cache unavailable", extra={"error": str(exc)})
         return None, None
-    entry = found.get(keys[2])
+    cached = fresh(tenant_token, subject_token, found.get(keys[2]), slug, min_lsn)
+    if cached is not None:
+        return cached, None
+    return None, (tenant_token, subject_token)
+
+
+def fresh(tenant_token: Any, subject_token: Any, entry: Any, slug: str | None = None, min_lsn: int = 0) -> Any:
+    """The entry's value if it was built under the current tokens (and, looked up by ``slug``, for
+    that slug; at least as new as ``min_lsn``), else None: the three values :func:`lookup_keys` names."""
     if (
         entry is not None
+        and tenant_token is not None
         and entry[0] == tenant_token
         and entry[1] == subject_token
         and (slug is None or entry[2].tenant_slug == slug)
         and entry[2].lsn >= min_lsn
     ):
-        return entry[2], None
-    return None, (tenant_token, subject_token)
+        return entry[2]
+    return None
 
 
 def store(

@@ -221,3 +221,64 @@ def bus(request):  # type: ignore[no-untyped-def]
 
     server = request.getfixturevalue("event_bus" if request.param == "nats" else "kafka_bus")
     return Bus(request.param, server, request.getfixturevalue("settings"))
+
+
+class Cost:
+    """Redis round trips and commands, and SQL queries, counted by the ``cost`` fixture."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.round_trips = 0
+        self.server_reads = 0
+        self.commands: Counter[str] = Counter()
+        self.queries: list[str] = []
+
+
+@pytest.fixture
+def cost(monkeypatch, request):  # type: ignore[no-untyped-def]
+    """``with cost() as c:`` counts the Redis round trips, Redis commands and SQL queries inside."""
+    from contextlib import contextmanager
+
+    import redis
+    from django.test.utils import CaptureQueriesContext
+
+    from core.redis_cache import Wire
+
+    server = request.getfixturevalue("with_redis") if "with_redis" in request.fixturenames else None
+
+    @contextmanager
+    def measure() -> Iterator[Cost]:
+        found = Cost()
+        original = redis.connection.Connection.send_packed_command
+        original_call = Wire.call
+
+        def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+            found.round_trips += 1
+            return original(self, command, check_health)
+
+        def counting_call(self, packed, count):  # type: ignore[no-untyped-def]
+            found.round_trips += 1
+            return original_call(self, packed, count)
+
+        if server is not None:
+            server.config_resetstat()
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+        monkeypatch.setattr(Wire, "call", counting_call)
+        try:
+            with CaptureQueriesContext(connection) as queries:
+                yield found
+        finally:
+            monkeypatch.setattr(redis.connection.Connection, "send_packed_command", original)
+            monkeypatch.setattr(Wire, "call", original_call)
+        found.queries = [q["sql"] for q in queries.captured_queries]
+        if server is not None:
+            # The server's own count of socket reads: a pipelined write arrives as one (the INFO
+            # command reading it is the last one).
+            found.server_reads = int(server.info("stats")["total_reads_processed"]) - 1
+            for name, stats in server.info("commandstats").items():
+                command = name.removeprefix("cmdstat_")
+                if command not in ("info", "config|resetstat", "config"):
+                    found.commands[command] = stats["calls"]
+
+    return measure

@@ -14,9 +14,18 @@ from django.http import HttpRequest, HttpResponse
 
 from access import scopes as S
 from access.principals import Principal
-from api.lean import FALL_THROUGH, LeanRoute
-from api.resolver.views import prefetch_keys, subject_lookup, subjects_lookup, wants_authzen, wants_explain
+from api.lean import FALL_THROUGH, Answer, LeanRoute
+from api.resolver.views import (
+    prefetch_keys,
+    subject_answer,
+    subject_lookup,
+    subjects_lookup,
+    wants_authzen,
+    wants_explain,
+)
 from core.client_json import BadJSON, check_depth, unstorable_text
+from resolver import cache as pip_cache
+from resolver.selectors import as_uuid
 
 SUBJECT = r"^/api/v1/pip/tenants/(?P<tenant>[^/]+)/subjects/(?P<external_id>.+)$"
 
@@ -33,9 +42,25 @@ def lookup(request: HttpRequest, principal: Principal, kwargs: dict[str, str], p
     )
 
 
-def lookup_prefetch(request: HttpRequest, principal: Principal, kwargs: dict[str, str]) -> list[str]:
+def lookup_prefetch(principal: Principal, kwargs: dict[str, str]) -> list[str]:
     """The entry of the key's release policy: the policy travels with the principal (no round trip)."""
     return prefetch_keys(kwargs["tenant"], kwargs["external_id"], principal.release)
+
+
+def lookup_express(
+    environ: dict[str, Any], principal: Principal, kwargs: dict[str, str], prefetched: list[Any]
+) -> Answer | None:
+    """The express lane's answer (``api.express``): a fresh cache entry the key reaches, in the native
+    format; None for anything else (the door answers it with these values)."""
+    tenant = kwargs["tenant"]
+    tenant_id = as_uuid(tenant)
+    if tenant_id is not None and not principal.reaches(tenant_id):
+        return None
+    tenant_token, subject_token, entry = prefetched
+    resolved = pip_cache.fresh(tenant_token, subject_token, entry, slug=None if tenant_id is not None else tenant)
+    if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
+        return None
+    return subject_answer(resolved, principal, False, environ.get("HTTP_IF_NONE_MATCH"))
 
 
 def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], prefetched: list[Any]) -> HttpResponse:
@@ -45,10 +70,6 @@ def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], pr
         authzen=wants_authzen(request.GET.get("format", "native")),
         explain=wants_explain(request.GET.get("explain", "false")),
     )
-
-
-def batch_prefetch(request: HttpRequest, principal: Principal, kwargs: dict[str, str]) -> list[str]:
-    return []
 
 
 def parse_batch(request: HttpRequest) -> bool:
@@ -72,7 +93,13 @@ def parse_batch(request: HttpRequest) -> bool:
 
 ROUTES = [
     LeanRoute(
-        SUBJECT, frozenset({"GET", "HEAD"}), S.PIP_READ, "/api/v1/pip/tenants/t/subjects/s", lookup, lookup_prefetch
+        SUBJECT,
+        frozenset({"GET", "HEAD"}),
+        S.PIP_READ,
+        "/api/v1/pip/tenants/t/subjects/s",
+        lookup,
+        lookup_prefetch,
+        express=lookup_express,
     ),
     LeanRoute(
         r"^/api/v1/pip/resolve$",
@@ -80,7 +107,6 @@ ROUTES = [
         S.PIP_READ,
         "/api/v1/pip/resolve",
         batch,
-        batch_prefetch,
         accepts=parse_batch,
     ),
 ]

@@ -108,6 +108,17 @@ def subject_lookup(
         resolved = _resolve(tenant, tenant_id, external_id, prefetched, release)
     if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
         raise NotFound("no such subject")
+    status, headers, body = subject_answer(resolved, principal, authzen, if_none_match)
+    if status == 304:
+        return HttpResponseNotModified(headers=headers)
+    return HttpResponse(body, content_type="application/json", headers=headers)
+
+
+def subject_answer(
+    resolved: Resolved, principal: Principal, authzen: bool, if_none_match: str | None
+) -> tuple[int, dict[str, str], bytes]:
+    """(200 or 304, the lookup's own headers, the body) for a subject the principal may read; counts
+    a release of PII to a key."""
     headers = {
         "ETag": resolved.etag,
         "Cache-Control": settings.PIP_CACHE_CONTROL,
@@ -115,11 +126,10 @@ def subject_lookup(
         tokens.HEADER: tokens.issue(resolved.lsn),
     }
     if etag_matches(if_none_match, resolved.etag):
-        return HttpResponseNotModified(headers=headers)
+        return 304, headers, b""
     if resolved.pii and principal.kind == "key":
         pii_read_count(key_id=principal.id)
-    body = resolved.authzen if authzen else resolved.native
-    return HttpResponse(body, content_type="application/json", headers=headers)
+    return 200, headers, resolved.authzen if authzen else resolved.native
 
 
 def prefetch_keys(tenant: str, external_id: str, release: Release = FULL) -> list[str]:

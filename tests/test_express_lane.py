@@ -1,0 +1,207 @@
+"""The express lane (``api/express.py``, issue 13): a cached lookup answered from the WSGI environ.
+
+Against the module's real ``redis-server`` through the production cache backend. Each answer the
+lane gives is compared with the full cycle's (Django's test client through the middleware), and the
+lane must be what answered (the door was not called); every request it leaves to the door is read
+and counted once, and a revocation, a throttle, a bad Host or an HTTPS redirect ends as it would
+without the lane.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from prometheus_client import REGISTRY
+
+from access import keys
+from access.keys import api_key_create, api_key_revoke
+from api import lean
+from api.lean_wsgi import LeanWSGI
+from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+from tests.test_lean_wsgi import VOLATILE, through_client, through_wsgi
+
+pytestmark = pytest.mark.django_db
+SUBJECT_ROUTE = "api/v1/pip/tenants/{tenant}/subjects/{external_id}"
+
+
+@pytest.fixture
+def acme():  # type: ignore[no-untyped-def]
+    tenant = TenantFactory(slug="acme", name="Acme")
+    DefinitionFactory(tenant=tenant, key="n", type="integer")
+    DefinitionFactory(tenant=tenant, key="ssn", type="string", pii=True)
+    UserFactory(tenant=tenant, external_id="alice", attributes={"n": 1, "ssn": "078-05-1120"})
+    UserFactory(tenant=tenant, external_id="bob/ops", attributes={"n": 2})
+    return tenant
+
+
+@pytest.fixture
+def raw_keys(acme):  # type: ignore[no-untyped-def]
+    return {
+        name: api_key_create(name=name, scopes=scopes, tenants=[acme], attributes=attributes)[1]
+        for name, scopes, attributes in [("pip", ["pip:read", "pii:read"], None), ("narrow", ["pip:read"], ["n"])]
+    }
+
+
+@pytest.fixture
+def doors(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """How many requests reached the door (``LeanApiMiddleware.door``) rather than the lane."""
+    called: list[int] = []
+    original = lean.LeanApiMiddleware.door
+
+    def counting(self, *args):  # type: ignore[no-untyped-def]
+        called.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(lean.LeanApiMiddleware, "door", counting)
+    return called
+
+
+def bearer(raw: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+
+def same(first: tuple[int, dict[str, str], bytes], second: tuple[int, dict[str, str], bytes]) -> None:
+    assert (first[0], first[2]) == (second[0], second[2])
+    assert {k: v for k, v in first[1].items() if k not in VOLATILE} == {
+        k: v for k, v in second[1].items() if k not in VOLATILE
+    }
+    assert first[1]["X-Request-ID"] and ("Consistency-Token" in first[1]) == ("Consistency-Token" in second[1])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "key", "revalidate", "express"),
+    [
+        ("GET", "/api/v1/pip/tenants/acme/subjects/alice", "pip", False, True),
+        ("GET", "/api/v1/pip/tenants/acme/subjects/bob/ops", "pip", False, True),
+        ("HEAD", "/api/v1/pip/tenants/acme/subjects/alice", "pip", False, True),
+        ("GET", "/api/v1/pip/tenants/acme/subjects/alice", "narrow", False, True),  # the release policy's entry
+        ("GET", "/api/v1/pip/tenants/{id}/subjects/alice", "pip", False, True),
+        ("GET", "/api/v1/pip/tenants/acme/subjects/alice", "pip", True, True),  # 304
+        ("GET", "/api/v1/pip/tenants/acme/subjects/alice?format=authzen", "pip", False, False),
+        ("GET", "/api/v1/pip/tenants/acme/subjects/nobody", "pip", False, False),  # a 404: never cached
+    ],
+)
+def test_a_cached_lookup_is_answered_by_the_lane_as_the_full_cycle_answers_it(  # type: ignore[no-untyped-def]
+    acme, raw_keys, with_redis, doors, method, path, key, revalidate, express
+) -> None:
+    path = path.replace("{id}", str(acme.id))
+    headers = bearer(raw_keys[key])
+    app = LeanWSGI(WSGIHandler())
+    through_wsgi(app, "GET", path, **headers)  # the door learns the slug's tenant id,
+    first = through_wsgi(app, "GET", path, **headers)  # then fills the cache
+    if revalidate:
+        headers["HTTP_IF_NONE_MATCH"] = first[1]["ETag"]
+    before = len(doors)
+    answered = through_wsgi(app, method, path, **headers)
+    assert len(doors) - before == (0 if express else 1)
+    expected = through_client(method, path, **headers)
+    same(answered, expected)
+    assert answered[0] == {"HEAD": 200, "GET": 304 if revalidate else 200}[method] or not express
+
+
+def test_a_miss_left_to_the_door_is_read_and_counted_once(acme, raw_keys, with_redis, doors, cost) -> None:  # type: ignore[no-untyped-def]
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    for _ in range(2):  # the key is held, the slug memoised, the entry cached
+        through_wsgi(app, "GET", path, **bearer(raw_keys["pip"]))
+    with_redis.delete(*with_redis.keys("*pip:e3:*"))  # the entry is gone: the next lookup is a miss
+    with cost() as miss:
+        status = through_wsgi(app, "GET", path, **bearer(raw_keys["pip"]))[0]
+    assert status == 200 and len(doors) == 3
+    # The lane's round trip, then the entry stored: the door read nothing again and counted nothing twice.
+    assert (miss.commands["mget"], miss.commands["incr"], miss.commands["expire"]) == (1, 1, 1)
+    assert miss.round_trips == 2 and len(miss.queries) == 1
+    with cost() as hit:
+        assert through_wsgi(app, "GET", path, **bearer(raw_keys["pip"]))[0] == 200
+    assert (hit.round_trips, dict(hit.commands), hit.queries, len(doors)) == (
+        1,
+        {"mget": 1, "incr": 1, "expire": 1},
+        [],
+        3,
+    )
+
+
+def test_a_key_revoked_by_another_process_is_refused_on_the_next_request(  # type: ignore[no-untyped-def]
+    acme, with_redis, doors, django_capture_on_commit_callbacks
+) -> None:
+    key, raw = api_key_create(name="soon-revoked", scopes=["pip:read"], tenants=[acme])
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    assert [through_wsgi(app, "GET", path, **bearer(raw))[0] for _ in range(3)] == [200, 200, 200]
+    assert len(doors) == 2  # the third one: the lane
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(key=key)
+    # This process still holds the key as it was: only the shared generation tells it.
+    key.revoked_at = None
+    keys._LOCAL[keys.hash_key(raw)] = (key, keys._principal(key), "a generation before", time.monotonic() + 60)
+    status, headers, _ = through_wsgi(app, "GET", path, **bearer(raw))
+    assert (status, headers["WWW-Authenticate"]) == (401, 'Bearer realm="iam-service"')
+    assert keys.held(raw) is None
+
+
+def test_the_throttle_counts_each_lane_request_once_and_the_door_answers_the_429(  # type: ignore[no-untyped-def]
+    acme, raw_keys, with_redis, doors
+) -> None:
+    from access.throttling import PrincipalRateThrottle
+
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    rates = {**PrincipalRateThrottle.THROTTLE_RATES, "pip": "3/h"}
+    PrincipalRateThrottle.THROTTLE_RATES, saved = rates, PrincipalRateThrottle.THROTTLE_RATES
+    try:
+        answers = [through_wsgi(app, "GET", path, **bearer(raw_keys["pip"])) for _ in range(5)]
+    finally:
+        PrincipalRateThrottle.THROTTLE_RATES = saved
+    assert [answer[0] for answer in answers] == [200, 200, 200, 429, 429]
+    # Two misses (the slug learnt, then the entry stored), the lane's hit, then two 429s from the door.
+    assert len(doors) == 4
+    refused = answers[-1][1]
+    assert 0 < int(refused["Retry-After"]) <= 3600 and refused["Content-Type"] == "application/problem+json"
+    counters = [name for name in with_redis.keys("*throttle:pip:*")]
+    assert [int(with_redis.get(name)) for name in counters] == [5]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "environ", "status"),
+    [
+        ({"ALLOWED_HOSTS": ["testserver"]}, {"HTTP_HOST": "evil.example"}, 400),  # a Host outside ALLOWED_HOSTS
+        ({"SECURE_SSL_REDIRECT": True}, {}, 301),
+        ({"SECURE_SSL_REDIRECT": True, "SECURE_HSTS_SECONDS": 60}, {"wsgi.url_scheme": "https"}, 200),
+    ],
+)
+def test_host_and_scheme_end_as_they_do_without_the_lane(  # type: ignore[no-untyped-def]
+    acme, raw_keys, with_redis, settings, overrides, environ, status
+) -> None:
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    headers = {**bearer(raw_keys["pip"]), **environ}
+    for _ in range(2):  # the cache warmed over HTTPS, from an allowed Host
+        through_wsgi(app, "GET", path, **{**headers, "HTTP_HOST": "testserver", "wsgi.url_scheme": "https"})
+    answered = through_wsgi(app, "GET", path, **headers)
+    assert answered[0] == status
+    same(answered, through_client("GET", path, **headers))
+    if status == 200:
+        assert answered[1]["Strict-Transport-Security"] == "max-age=60"
+
+
+def test_a_lane_answer_is_counted_and_logged_like_the_doors(acme, raw_keys, with_redis, doors, caplog) -> None:  # type: ignore[no-untyped-def]
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    for _ in range(2):
+        through_wsgi(app, "GET", path, **bearer(raw_keys["pip"]))
+    labels = {"method": "GET", "route": SUBJECT_ROUTE, "status": "200"}
+    before = REGISTRY.get_sample_value("http_requests_total", labels) or 0
+    with caplog.at_level(logging.INFO, logger="iam.request"):
+        status, headers, _ = through_wsgi(app, "GET", path, HTTP_X_REQUEST_ID="trace-1", **bearer(raw_keys["pip"]))
+    assert (status, len(doors), headers["X-Request-ID"]) == (200, 2, "trace-1")
+    assert REGISTRY.get_sample_value("http_requests_total", labels) == before + 1
+    lines: list[Any] = [record for record in caplog.records if record.name == "iam.request"]
+    assert [(r.route, r.status, r.tenant, r.principal, r.request_id) for r in lines] == [  # type: ignore[attr-defined]
+        (SUBJECT_ROUTE, 200, "acme", "key:pip", "trace-1")
+    ]
