@@ -62,6 +62,10 @@ def pii_reads_flush() -> int:
         return 0
     keys = list(pending)
     try:
+        if connection.connection is not None and not connection.in_atomic_block:
+            # Called from the express lane too, outside Django's request cycle, which would have closed
+            # a connection past CONN_MAX_AGE or broken since its last use.
+            connection.close_if_unusable_or_obsolete()
         with connection.cursor() as cursor:
             cursor.execute(UPSERT, [[k for k, _ in keys], [h for _, h in keys], [pending[k] for k in keys]])
     except Exception:
