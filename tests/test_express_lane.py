@@ -205,3 +205,52 @@ def test_a_lane_answer_is_counted_and_logged_like_the_doors(acme, raw_keys, with
     assert [(r.route, r.status, r.tenant, r.principal, r.request_id) for r in lines] == [  # type: ignore[attr-defined]
         (SUBJECT_ROUTE, 200, "acme", "key:pip", "trace-1")
     ]
+
+
+def test_hostile_hosts_and_request_ids_cost_a_bounded_memo_and_end_as_without_the_lane(  # type: ignore[no-untyped-def]
+    acme, raw_keys, with_redis, doors, settings
+) -> None:
+    from api import express
+
+    settings.ALLOWED_HOSTS = ["testserver", ".example.org"]
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    for _ in range(2):
+        through_wsgi(app, "GET", path, **bearer(raw_keys["pip"]))
+    monkey_size, express.SITES_SIZE = express.SITES_SIZE, 50
+    try:
+        # Many distinct allowed Hosts (and some refused ones): the memo never outgrows its bound.
+        for index in range(120):
+            host = f"h{index}.example.org" if index % 3 else f"h{index}.evil"
+            status = through_wsgi(app, "GET", path, HTTP_HOST=host, **bearer(raw_keys["pip"]))[0]
+            assert status == (200 if index % 3 else 400)
+            assert len(express._SITES) <= 50
+    finally:
+        express.SITES_SIZE = monkey_size
+    before = len(doors)
+    long_id = "x" * 10_000
+    status, headers, _ = through_wsgi(app, "GET", path, HTTP_X_REQUEST_ID=long_id, **bearer(raw_keys["pip"]))
+    assert (status, headers["X-Request-ID"], len(doors)) == (200, long_id[:64], before)
+    # A key of 10,000 characters is not held: the full stack refuses it, as without the lane.
+    status, headers, _ = through_wsgi(app, "GET", path, **bearer("iam_" + "k" * 10_000))
+    assert (status, headers["WWW-Authenticate"]) == (401, 'Bearer realm="iam-service"')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pii_read_counts_are_written_on_a_connection_past_its_age(acme, raw_keys) -> None:  # type: ignore[no-untyped-def]
+    """The flush runs from the lane too, outside Django's request cycle: a connection past
+    ``CONN_MAX_AGE`` is replaced first, as the cycle would have done."""
+    from django.db import connection
+
+    from access.models import PiiReadCount
+    from access.pii_audit import _PENDING, _STATE, pii_read_count, pii_reads_flush
+
+    _PENDING.clear()
+    _STATE["flushed"] = time.monotonic()  # not due yet: the count waits for the flush below
+    connection.ensure_connection()
+    before = connection.connection
+    connection.close_at = time.monotonic() - 1  # type: ignore[attr-defined]  # set by Django from CONN_MAX_AGE
+    pii_read_count(key_id=str(keys.principal_for_key(raw_keys["pip"])[1].id))  # type: ignore[index]
+    assert pii_reads_flush() == 1
+    assert connection.connection is not before
+    assert list(PiiReadCount.objects.values_list("count", flat=True)) == [1]
