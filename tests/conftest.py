@@ -282,3 +282,16 @@ def cost(monkeypatch, request):  # type: ignore[no-untyped-def]
                     found.commands[command] = stats["calls"]
 
     return measure
+
+
+@pytest.fixture
+def pip_tenant():  # type: ignore[no-untyped-def]
+    """A tenant ``acme`` with an integer and a PII attribute, and two subjects (``alice``, ``bob/ops``)."""
+    from tests.factories import DefinitionFactory, TenantFactory, UserFactory
+
+    tenant = TenantFactory(slug="acme", name="Acme")
+    DefinitionFactory(tenant=tenant, key="n", type="integer")
+    DefinitionFactory(tenant=tenant, key="ssn", type="string", pii=True)
+    UserFactory(tenant=tenant, external_id="alice", attributes={"n": 1, "ssn": "078-05-1120"})
+    UserFactory(tenant=tenant, external_id="bob/ops", attributes={"n": 2})
+    return tenant

@@ -21,7 +21,6 @@ from access import keys
 from access.keys import api_key_create, api_key_revoke
 from api import lean
 from api.lean_wsgi import LeanWSGI
-from tests.factories import DefinitionFactory, TenantFactory, UserFactory
 from tests.test_lean_wsgi import VOLATILE, through_client, through_wsgi
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +28,8 @@ SUBJECT_ROUTE = "api/v1/pip/tenants/{tenant}/subjects/{external_id}"
 
 
 @pytest.fixture
-def acme():  # type: ignore[no-untyped-def]
-    tenant = TenantFactory(slug="acme", name="Acme")
-    DefinitionFactory(tenant=tenant, key="n", type="integer")
-    DefinitionFactory(tenant=tenant, key="ssn", type="string", pii=True)
-    UserFactory(tenant=tenant, external_id="alice", attributes={"n": 1, "ssn": "078-05-1120"})
-    UserFactory(tenant=tenant, external_id="bob/ops", attributes={"n": 2})
-    return tenant
+def acme(pip_tenant):  # type: ignore[no-untyped-def]
+    return pip_tenant
 
 
 @pytest.fixture

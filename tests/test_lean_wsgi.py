@@ -23,20 +23,14 @@ from django.test import Client, RequestFactory
 from access.keys import api_key_create
 from api import lean
 from api.lean_wsgi import LeanWSGI
-from tests.factories import DefinitionFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 VOLATILE = {"Date", "X-Request-ID", "Consistency-Token"}  # the token: the WAL position, which moves
 
 
 @pytest.fixture
-def acme():  # type: ignore[no-untyped-def]
-    tenant = TenantFactory(slug="acme", name="Acme")
-    DefinitionFactory(tenant=tenant, key="n", type="integer")
-    DefinitionFactory(tenant=tenant, key="ssn", type="string", pii=True)
-    UserFactory(tenant=tenant, external_id="alice", attributes={"n": 1, "ssn": "078-05-1120"})
-    UserFactory(tenant=tenant, external_id="bob/ops", attributes={"n": 2})
-    return tenant
+def acme(pip_tenant):  # type: ignore[no-untyped-def]
+    return pip_tenant
 
 
 @pytest.fixture
