@@ -15,6 +15,7 @@ here (a batch POST stays with the middleware: its body could not be read twice).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,9 +24,10 @@ from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from api.express import ExpressLane
-from api.lean import TRIED, LeanApiMiddleware, literal_start
+from api.lean import ROUND_TRIP, TRIED, LeanApiMiddleware, literal_start
 
 StartResponse = Callable[..., Any]
+logger = logging.getLogger(__name__)
 
 
 class LeanWSGI:
@@ -43,7 +45,13 @@ class LeanWSGI:
         ):
             return self.application(environ, start_response)
         for lane in self.express:
-            answered = lane(environ)
+            try:
+                answered = lane(environ)
+            except Exception:
+                # A bug of the lane: said loudly, and the door answers (the full stack if it fails too).
+                logger.exception("the express lane failed; the door answers")
+                environ.pop(ROUND_TRIP, None)
+                break
             if answered is not None:
                 start_response(answered[0], answered[1])
                 return [answered[2]]

@@ -248,3 +248,24 @@ def test_pii_read_counts_are_written_on_a_connection_past_its_age(acme, raw_keys
     assert pii_reads_flush() == 1
     assert connection.connection is not before
     assert list(PiiReadCount.objects.values_list("count", flat=True)) == [1]
+
+
+def test_a_failing_lane_is_logged_and_the_door_answers(acme, raw_keys, with_redis, doors, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    for _ in range(2):
+        through_wsgi(app, "GET", path, **bearer(raw_keys["pip"]))
+    expected = through_client("GET", path, **bearer(raw_keys["pip"]))
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.express[0], "answer", broken)
+    before = len(doors)
+    with caplog.at_level(logging.ERROR, logger="api.lean_wsgi"):
+        answered = through_wsgi(app, "GET", path, **bearer(raw_keys["pip"]))
+    same(answered, expected)
+    assert len(doors) == before + 1
+    assert [r.getMessage() for r in caplog.records if r.name == "api.lean_wsgi"] == [
+        "the express lane failed; the door answers"
+    ]
