@@ -59,6 +59,7 @@ class ExpressLane:
 
     def __call__(self, environ: dict[str, Any]) -> Answered | None:
         """The answer, or None: the door answers (with this lane's round trip when it made one)."""
+        started = time.perf_counter()
         if (
             environ.get("QUERY_STRING")
             or environ.get("CONTENT_LENGTH") not in (None, "", "0")
@@ -91,7 +92,6 @@ class ExpressLane:
         prefetch = self.route.prefetch(principal, kwargs)
         if not prefetch:
             return None
-        started = time.perf_counter()
         get = [keys.GENERATION_KEY, *prefetch]
         counter, limit, seconds, remaining = PrincipalRateThrottle.counter(self.route.throttle_scope, principal)
         try:
