@@ -1,14 +1,20 @@
-"""The per-key btree indexes of *searchable* definitions: range, prefix, exists/missing and ordering.
+"""The per-key btree indexes of *searchable* definitions: equality, range, prefix, exists/missing and ordering.
 
 ``CREATE INDEX CONCURRENTLY`` cannot run in a transaction and may take minutes on a large tenant, so
 a worker runs it (:mod:`attributes.tasks`), queued on commit by the definition services; the state
 (building, ready, failed) is a :class:`SearchIndex` row the console shows. One partial index per
-tenant and key, on the very expression :func:`attributes.search.typed_expression` compiles to::
+tenant and key, on the very expression :func:`attributes.search.typed_expression` compiles to, then
+``created_at``::
 
-    CREATE INDEX CONCURRENTLY attr_search_<hash> ON users_user (iam_attr_numeric(attributes -> 'clearance'))
+    CREATE INDEX CONCURRENTLY attr_search_<hash> ON users_user (iam_attr_numeric(attributes -> 'clearance'), created_at)
     WHERE tenant_id = '…'
 
-Equality, ``in`` and list membership need none: the GIN index on the whole document serves them.
+``created_at`` second: for an equality on the key (which the search compiles to the typed
+expression as well as to containment) the index holds the matches in page order, so a first page
+reads its 51 rows whether the value is rare or common, instead of every match then a sort. A key's
+index of the first shape (the expression alone, named by :data:`SHAPE` 1) is dropped once its
+successor is built. Containment (``in``, list membership, keys that are not searchable) is served
+by the GIN index on the whole document.
 """
 
 from __future__ import annotations
@@ -28,8 +34,12 @@ Type = AttributeDefinition.Type
 INDEXED_TYPES = (*TYPED_FUNCTION, *TEXT_TYPES)
 
 
-def index_name(definition: AttributeDefinition) -> str:
-    digest = hashlib.sha1(f"{definition.tenant_id}:{definition.target}:{definition.key}".encode()).hexdigest()
+SHAPE = 2  # 1: (expression); 2: (expression, created_at)
+
+
+def index_name(definition: AttributeDefinition, shape: int = SHAPE) -> str:
+    seed = f"{definition.tenant_id}:{definition.target}:{definition.key}"
+    digest = hashlib.sha1((seed if shape == 1 else f"{seed}:{shape}").encode()).hexdigest()
     return f"attr_search_{digest[:24]}"
 
 
@@ -46,7 +56,9 @@ def _table(definition: AttributeDefinition) -> sql.Identifier:
 
 def create_statement(definition: AttributeDefinition, name: str) -> sql.Composed:
     opclass = sql.SQL(" text_pattern_ops" if definition.type in TEXT_TYPES else "")
-    return sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (({}){}) WHERE tenant_id = {}::uuid").format(
+    return sql.SQL(
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (({}){}, created_at) WHERE tenant_id = {}::uuid"
+    ).format(
         sql.Identifier(name), _table(definition), _expression(definition), opclass,
         sql.Literal(str(definition.tenant_id)),
     )  # fmt: skip
@@ -103,6 +115,7 @@ def search_index_sync(*, definition_id: Any) -> SearchIndex | None:
         return None
     if not definition.searchable or definition.type not in INDEXED_TYPES:
         search_index_drop(name=index_name(definition))
+        _drop(index_name(definition, shape=1))
         return None
     name = index_name(definition)
     index, _ = SearchIndex.objects.update_or_create(
@@ -120,6 +133,7 @@ def search_index_sync(*, definition_id: Any) -> SearchIndex | None:
         _drop(name)
     else:
         index.state = SearchIndex.State.READY
+        _drop(index_name(definition, shape=1))  # the first shape's index, superseded (nothing if none)
     index.finished_at = timezone.now()
     index.save(update_fields=["state", "error", "finished_at"])
     return index

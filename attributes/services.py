@@ -8,6 +8,7 @@ subjects are in the way.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -204,8 +205,9 @@ def definition_delete(*, definition: AttributeDefinition, expected_version: int 
         if in_use:
             raise Conflict(f"attribute {locked.key!r} is set on {in_use} {locked.target}s; remove the values first")
         deleted = DEFINITIONS.removed(locked)
-        index = search_index_name(locked)
+        indexes = [search_index_name(locked), search_index_name(locked, shape=1)]  # and one of the first shape
         locked.delete()
-        transaction.on_commit(lambda: drop_search_index_task.delay(index), robust=True)
+        for index in indexes:
+            transaction.on_commit(partial(drop_search_index_task.delay, index), robust=True)
         _schema_changed(deleted.tenant_id)
         record_changes([deleted])

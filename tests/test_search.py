@@ -121,8 +121,35 @@ MATRIX = [
 ]
 
 
-@pytest.mark.parametrize(("expression", "expected"), MATRIX)
+# With the keys searchable, an equality is also compiled to the typed expression (for the key's
+# index): it must find exactly what containment finds — case, offsets and 4 vs 4.0 included.
+SEARCHABLE_EDGES = [
+    ('name eq "ada lovelace"', []),  # containment is case-sensitive; lower() alone would match
+    ('name eq "Ada Lovelace"', ["a"]),
+    ("NOT name eq carol", ["a", "b", "d", "e"]),
+    ("department eq eng", ["a", "c"]),
+    ("score eq 9.50", ["a"]),
+    ('seen eq "2026-01-02T08:00:00Z"', []),  # eq compares the stored text (+02:00)...
+    ('seen between ("2026-01-02T08:00:00Z", "2026-01-02T08:00:00Z")', ["b"]),  # ...between the instant
+    ("clearance between (3, 3)", ["c"]),
+    ("NOT clearance between (3, 3)", ["a", "b", "d", "e"]),
+    ("hired between (2021-03-03, 2021-03-03)", ["c"]),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), MATRIX + SEARCHABLE_EDGES)
 def test_operator_by_type_matrix(api, corp, expression, expected) -> None:  # type: ignore[no-untyped-def]
+    assert ids(api, {"q": expression}) == expected
+
+
+@pytest.mark.parametrize(("expression", "expected"), MATRIX + SEARCHABLE_EDGES)
+def test_the_matrix_answers_the_same_when_the_keys_are_searchable(api, corp, expression, expected) -> None:  # type: ignore[no-untyped-def]
+    from attributes.models import AttributeDefinition
+    from attributes.search_indexes import INDEXED_TYPES
+    from core.guards import domain_write
+
+    with domain_write():
+        AttributeDefinition.objects.filter(tenant=corp, type__in=INDEXED_TYPES).update(searchable=True)
     assert ids(api, {"q": expression}) == expected
 
 
