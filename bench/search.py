@@ -38,6 +38,7 @@ SCENARIOS = {  # name → (class, a function of a random int giving the path's q
     "pip single lookup": ("yardstick", lambda r: None),
     "eq (enum)": ("equality", lambda r: {"q": f"department eq d{r % 100}"}),
     "in (enum, 2 values)": ("equality", lambda r: {"q": f"department in (d{r % 100}, d{(r + 1) % 100})"}),
+    "eq (integer, searchable)": ("equality", lambda r: {"q": f"clearance eq {r % 200}"}),
     "has (string_list)": ("list membership", lambda r: {"q": f"groups has g{r % 300}"}),
     "between (integer)": ("range", lambda r: {"q": f"clearance between ({r % 200}, {r % 200})"}),
     "ge (number)": ("range", lambda r: {"q": "score ge 99.5"}),
