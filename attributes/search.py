@@ -197,7 +197,7 @@ class Compiler:
         def contains(value: Any) -> Q:
             return Q(**{f"{FIELD}__contains": {key: [value] if kind == Type.STRING_LIST else value}})
 
-        if op == "eq" and definition.searchable:
+        if op == "eq" and _indexed(definition):
             if definition.type in NUMERIC_OR_DATE:  # the typed value is the stored one: the key's index alone
                 return self._typed_equality(definition, values[0]), False
             return contains(values[0]) & self._typed_equality(definition, values[0]), True
@@ -223,7 +223,7 @@ class Compiler:
             text_lookup: type[Lookup[Any]] = StartsWith if op == "startswith" else Contains
             return Q(text_lookup(expression, needle)), False  # LIKE 'x%' / '%x%', wildcards in the value escaped
         bounds = [Value(_python_value(definition, value), output_field=expression.output_field) for value in values]
-        if op == "between" and definition.searchable and bounds[0].value == bounds[1].value:
+        if op == "between" and _indexed(definition) and bounds[0].value == bounds[1].value:
             return Q(Exact(expression, bounds[0])), False  # the key's index, in page order (below)
         if op == "between":
             return Q(GreaterThanOrEqual(expression, bounds[0])) & Q(LessThanOrEqual(expression, bounds[1])), False
@@ -241,6 +241,13 @@ class Compiler:
         if definition.type in TEXT_TYPES:
             return Q(Exact(expression, Value(str(value).lower(), output_field=TextField())))
         return Q(Exact(expression, Value(_python_value(definition, value), output_field=expression.output_field)))
+
+
+def _indexed(definition: AttributeDefinition) -> bool:
+    """Whether the key's search index is built (``search_ready``, annotated by
+    ``attributes.selectors.definitions_for``): until then an equality stays containment, which the
+    GIN index serves, rather than a typed comparison no index serves yet."""
+    return definition.searchable and bool(getattr(definition, "search_ready", False))
 
 
 def query_error(pointer: str, error: QueryError) -> ValidationFailed:
