@@ -16,7 +16,7 @@ cache entry) — and leaves every other request to the door, unchanged:
 
 What the lane answers carries what the door's answer carries, header for header (the security
 middleware's headers are computed once per Host and scheme by that middleware itself), and the same
-metrics and log line (``core.observability.record``). ``tests/test_lean_wsgi.py`` compares the two.
+metrics and log line (``core.observability.record``). ``tests/test_express_lane.py`` compares the two.
 """
 
 from __future__ import annotations
