@@ -236,8 +236,7 @@ class Compiler:
         page reads 51 rows, however common the value), and estimate the matches from the
         expression's statistics."""
         expression = typed_expression(definition)
-        if expression is None:
-            return Q()
+        assert expression is not None, "searchable applies only to keys with a typed expression"
         if definition.type in TEXT_TYPES:
             return Q(Exact(expression, Value(str(value).lower(), output_field=TextField())))
         return Q(Exact(expression, Value(_python_value(definition, value), output_field=expression.output_field)))

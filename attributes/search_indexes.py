@@ -43,6 +43,11 @@ def index_name(definition: AttributeDefinition, shape: int = SHAPE) -> str:
     return f"attr_search_{digest[:24]}"
 
 
+def index_names(definition: AttributeDefinition) -> list[str]:
+    """Every name the key's index may have: this shape's, and the first shape's (an earlier release's)."""
+    return [index_name(definition), index_name(definition, shape=1)]
+
+
 def _expression(definition: AttributeDefinition) -> sql.Composable:
     key = sql.Literal(definition.key)
     if definition.type in TYPED_FUNCTION:
@@ -114,8 +119,8 @@ def search_index_sync(*, definition_id: Any) -> SearchIndex | None:
     if definition is None:
         return None
     if not definition.searchable or definition.type not in INDEXED_TYPES:
-        search_index_drop(name=index_name(definition))
-        _drop(index_name(definition, shape=1))
+        for name in index_names(definition):  # the index and its row, whichever shape was built
+            search_index_drop(name=name)
         return None
     name = index_name(definition)
     index, _ = SearchIndex.objects.update_or_create(

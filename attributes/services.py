@@ -18,7 +18,7 @@ from django.db.models import Model, QuerySet
 from attributes import holders
 from attributes.effective_rules import effective_rules_check
 from attributes.models import KEY_PATTERN, AttributeDefinition
-from attributes.search_indexes import index_name as search_index_name
+from attributes.search_indexes import index_names as search_index_names
 from attributes.tasks import drop_search_index_task, sync_search_index_task
 from attributes.validation import UnsupportedPattern, compiled, validate_value
 from core.db.locking import locked_for_write, save_or_conflict
@@ -205,7 +205,7 @@ def definition_delete(*, definition: AttributeDefinition, expected_version: int 
         if in_use:
             raise Conflict(f"attribute {locked.key!r} is set on {in_use} {locked.target}s; remove the values first")
         deleted = DEFINITIONS.removed(locked)
-        indexes = [search_index_name(locked), search_index_name(locked, shape=1)]  # and one of the first shape
+        indexes = search_index_names(locked)
         locked.delete()
         for index in indexes:
             transaction.on_commit(partial(drop_search_index_task.delay, index), robust=True)

@@ -204,6 +204,27 @@ def test_an_index_of_the_first_shape_is_replaced_by_the_ordered_one(transactiona
     search_index_drop(name=index.name)
 
 
+def test_clearing_the_flag_before_the_rebuild_drops_the_first_shapes_index_and_row(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    """After an upgrade and before the worker rebuilt it, a key's index and its row still carry the
+    first shape's name: clearing the flag drops both, not only what the current name would find."""
+    from attributes.search_indexes import search_index_sync
+
+    tenant = TenantFactory(slug="before-rebuild")
+    definition = DefinitionFactory(tenant=tenant, key="clearance", type="integer")
+    legacy = index_name(definition, shape=1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE INDEX {legacy} ON users_user (iam_attr_numeric(attributes -> 'clearance')) "
+            f"WHERE tenant_id = '{tenant.id}'::uuid"
+        )
+    SearchIndex.objects.create(definition=definition, name=legacy, state=SearchIndex.State.READY)
+    assert search_index_sync(definition_id=definition.pk) is None  # not searchable (any more)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname = %s", [legacy])
+        assert cursor.fetchone()[0] == 0
+    assert not SearchIndex.objects.filter(definition=definition).exists()
+
+
 def test_the_api_answers_from_the_big_table(big, api) -> None:  # type: ignore[no-untyped-def]
     response = api.get("/api/v1/tenants/big/users/", {"q": "clearance ge 199 AND contractor eq false", "page_size": 50})
     assert response.status_code == 200, response.content
