@@ -170,12 +170,10 @@ def test_an_equality_on_any_value_of_a_key_reads_the_keys_index_not_the_tenant(t
     assert "user_tenant_created" in plan(tall, "clearance ge 100")
 
 
-def test_an_index_of_the_first_shape_is_replaced_by_the_ordered_one(transactional_db) -> None:  # type: ignore[no-untyped-def]
-    """An index an earlier release built on the expression alone is dropped, with its statistics, once
-    the key's index on (expression, created_at) is built."""
-    from attributes.search_indexes import search_index_sync, statistics_statements
-
-    tenant = TenantFactory(slug="shapes")
+def first_shape_index(slug: str) -> tuple[AttributeDefinition, str]:
+    """A tenant's integer key ``clearance`` (not searchable) and, under the first shape's name, the
+    index an earlier release built for it: on the expression alone."""
+    tenant = TenantFactory(slug=slug)
     definition = DefinitionFactory(tenant=tenant, key="clearance", type="integer")
     legacy = index_name(definition, shape=1)
     with connection.cursor() as cursor:
@@ -183,6 +181,16 @@ def test_an_index_of_the_first_shape_is_replaced_by_the_ordered_one(transactiona
             f"CREATE INDEX {legacy} ON users_user (iam_attr_numeric(attributes -> 'clearance')) "
             f"WHERE tenant_id = '{tenant.id}'::uuid"
         )
+    return definition, legacy
+
+
+def test_an_index_of_the_first_shape_is_replaced_by_the_ordered_one(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    """An index an earlier release built on the expression alone is dropped, with its statistics, once
+    the key's index on (expression, created_at) is built."""
+    from attributes.search_indexes import search_index_sync, statistics_statements
+
+    definition, legacy = first_shape_index("shapes")
+    with connection.cursor() as cursor:
         for statement in statistics_statements(definition, legacy):
             cursor.execute(statement.as_string(connection.connection))
     with domain_write():
@@ -209,14 +217,7 @@ def test_clearing_the_flag_before_the_rebuild_drops_the_first_shapes_index_and_r
     first shape's name: clearing the flag drops both, not only what the current name would find."""
     from attributes.search_indexes import search_index_sync
 
-    tenant = TenantFactory(slug="before-rebuild")
-    definition = DefinitionFactory(tenant=tenant, key="clearance", type="integer")
-    legacy = index_name(definition, shape=1)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE INDEX {legacy} ON users_user (iam_attr_numeric(attributes -> 'clearance')) "
-            f"WHERE tenant_id = '{tenant.id}'::uuid"
-        )
+    definition, legacy = first_shape_index("before-rebuild")
     SearchIndex.objects.create(definition=definition, name=legacy, state=SearchIndex.State.READY)
     assert search_index_sync(definition_id=definition.pk) is None  # not searchable (any more)
     with connection.cursor() as cursor:
