@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -30,6 +30,7 @@ from access import scopes as S
 from access.models import ApiKey
 from access.principals import Principal, key_release
 from access.release import attributes_clean
+from core import near_cache
 from core.db.base import prepared_cursor
 from core.db.piggyback import Piggyback
 from core.errors import FieldError, ValidationFailed
@@ -118,6 +119,7 @@ def _new_generation() -> None:
         return
     try:
         cache.set(GENERATION_KEY, secrets.token_hex(8), None)
+        near_cache.publish(caches["default"], [GENERATION_KEY])
     except Exception:  # noqa: BLE001 - processes drop their keys by themselves (API_KEY_CACHE_SECONDS)
         pass
 

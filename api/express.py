@@ -37,6 +37,7 @@ from django.http import HttpResponse
 from access import keys
 from access.throttling import PrincipalRateThrottle, verdict
 from api.lean import ROUND_TRIP, LeanApiMiddleware, LeanRoute
+from core import near_cache
 from core.db import tokens
 from core.observability import record, request_id_from, request_id_var, route_template
 from core.redis_cache import round_trip
@@ -92,19 +93,19 @@ class ExpressLane:
         prefetch = self.route.prefetch(principal, kwargs)
         if not prefetch:
             return None
-        get = [keys.GENERATION_KEY, *prefetch]
-        counter, limit, seconds, remaining = PrincipalRateThrottle.counter(self.route.throttle_scope, principal)
-        try:
-            values, count = round_trip(get, incr=(counter, seconds + 1), backend=backend)
-        except Exception:  # noqa: BLE001 - the door meets the outage again and answers it
-            return None
-        if values[0] != generation:
-            keys.drop_held()  # a key was revoked (or the cache lost the generation): the door reads it again
-            return None
-        answer = self.answer(environ, principal, kwargs, values[1:]) if verdict(count, limit, remaining)[0] else None
+        throttle = PrincipalRateThrottle.counter(self.route.throttle_scope, principal)
+        near = near_cache.serving(backend) if settings.PIP_NEAR_CACHE else None
+        answer = None
+        if near is not None and near.recall(keys.GENERATION_KEY) == generation:  # no round trip at all
+            remembered = near.recall(tuple(prefetch))
+            if remembered is not None and near.take(throttle[0]):
+                answer = self.answer(environ, principal, kwargs, remembered)
+                if answer is None:
+                    near.give_back(throttle[0])
         if answer is None:
-            environ[ROUND_TRIP] = (get, counter, values, count)
-            return None
+            answer = self._round_trip(environ, principal, kwargs, prefetch, generation, throttle, near)
+            if answer is None:
+                return None
         status, own, body = answer
         request_id = request_id_from(environ)
         headers = list(own.items())
@@ -133,6 +134,42 @@ class ExpressLane:
         finally:
             request_id_var.reset(token)
         return f"{status} {REASONS[status]}", headers, body
+
+    def _round_trip(
+        self,
+        environ: dict[str, Any],
+        principal: Any,
+        kwargs: dict[str, str],
+        prefetch: list[str],
+        generation: str,
+        counter: tuple[str, int, int, float],
+        near: near_cache.Near | None,
+    ) -> Any:
+        """The answer from one round trip (and, with a near cache, what it read remembered), or None:
+        the door answers, with this round trip's values."""
+        name, limit, seconds, remaining = counter
+        get = [keys.GENERATION_KEY, *prefetch]
+        mark = near.mark() if near is not None else 0
+        take = near_cache.chunk(limit) if near is not None else 1
+        try:
+            values, count = round_trip(get, incr=(name, seconds + 1), backend=caches["default"], by=take)
+        except Exception:  # noqa: BLE001 - the door meets the outage again and answers it
+            return None
+        assert count is not None
+        position = count - take + 1  # this request's place in the window; the rest of the take is spare
+        if near is not None and min(count, limit) > position:
+            near.grant(name, min(count, limit) - position)
+        if values[0] != generation:
+            keys.drop_held()  # a key was revoked (or the cache lost the generation): the door reads it again
+            return None
+        answer = self.answer(environ, principal, kwargs, values[1:]) if verdict(position, limit, remaining)[0] else None
+        if answer is None:
+            environ[ROUND_TRIP] = (get, name, values, position)
+            return None
+        if near is not None:
+            near.remember(keys.GENERATION_KEY, values[0], [keys.GENERATION_KEY], mark)
+            near.remember(tuple(prefetch), values[1:], prefetch, mark)
+        return answer
 
 
 def site_headers(door: LeanApiMiddleware, environ: dict[str, Any]) -> list[tuple[str, str]] | None:

@@ -157,6 +157,9 @@ class Bench(Runs, BundleAndProfile, Evaluate, ReplicaRuns):
         if redis is not None and "redis" in args.stacks:
             # Entries live an hour so that the hot runs stay hot however long warming the cache takes.
             env_redis = {**env_db, "REDIS_URL": redis.url, "PIP_CACHE_SECONDS": str(self.args.pip_cache_seconds)}
+            # Every subject for both keys in each worker's near cache: the "cached" runs are warm in
+            # every layer (the workers' RSS is reported with the warming).
+            env_redis["PIP_NEAR_CACHE_ENTRIES"] = str(max(50_000, 2 * args.users + 1_000))
             self.run_redis(env_redis, key, reval, redis)
         self.results["environment"] = environment(self.wrk.version, redis)
         self.evaluate()
@@ -191,8 +194,11 @@ class Bench(Runs, BundleAndProfile, Evaluate, ReplicaRuns):
         self.warm_up(server, key)
         self.results["cache_warm"] = self.warm_cache(server, key, redis)
         self.results["cache_warm_policy"] = self.warm_cache(server, self.policy_key, redis, policy=True)
-        self.redis = redis
         by_id = {"PREFIX": f"/api/v1/pip/tenants/{self.tenant_id}/subjects/"}
+        if env_redis.get("PIP_NEAR_CACHE", "true") == "true":
+            self.results["near_warm"] = self.warm_near(server, key, redis)
+            self.results["near_warm_policy"] = self.warm_near(server, self.policy_key, redis)
+        self.redis = redis
         scenarios = [
             ("cheapest authenticated view", "ceiling", {}),
             ("single, cached", "single", {}),

@@ -53,9 +53,9 @@ class RedisCache(DjangoRedisCache):
 
 
 def round_trip(
-    get: list[str], incr: tuple[str, int] | None = None, backend: Any = None
+    get: list[str], incr: tuple[str, int] | None = None, backend: Any = None, by: int = 1
 ) -> tuple[list[Any], int | None]:
-    """The values of ``get`` (None where absent) and, if ``incr=(key, ttl)``, that counter after +1.
+    """The values of ``get`` (None where absent) and, if ``incr=(key, ttl)``, that counter after +``by``.
 
     One network round trip with Redis. The counter's key expires ``ttl`` seconds after its last hit
     (a fixed-window counter names its window in the key, so the key outlives its window by at most
@@ -69,7 +69,8 @@ def round_trip(
             commands.append([b"MGET", *(backend.make_key(key).encode() for key in get)])
         if incr is not None:
             counter = backend.make_key(incr[0]).encode()
-            commands += [[b"INCR", counter], [b"EXPIRE", counter, b"%d" % incr[1]]]
+            step = [b"INCR", counter] if by == 1 else [b"INCRBY", counter, b"%d" % by]
+            commands += [step, [b"EXPIRE", counter, b"%d" % incr[1]]]
         replies = _wire(backend).call(_pack(commands), len(commands))
         values = [None if raw is None else _loads(raw) for raw in replies[0]] if get else []
         return values, (int(replies[-2]) if incr is not None else None)
@@ -78,10 +79,10 @@ def round_trip(
     if incr is not None:
         backend.add(incr[0], 0, incr[1])
         try:
-            count = backend.incr(incr[0])
+            count = backend.incr(incr[0], by)
         except ValueError:  # expired between add and incr
-            backend.add(incr[0], 1, incr[1])
-            count = 1
+            backend.add(incr[0], by, incr[1])
+            count = by
     return [found.get(key) for key in get], count
 
 

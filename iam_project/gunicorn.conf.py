@@ -200,12 +200,15 @@ def worker_exit(server, worker):
     """Turn any exit of a worker that never booted into WORKER_BOOT_ERROR, halting the master.
 
     A worker told to stop while booting (alive is False: SIGQUIT/SIGINT from a shutting-down master)
-    exits as usual. A booted worker writes the PII read counts it still holds (access/pii_audit.py).
+    exits as usual. A booted worker writes the PII read counts it still holds (access/pii_audit.py)
+    and gives up its near cache's lease, so that no write waits for it (core/near_cache.py).
     """
     if getattr(worker, "booted", True):
         from access.pii_audit import pii_reads_flush
+        from core import near_cache
 
         pii_reads_flush()
+        near_cache.stop()
         return
     if not getattr(worker, "alive", True):
         return

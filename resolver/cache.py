@@ -23,9 +23,10 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import transaction
 
+from core import near_cache
 from core.db import replicas
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,7 @@ def invalidate_tenant(tenant_id: UUID | str, slugs: Sequence[str] = ()) -> None:
         cache.set(tenant_token_key(tenant_id), _commit_token(), None)
         if slugs:
             cache.delete_many([slug_key(slug) for slug in slugs])
+        near_cache.publish(caches["default"], [tenant_token_key(tenant_id)])
     except Exception as exc:  # noqa: BLE001 - entries expire by PIP_CACHE_SECONDS
         logger.error("PIP cache invalidation failed", extra={"error": str(exc), "tenant_id": str(tenant_id)})
 
@@ -219,10 +221,9 @@ def invalidate_subjects(tenant_id: UUID | str, external_ids: list[str]) -> None:
     if not enabled():
         return
     try:
-        cache.set_many(
-            dict.fromkeys((subject_token_key(tenant_id, ext) for ext in external_ids), _commit_token()),
-            settings.PIP_CACHE_SECONDS * 4,
-        )
+        changed = [subject_token_key(tenant_id, ext) for ext in external_ids]
+        cache.set_many(dict.fromkeys(changed, _commit_token()), settings.PIP_CACHE_SECONDS * 4)
+        near_cache.publish(caches["default"], changed if len(changed) <= 1_000 else [near_cache.ALL])
     except Exception as exc:  # noqa: BLE001
         logger.error("PIP cache invalidation failed", extra={"error": str(exc), "tenant_id": str(tenant_id)})
 
