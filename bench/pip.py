@@ -208,6 +208,8 @@ class Bench(Runs, BundleAndProfile, Evaluate, ReplicaRuns):
             (f"single, cached, {args.policy_keys}-key policy", "single", {"KEY": self.policy_key}),
         ]
         self.rounds("redis", server, key, scenarios)
+        if "near_warm" in self.results:
+            self.results["near_writes"] = self.near_writes(server, key, redis)
         self.redis = None
         if "redis" in args.profile:
             self.results["profile_redis_single"] = self.profile(server, key, "single", "redis")

@@ -57,3 +57,14 @@ DATABASE_READS = Counter(
     "Requests whose reads went to the primary or a replica (counted when replicas are configured).",
     ["target"],
 )
+# The PIP's near cache (core/near_cache.py, ADR 0011).
+NEAR_CACHE_LEASES = Gauge(
+    "pip_near_cache_leases",
+    "Web workers holding a near-cache lease: answering cached PIP lookups from memory.",
+    multiprocess_mode="livesum",
+)
+NEAR_CACHE_PUBLISH = Histogram(
+    "pip_near_cache_publish_seconds",
+    "Time a write waited until every worker holding a lease had acknowledged its change.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)

@@ -34,12 +34,14 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+
+from core.metrics import NEAR_CACHE_LEASES, NEAR_CACHE_PUBLISH
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ ACKS = "near:acks"  # hash: worker id → the last change number it applied
 LEASE_SECONDS = 2.0
 MARGIN_SECONDS = 0.25  # the worker's own count of its lease ends this much before Redis's
 RENEW_SECONDS = 0.5
-KEEP_SECONDS = 60.0  # a value unused by any change is still read again this often
 ALL = "*"  # an invalidation of every value (what a subscription that restarts does to itself)
 
 _PUBLISH = """
@@ -82,8 +83,9 @@ return now
 class Near:
     """One worker's held values, their dependencies, its throttle budgets and its lease."""
 
-    def __init__(self, size: int = 50_000) -> None:
+    def __init__(self, size: int = 50_000, keep: float = 300.0) -> None:
         self.size = size  # values held; a PIP entry is ~2 KB in memory (both formats' bodies)
+        self.keep = keep  # seconds: a value no change dropped is read again after this long (PIP_CACHE_SECONDS)
         self.values: dict[Any, tuple[Any, float, tuple[str, ...]]] = {}
         self.dependents: dict[str, set[Any]] = {}
         self.budgets: dict[str, int] = {}
@@ -112,7 +114,7 @@ class Near:
             while len(self.values) >= self.size:  # the oldest first
                 self._forget(next(iter(self.values)))
             names = tuple(depends)
-            self.values[key] = (value, time.monotonic() + KEEP_SECONDS, names)
+            self.values[key] = (value, time.monotonic() + self.keep, names)
             for name in names:
                 self.dependents.setdefault(name, set()).add(key)
 
@@ -212,6 +214,7 @@ class Listener(threading.Thread):
     def _lost(self) -> None:
         self.near.valid_until = 0.0
         self.near.invalidate([ALL])
+        NEAR_CACHE_LEASES.set(0)
 
     def _session(self) -> None:
         import hiredis
@@ -252,6 +255,8 @@ class Listener(threading.Thread):
                     elif kind == b"pong":
                         waiting = False
                         renew(keys=[leases, acks], args=[self.id, int(LEASE_SECONDS * 1000), self.applied])
+                        if not self.near.serving():
+                            NEAR_CACHE_LEASES.set(1)
                         self.near.valid_until = ping_sent + LEASE_SECONDS - MARGIN_SECONDS
                     elif kind == b"subscribe":
                         # Everything published before this moment is lost to us: start empty from the
@@ -303,6 +308,7 @@ def _start(backend: Any) -> None:
         NEAR.valid_until = 0.0
         NEAR.invalidate([ALL])
         NEAR.size = max(1, settings.PIP_NEAR_CACHE_ENTRIES)
+        NEAR.keep = float(settings.PIP_CACHE_SECONDS)
         listener = Listener(backend, NEAR)
         listener.start()
         _LISTENER = listener
@@ -326,16 +332,21 @@ def publish(backend: Any, names: list[str]) -> None:
     """
     if not isinstance(backend, DjangoRedisCache) or not names:
         return
-    client = backend._cache.get_client(write=True)
-    number = client.eval(
-        _PUBLISH, 1, backend.make_key(SEQUENCE), backend.make_key(CHANNEL.decode()), orjson.dumps(names)
-    )
-    deadline = time.monotonic() + LEASE_SECONDS + MARGIN_SECONDS
+    publish_with(backend._cache.get_client(write=True), backend.make_key, names)
+
+
+def publish_with(client: Any, make_key: Callable[[str], str], names: list[str]) -> None:
+    """:func:`publish` with a redis-py client and the cache's key function (``bench/pip.py`` times it)."""
+    started = time.monotonic()
+    number = client.eval(_PUBLISH, 1, make_key(SEQUENCE), make_key(CHANNEL.decode()), orjson.dumps(names))
     pause = 0.0002
-    pending = backend.make_key(LEASES), backend.make_key(ACKS)
-    while client.eval(_PENDING, 2, *pending, number):
-        if time.monotonic() > deadline:  # pragma: no cover - a lease outlived its own length: Redis's clock jumped
-            logger.error("near cache: a worker did not acknowledge a change", extra={"change": int(number)})
-            return
-        time.sleep(pause)
-        pause = min(pause * 2, 0.01)
+    pending = make_key(LEASES), make_key(ACKS)
+    try:
+        while client.eval(_PENDING, 2, *pending, number):
+            if time.monotonic() > started + LEASE_SECONDS + MARGIN_SECONDS:  # pragma: no cover - Redis's clock jumped
+                logger.error("near cache: a worker did not acknowledge a change", extra={"change": int(number)})
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+    finally:
+        NEAR_CACHE_PUBLISH.observe(time.monotonic() - started)

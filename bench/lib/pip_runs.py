@@ -247,6 +247,17 @@ class Runs:
         log(f"near caches warm in {info['seconds']} s: {trips:.3f} round trips per request, workers' RSS {rss} MB")
         return info
 
+    def near_writes(self, server: Gunicorn, key: str, redis: Redis) -> dict:
+        """What the near cache costs a write: the wait for every worker's acknowledgement, idle and
+        under the cached lookup's full load (bench/lib/near_writes.py)."""
+        from bench.lib.near_writes import publish_waits
+
+        script = lua_script("single", key, self.args.users)
+        idle = publish_waits(redis.url, 300)
+        loaded = publish_waits(redis.url, 300, lambda: self.wrk.run("near-writes", script, server.port, 8))
+        log(f"a write's wait for the workers' acknowledgements: idle {idle}, under load {loaded}")
+        return {"idle": idle, "under_load": loaded}
+
     def redis_stats(self, redis: Redis) -> dict[str, int]:
         stats = redis.client().info("stats")
         names = ("keyspace_hits", "keyspace_misses", "total_commands_processed", "total_reads_processed")
