@@ -16,6 +16,7 @@ serves a held key with the generation read in front of the request's own query
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from datetime import datetime, timedelta
@@ -35,6 +36,8 @@ from core.db.base import prepared_cursor
 from core.db.piggyback import Piggyback
 from core.errors import FieldError, ValidationFailed
 from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "iam"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -120,8 +123,8 @@ def _new_generation() -> None:
     try:
         cache.set(GENERATION_KEY, secrets.token_hex(8), None)
         near_cache.publish(caches["default"], [GENERATION_KEY])
-    except Exception:  # noqa: BLE001 - processes drop their keys by themselves (API_KEY_CACHE_SECONDS)
-        pass
+    except Exception as exc:  # noqa: BLE001 - processes drop their keys by themselves (API_KEY_CACHE_SECONDS)
+        logger.error("revocation generation not replaced", extra={"error": str(exc)})
 
 
 def generation() -> str:

@@ -176,7 +176,7 @@ class ExpressLane:
             return None
         if near is not None:
             near.remember(keys.GENERATION_KEY, values[0], [keys.GENERATION_KEY], mark)
-            near.remember(tuple(prefetch), values[1:], prefetch, mark)
+            near.remember(tuple(prefetch), tuple(values[1:]), prefetch, mark)
         return answer
 
 

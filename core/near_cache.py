@@ -87,7 +87,9 @@ class Near:
         self.size = size  # values held; a PIP entry is ~2 KB in memory (both formats' bodies)
         self.keep = keep  # seconds: a value no change dropped is read again after this long (PIP_CACHE_SECONDS)
         self.values: dict[Any, tuple[Any, float, tuple[str, ...]]] = {}
-        self.dependents: dict[str, set[Any]] = {}
+        # name → {key: None}: dicts, not sets, so that the garbage collector can stop tracking them
+        # (a set is always tracked; with ~100,000 values, every full collection would walk them all)
+        self.dependents: dict[str, dict[Any, None]] = {}
         self.budgets: dict[str, int] = {}
         self.version = 0  # bumped by every invalidation applied
         self.valid_until = 0.0  # monotonic; 0: no lease
@@ -107,7 +109,10 @@ class Near:
         return found[0]
 
     def remember(self, key: Any, value: Any, depends: Iterable[str], mark: int) -> None:
-        """Hold ``value`` until one of ``depends`` is invalidated, if none was since ``mark``."""
+        """Hold ``value`` until one of ``depends`` is invalidated, if none was since ``mark``.
+
+        ``key`` and ``value`` should be immutable (tuples of strings, bytes, numbers): the garbage
+        collector then stops tracking them, and a full collection does not walk the cache."""
         with self.lock:
             if mark != self.version or not self.serving():
                 return
@@ -116,7 +121,7 @@ class Near:
             names = tuple(depends)
             self.values[key] = (value, time.monotonic() + self.keep, names)
             for name in names:
-                self.dependents.setdefault(name, set()).add(key)
+                self.dependents.setdefault(name, {})[key] = None
 
     def invalidate(self, names: Iterable[str]) -> None:
         with self.lock:
@@ -134,7 +139,7 @@ class Near:
         for name in names:
             keys = self.dependents.get(name)
             if keys is not None:
-                keys.discard(key)
+                keys.pop(key, None)
                 if not keys:
                     del self.dependents[name]
 
