@@ -195,7 +195,7 @@ class Bench(Runs, BundleAndProfile, Evaluate, ReplicaRuns):
         self.results["cache_warm"] = self.warm_cache(server, key, redis)
         self.results["cache_warm_policy"] = self.warm_cache(server, self.policy_key, redis, policy=True)
         by_id = {"PREFIX": f"/api/v1/pip/tenants/{self.tenant_id}/subjects/"}
-        if env_redis.get("PIP_NEAR_CACHE", "true") == "true":
+        if env_redis.get("PIP_NEAR_CACHE", "true") == "true" and args.near_warm_seconds > 0:
             self.results["near_warm"] = self.warm_near(server, key, redis)
             self.results["near_warm_policy"] = self.warm_near(server, self.policy_key, redis)
         self.redis = redis
@@ -244,6 +244,12 @@ def main() -> int:
     parser.add_argument("--quiet-wait", type=float, default=120, help="... but at most this many seconds per run")
     parser.add_argument("--bundle-repeats", type=int, default=3)
     parser.add_argument("--skip-bundle", action="store_true")
+    parser.add_argument(
+        "--near-warm-seconds",
+        type=float,
+        default=240,
+        help="at most this long per key warming the near caches (0: not)",
+    )
     parser.add_argument("--stacks", default="db,redis", help="which stacks to run (db: no REDIS_URL; redis)")
     parser.add_argument(
         "--profile", default="", help="comma list of stacks (db,redis) to profile with py-spy after measuring"

@@ -229,14 +229,14 @@ class Runs:
         return info
 
     def warm_near(self, server: Gunicorn, key: str, redis: Redis, **extra: str) -> dict:
-        """Run the single lookup until fewer than 1 request in 20 reaches Redis (or 4 minutes have
-        passed): every worker's near cache (ADR 0011) then holds the subjects, as the hot runs assume.
+        """Run the single lookup until fewer than 1 request in 20 reaches Redis (or
+        ``--near-warm-seconds`` have passed): every worker's near cache (ADR 0011) then holds the subjects, as the hot runs assume.
         Each worker remembers a subject the first time it answers it from a fresh Redis entry, and
         random subjects reach the workers at random, so this takes several passes over the users."""
         started = time.monotonic()
         script = lua_script("single", key, self.args.users, **extra)
         trips = 1.0
-        while trips >= 0.05 and time.monotonic() - started < 240:
+        while trips >= 0.05 and time.monotonic() - started < self.args.near_warm_seconds:
             before = redis.client().info("stats")["total_reads_processed"]
             result = self.wrk.run("warm-near", script, server.port, 5)
             reads = redis.client().info("stats")["total_reads_processed"] - before
