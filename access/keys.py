@@ -124,7 +124,7 @@ def _new_generation() -> None:
         cache.set(GENERATION_KEY, secrets.token_hex(8), None)
         near_cache.publish(caches["default"], [GENERATION_KEY])
     except Exception as exc:  # noqa: BLE001 - processes drop their keys by themselves (API_KEY_CACHE_SECONDS)
-        logger.error("revocation generation not replaced", extra={"error": str(exc)})
+        logger.error("revocation generation not replaced or not published", extra={"error": str(exc)})
 
 
 def generation() -> str:

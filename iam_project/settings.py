@@ -345,7 +345,7 @@ PIP_CACHE_SECONDS = env.int("PIP_CACHE_SECONDS", default=300)
 # With REDIS_URL: web workers answer cached lookups from memory, every change acknowledged by each
 # worker before its write returns (core/near_cache.py).
 PIP_NEAR_CACHE = env.bool("PIP_NEAR_CACHE", default=True)
-PIP_NEAR_CACHE_ENTRIES = env.int("PIP_NEAR_CACHE_ENTRIES", default=50_000)  # per worker, ~2 KB each
+PIP_NEAR_CACHE_ENTRIES = env.int("PIP_NEAR_CACHE_ENTRIES", default=50_000)  # per worker, ~2.6 KB each (10 attributes)
 PIP_CACHE_CONTROL = env.str("PIP_CACHE_CONTROL", default="private, max-age=0, must-revalidate")
 PIP_BATCH_MAX = env.int("PIP_BATCH_MAX", default=100)
 LEAN_ROUTES = ["api.resolver.lean.ROUTES", "iam_project.lean_routes.SCIM_ROUTES"]  # api/lean.py
