@@ -236,3 +236,42 @@ def test_check_deploy_is_clean_with_production_defaults(stack: Stack) -> None:
         env=env,
     )
     assert "no issues" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_pip_lookups_come_from_the_near_cache_and_a_revocation_elsewhere_ends_them(stack: Stack) -> None:
+    """As shipped (production settings, REDIS_URL, two gunicorn workers): repeated lookups make no Redis
+    round trip, and a key revoked by another process (``manage.py revoke_api_key``) is refused on the
+    very next request: the command returns only once both workers dropped it (ADR 0011)."""
+    import redis
+
+    python = str(stack.venv / "bin" / "python")
+    made = _run(
+        [python, "manage.py", "create_api_key", "--name", "near", "--scopes", "pip:read"], timeout=120, env=stack.env
+    )
+    raw = made.stdout.strip().splitlines()[-1]
+    assert stack.api("POST", "/api/v1/tenants/", {"slug": "parity-near", "name": "Near"}).status == 201
+    assert stack.api("POST", "/api/v1/tenants/parity-near/users/", {"external_id": "bob"}).status == 201
+    path = "/api/v1/pip/tenants/parity-near/subjects/bob"
+    headers = {"Authorization": f"Bearer {raw}"}
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+
+    def mgets() -> int:
+        return int(client.info("commandstats").get("cmdstat_mget", {}).get("calls", 0))
+
+    def a_batch_from_memory() -> bool:
+        before = mgets()
+        assert all(ph.http_request(stack.web_port, "GET", path, headers=headers).status == 200 for _ in range(10))
+        return mgets() == before  # ten lookups, over both workers, none read Redis
+
+    def both_workers_hold_a_lease() -> bool:
+        metrics = ph.parse_metrics(ph.http_request(stack.web_port, "GET", "/metrics").text)
+        return ph.sample_sum(metrics, "pip_near_cache_leases") == 2
+
+    def from_memory_in_both() -> bool:
+        return a_batch_from_memory() and both_workers_hold_a_lease()
+
+    ph.wait_until(from_memory_in_both, timeout=60, interval=0.2, message="both workers answering from memory")
+    prefix = raw.split("_")[1]
+    _run([python, "manage.py", "revoke_api_key", prefix], timeout=120, env=stack.env)
+    statuses = [ph.http_request(stack.web_port, "GET", path, headers=headers).status for _ in range(6)]
+    assert statuses == [401] * 6
