@@ -52,6 +52,7 @@ ACKS = "near:acks"  # hash: worker id → the last change number it applied
 LEASE_SECONDS = 2.0
 MARGIN_SECONDS = 0.25  # the worker's own count of its lease ends this much before Redis's
 RENEW_SECONDS = 0.5
+LOG_EVERY_SECONDS = 60.0  # while Redis stays unreachable, the warning is repeated this often
 ALL = "*"  # an invalidation of every value (what a subscription that restarts does to itself)
 
 _PUBLISH = """
@@ -182,20 +183,28 @@ class Listener(threading.Thread):
         self.id = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.pid = os.getpid()
         self.applied = 0
+        self.subscribed = False  # in the current session
+        self.pause_count = 0  # sessions ended (tests wait on it)
         self.stopping = threading.Event()
         self._socket: Any = None
 
     def run(self) -> None:
         pause = 0.05
+        logged = -LOG_EVERY_SECONDS
         while not self.stopping.is_set():
+            self.subscribed = False
             try:
                 self._session()
-                pause = 0.05
             except Exception as exc:  # noqa: BLE001 - any failure: nothing held, then subscribe again
-                if not self.stopping.is_set():
+                if self.subscribed:
+                    pause = 0.05  # a subscription that worked: reconnect at once
+                # Once per outage, then once a minute while it lasts (a reconnection every 2 s).
+                if not self.stopping.is_set() and (self.subscribed or time.monotonic() - logged >= LOG_EVERY_SECONDS):
                     logger.warning("near cache subscription lost", extra={"error": str(exc)})
+                    logged = time.monotonic()
             finally:
                 self._lost()
+            self.pause_count += 1
             self.stopping.wait(pause)
             pause = min(pause * 2, 2.0)
 
@@ -268,7 +277,7 @@ class Listener(threading.Thread):
                         # current number (a change numbered after it reaches this subscription).
                         self._lost()
                         self.applied = int(client.get(self.backend.make_key(SEQUENCE)) or 0)
-                        subscribed = True
+                        subscribed = self.subscribed = True
                         ping_sent = 0.0
                 if self.applied != applied_before:
                     client.hset(acks, self.id, self.applied)

@@ -246,3 +246,23 @@ def settings_root() -> str:
     from pathlib import Path
 
     return str(Path(__file__).resolve().parent.parent)
+
+
+def test_an_unreachable_redis_leaves_the_lane_its_round_trip_and_logs_once(settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from devtools.embedded import free_port
+
+    settings.CACHES = {
+        "default": {"BACKEND": "core.redis_cache.RedisCache", "LOCATION": f"redis://127.0.0.1:{free_port()}"}
+    }
+    backend = caches["default"]
+    try:
+        with caplog.at_level(logging.WARNING, logger="core.near_cache"):
+            assert near_cache.serving(backend) is None  # starts the listener
+            until(lambda: near_cache._LISTENER is not None and near_cache._LISTENER.pause_count >= 4, "four attempts")
+            assert near_cache.serving(backend) is None
+        lost = [record for record in caplog.records if record.getMessage() == "near cache subscription lost"]
+        assert len(lost) == 1 and "Connection refused" in lost[0].error  # type: ignore[attr-defined]
+    finally:
+        near_cache.stop()
