@@ -150,23 +150,16 @@ class ExpressLane:
         name, limit, seconds, remaining = counter
         get = [keys.GENERATION_KEY, *prefetch]
         mark = near.mark() if near is not None else 0
-        spent = near is not None and near.take(name)  # a budget this worker already holds: nothing to count
-        take = 0 if spent else near_cache.chunk(limit) if near is not None else 1
+        counted = near_cache.to_count(near, name, limit)
         try:
             values, count = round_trip(
-                get, incr=(name, seconds + 1) if take else None, backend=caches["default"], by=take or 1
+                get, incr=(name, seconds + 1) if counted else None, backend=caches["default"], by=counted or 1
             )
         except Exception:  # noqa: BLE001 - the door meets the outage again and answers it
-            if spent:
-                near.give_back(name)  # type: ignore[union-attr]  # spent implies a near cache
+            if near is not None and not counted:
+                near.give_back(name)
             return None
-        if spent:
-            position = limit  # within the window's limit: the budget was granted by the shared counter
-        else:
-            assert count is not None
-            position = count - take + 1  # this request's place in the window; the rest of the take is spare
-            if near is not None and min(count, limit) > position:
-                near.grant(name, min(count, limit) - position)
+        position = near_cache.place(near, name, limit, count, counted)
         if values[0] != generation:
             keys.drop_held()  # a key was revoked (or the cache lost the generation): the door reads it again
             return None

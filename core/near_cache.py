@@ -173,6 +173,28 @@ def chunk(limit: int) -> int:
     return max(1, limit // 50)
 
 
+def to_count(near: Near | None, counter: str, limit: int) -> int:
+    """What a round trip should add to the shared counter for this request: 0 when the worker spends a
+    budget it holds, a :func:`chunk` with a near cache, else 1."""
+    if near is None:
+        return 1
+    return 0 if near.take(counter) else chunk(limit)
+
+
+def place(near: Near | None, counter: str, limit: int, count: int | None, counted: int) -> int | None:
+    """This request's place in the window after a round trip that added ``counted`` (``count``: the
+    counter after it; None: not read, an outage). The spare part of a chunk within the limit becomes
+    this worker's budget; a request paid from a budget is within the limit."""
+    if counted == 0:
+        return limit
+    if count is None:
+        return None
+    position = count - counted + 1
+    if near is not None and min(count, limit) > position:
+        near.grant(counter, min(count, limit) - position)
+    return position
+
+
 class Listener(threading.Thread):
     """The worker's subscription: applies invalidations, acknowledges them, holds the lease."""
 

@@ -266,3 +266,47 @@ def test_an_unreachable_redis_leaves_the_lane_its_round_trip_and_logs_once(setti
         assert len(lost) == 1 and "Connection refused" in lost[0].error  # type: ignore[attr-defined]
     finally:
         near_cache.stop()
+
+
+def batch_client(raw: str):  # type: ignore[no-untyped-def]
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+BATCH = {"subjects": [{"tenant": "acme", "external_id": "alice"}, {"tenant": "acme", "external_id": "bob/ops"}]}
+
+
+def test_a_batch_costs_no_round_trip_and_a_revocation_still_ends_it(  # type: ignore[no-untyped-def]
+    near, pip_tenant, cost, django_capture_on_commit_callbacks
+) -> None:
+    """The door's routes that read nothing besides the generation and the counter (the batch) take
+    both from the near cache: one query, no round trip; a revocation elsewhere ends the key at once."""
+    key, raw = api_key_create(name="batch", scopes=["pip:read"], tenants=[pip_tenant])
+    client = batch_client(raw)
+    for _ in range(3):  # the key held, then the generation and a budget remembered
+        assert client.post("/api/v1/pip/resolve", BATCH, format="json").status_code == 200
+    with cost() as c:
+        response = client.post("/api/v1/pip/resolve", BATCH, format="json")
+    assert response.status_code == 200 and all(r["found"] for r in response.json()["results"])
+    assert (c.round_trips, dict(c.commands), len(c.queries)) == (0, {}, 1)
+    held = keys._LOCAL[keys.hash_key(raw)]
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(key=key)
+    keys._LOCAL[keys.hash_key(raw)] = held  # as a process other than the revoking one
+    assert client.post("/api/v1/pip/resolve", BATCH, format="json").status_code == 401
+
+
+def test_the_batch_throttle_lets_exactly_the_limit_through(near, raw) -> None:  # type: ignore[no-untyped-def]
+    from access.throttling import PrincipalRateThrottle
+
+    client = batch_client(raw)
+    rates = {**PrincipalRateThrottle.THROTTLE_RATES, "pip": "100/d"}
+    PrincipalRateThrottle.THROTTLE_RATES, saved = rates, PrincipalRateThrottle.THROTTLE_RATES
+    try:
+        statuses = [client.post("/api/v1/pip/resolve", BATCH, format="json").status_code for _ in range(130)]
+    finally:
+        PrincipalRateThrottle.THROTTLE_RATES = saved
+    assert statuses == [200] * 100 + [429] * 30
