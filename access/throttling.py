@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING, Any
 
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from access.principals import Principal, principal_of
+
+if TYPE_CHECKING:
+    from core import near_cache
 
 
 class PrincipalRateThrottle(SimpleRateThrottle):
@@ -72,3 +76,51 @@ def verdict(count: int | None, limit: int, remaining: float) -> tuple[bool, floa
 
 def ident(principal: Principal) -> str:
     return f"{principal.kind}:{principal.id}"
+
+
+# With a near cache (core/near_cache.py), a worker takes the window in chunks and spends them in memory.
+def chunk(limit: int) -> int:
+    """How many requests of a window a worker takes from the shared counter at once: a fiftieth of
+    the limit, so that the budgets parked in other workers can refuse a key early by at most
+    (workers − 1) / 50 of its limit; 1 (a round trip per request) for limits under 100."""
+    return max(1, limit // 50)
+
+
+def counted_round_trip(
+    near: near_cache.Near | None, get: list[str], counter: str, limit: int, seconds: int
+) -> tuple[list[Any], int | None]:
+    """The values of ``get`` and this request's place in the throttle window, in one round trip (none
+    counted when the worker spends a budget it holds; a chunk counted with a near cache, else one).
+    Raises what the cache raises, the budget spent given back."""
+    from core.redis_cache import round_trip
+
+    counted = to_count(near, counter, limit)
+    try:
+        values, count = round_trip(get, incr=(counter, seconds + 1) if counted else None, by=counted or 1)
+    except Exception:
+        if near is not None and not counted:
+            near.give_back(counter)
+        raise
+    return values, place(near, counter, limit, count, counted)
+
+
+def to_count(near: near_cache.Near | None, counter: str, limit: int) -> int:
+    """What a round trip should add to the shared counter for this request: 0 when the worker spends a
+    budget it holds, a :func:`chunk` with a near cache, else 1."""
+    if near is None:
+        return 1
+    return 0 if near.take(counter) else chunk(limit)
+
+
+def place(near: near_cache.Near | None, counter: str, limit: int, count: int | None, counted: int) -> int | None:
+    """This request's place in the window after a round trip that added ``counted`` (``count``: the
+    counter after it; None: not read, an outage). The spare part of a chunk within the limit becomes
+    this worker's budget; a request paid from a budget is within the limit."""
+    if counted == 0:
+        return limit
+    if count is None:
+        return None
+    position = count - counted + 1
+    if near is not None and min(count, limit) > position:
+        near.grant(counter, min(count, limit) - position)
+    return position

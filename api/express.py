@@ -35,12 +35,11 @@ from django.core.signals import setting_changed
 from django.http import HttpResponse
 
 from access import keys
-from access.throttling import PrincipalRateThrottle, verdict
+from access.throttling import PrincipalRateThrottle, counted_round_trip, verdict
 from api.lean import ROUND_TRIP, LeanApiMiddleware, LeanRoute
 from core import near_cache
 from core.db import tokens
 from core.observability import record, request_id_from, request_id_var, route_template
-from core.redis_cache import round_trip
 
 Answered = tuple[str, list[tuple[str, str]], bytes]  # status line, headers, body
 
@@ -94,7 +93,7 @@ class ExpressLane:
         if not prefetch:
             return None
         throttle = PrincipalRateThrottle.counter(self.route.throttle_scope, principal)
-        near = near_cache.serving(backend) if settings.PIP_NEAR_CACHE else None
+        near = near_cache.current()
         answer = None
         if near is not None and near.recall(keys.GENERATION_KEY) == generation:  # no round trip at all
             remembered = near.recall(tuple(prefetch))
@@ -150,16 +149,10 @@ class ExpressLane:
         name, limit, seconds, remaining = counter
         get = [keys.GENERATION_KEY, *prefetch]
         mark = near.mark() if near is not None else 0
-        counted = near_cache.to_count(near, name, limit)
         try:
-            values, count = round_trip(
-                get, incr=(name, seconds + 1) if counted else None, backend=caches["default"], by=counted or 1
-            )
+            values, position = counted_round_trip(near, get, name, limit, seconds)
         except Exception:  # noqa: BLE001 - the door meets the outage again and answers it
-            if near is not None and not counted:
-                near.give_back(name)
             return None
-        position = near_cache.place(near, name, limit, count, counted)
         if values[0] != generation:
             keys.drop_held()  # a key was revoked (or the cache lost the generation): the door reads it again
             return None

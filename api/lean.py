@@ -35,7 +35,6 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.core.cache import caches
 from django.core.exceptions import DisallowedHost
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -45,7 +44,7 @@ from django.utils.module_loading import import_string
 
 from access import keys
 from access.principals import KeyUser, Principal
-from access.throttling import PrincipalRateThrottle, verdict
+from access.throttling import PrincipalRateThrottle, counted_round_trip, verdict
 from core import near_cache
 from core.api.problems import PROBLEM_JSON, problem_body
 from core.db import consistency, replicas
@@ -55,7 +54,6 @@ from core.db.tokens import BadToken
 from core.errors import DomainError
 from core.middleware import refusal
 from core.observability import DATABASE_DOWN, database_unavailable, observed, request_id_of, request_id_var
-from core.redis_cache import round_trip
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +185,6 @@ class LeanApiMiddleware:
             return FALL_THROUGH
         return observed(request, self.security.process_response(request, response), request_id, started)
 
-    @staticmethod
-    def _near() -> near_cache.Near | None:
-        """This worker's near cache when it may answer (``PIP_NEAR_CACHE``, Redis, a lease held)."""
-        return near_cache.serving(caches["default"]) if settings.PIP_NEAR_CACHE and settings.SHARED_CACHE else None
-
     def serve(self, request: HttpRequest, route: LeanRoute, kwargs: dict[str, str]) -> HttpResponse | None:
         authorization = request.META.get("HTTP_AUTHORIZATION", "")
         if not authorization.startswith("Bearer "):
@@ -228,21 +221,16 @@ class LeanApiMiddleware:
         handed = request.META.pop(ROUND_TRIP, None)  # the express lane's round trip for this request
         # A held key on a route that reads nothing else (the batch): the worker's near cache may
         # hold the generation and a throttle budget (core/near_cache.py), and no round trip is made.
-        near = self._near() if generation is not None and not prefetch and handed is None else None
+        near = near_cache.current() if generation is not None and not prefetch and handed is None else None
         mark = near.mark() if near is not None else 0
-        counted = 1
         try:
             if handed is not None and handed[0] == get and handed[1] == counter:
                 values, count = handed[2], handed[3]
             elif near is not None and near.recall(keys.GENERATION_KEY) == generation and near.take(counter):
                 values, count = [generation], limit  # within the limit: the budget was granted by the counter
             else:
-                counted = near_cache.to_count(near, counter, limit)
-                values, count = round_trip(get, incr=(counter, seconds + 1) if counted else None, by=counted or 1)
-                count = near_cache.place(near, counter, limit, count, counted)
+                values, count = counted_round_trip(near, get, counter, limit, seconds)
         except Exception as exc:  # noqa: BLE001 - a cache outage: fail open, nothing prefetched
-            if near is not None and not counted:
-                near.give_back(counter)
             if generation is not None:
                 return FALL_THROUGH  # the held key cannot be checked: the full stack reads the database
             logger.warning("shared cache unavailable", extra={"error": str(exc)})

@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 
 from core.metrics import NEAR_CACHE_LEASES, NEAR_CACHE_PUBLISH
@@ -166,33 +167,11 @@ class Near:
         self.budgets[counter] = self.budgets.get(counter, 0) + requests
 
 
-def chunk(limit: int) -> int:
-    """How many requests of a window a worker takes from the shared counter at once: a fiftieth of
-    the limit, so that the budgets parked in other workers can refuse a key early by at most
-    (workers − 1) / 50 of its limit; 1 (a round trip per request) for limits under 100."""
-    return max(1, limit // 50)
-
-
-def to_count(near: Near | None, counter: str, limit: int) -> int:
-    """What a round trip should add to the shared counter for this request: 0 when the worker spends a
-    budget it holds, a :func:`chunk` with a near cache, else 1."""
-    if near is None:
-        return 1
-    return 0 if near.take(counter) else chunk(limit)
-
-
-def place(near: Near | None, counter: str, limit: int, count: int | None, counted: int) -> int | None:
-    """This request's place in the window after a round trip that added ``counted`` (``count``: the
-    counter after it; None: not read, an outage). The spare part of a chunk within the limit becomes
-    this worker's budget; a request paid from a budget is within the limit."""
-    if counted == 0:
-        return limit
-    if count is None:
+def current() -> Near | None:
+    """This worker's near cache if it may answer now (``PIP_NEAR_CACHE``, Redis, a lease held), else None."""
+    if not settings.PIP_NEAR_CACHE or not settings.SHARED_CACHE:
         return None
-    position = count - counted + 1
-    if near is not None and min(count, limit) > position:
-        near.grant(counter, min(count, limit) - position)
-    return position
+    return serving(caches["default"])
 
 
 class Listener(threading.Thread):
