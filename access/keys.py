@@ -175,7 +175,7 @@ _FETCH: tuple[str, list[str]] | None = None
 
 def _load(key_hash: str) -> ApiKey | None:
     if not settings.SHARED_CACHE:
-        with Piggyback(GENERATION_SQL) as check:  # read before the key, in the same round trip
+        with generation_check() as check:  # read before the key, in the same round trip
             key = _fetch(key_hash)
         _hold(key_hash, key, db_generation(check.row))
         return key
@@ -196,6 +196,11 @@ def _hold(key_hash: str, key: ApiKey | None, current: str) -> None:
         if len(_LOCAL) >= LOCAL_SIZE:
             _LOCAL.clear()
         _LOCAL[key_hash] = (key, _principal(key), current, time.monotonic() + settings.API_KEY_CACHE_SECONDS)
+
+
+def generation_check() -> Piggyback:
+    """The database's generation, read with the next query (:mod:`core.db.piggyback`)."""
+    return Piggyback(GENERATION_SQL, width=2)
 
 
 def db_generation(row: tuple | None) -> str:

@@ -48,7 +48,6 @@ from access.throttling import PrincipalRateThrottle, counted_round_trip, verdict
 from core import near_cache
 from core.api.problems import PROBLEM_JSON, problem_body
 from core.db import consistency, replicas
-from core.db.piggyback import Piggyback
 from core.db.replicas import ReadScope
 from core.db.tokens import BadToken
 from core.errors import DomainError
@@ -213,7 +212,7 @@ class LeanApiMiddleware:
         prefetch = route.prefetch(principal, kwargs)
         counter, limit, seconds, remaining = PrincipalRateThrottle.counter(route.throttle_scope, principal)
         # A held key's generation: with the cache's round trip, or else with the handler's first query.
-        database_check = Piggyback(keys.GENERATION_SQL) if generation is not None and not shared else None
+        database_check = keys.generation_check() if generation is not None and not shared else None
         held_in_database = generation
         if database_check is not None:
             generation = None

@@ -15,6 +15,7 @@ import orjson
 
 from access.release import FULL, Release, restrict
 from core.db.base import prepared_cursor
+from core.db.piggyback import Piggyback
 from core.db.replicas import read_connection
 from core.db.tokens import lsn_value
 from resolver.effective import GROUPS, RULES, effective_text, groups_etag_part, max_depth
@@ -129,12 +130,16 @@ def subject_resolve(
     *, tenant_ref: str, external_id: str, explain: bool = False, release: Release = FULL
 ) -> Resolved | None:
     tenant_id = as_uuid(tenant_ref)
-    with prepared_cursor(read_connection()) as cursor:
-        if tenant_id is not None:
-            cursor.execute(BY_TENANT_ID, [max_depth(), tenant_id, external_id])
+    conn = read_connection()
+    check = Piggyback.riding(conn)  # the door's check of a held key: carried in this one statement
+    sql = BY_TENANT_ID if tenant_id is not None else BY_TENANT_SLUG
+    with prepared_cursor(conn) as cursor:
+        if check is None:
+            cursor.execute(sql, [max_depth(), tenant_id or tenant_ref, external_id])
+            row = cursor.fetchone()
         else:
-            cursor.execute(BY_TENANT_SLUG, [max_depth(), tenant_ref, external_id])
-        row = cursor.fetchone()
+            cursor.execute(check.carry(sql), [max_depth(), tenant_id or tenant_ref, external_id])
+            row = next(iter(check.rows(cursor.fetchall())), None)
     return render(row, explain, release) if row else None
 
 
@@ -146,6 +151,10 @@ def subjects_resolve(
         return {}
     tenant_ids = [as_uuid(ref) for ref, _ in items]
     slugs = [None if tid is not None else ref for tid, (ref, _) in zip(tenant_ids, items, strict=True)]
-    with prepared_cursor(read_connection()) as cursor:
-        cursor.execute(BATCH, [tenant_ids, slugs, [ext for _, ext in items], max_depth()])
-        return {int(row[0]) - 1: render(row[1:], explain, release) for row in cursor.fetchall()}
+    conn = read_connection()
+    check = Piggyback.riding(conn)
+    params = [tenant_ids, slugs, [ext for _, ext in items], max_depth()]
+    with prepared_cursor(conn) as cursor:
+        cursor.execute(BATCH if check is None else check.carry(BATCH), params)
+        rows = cursor.fetchall() if check is None else check.rows(cursor.fetchall())
+    return {int(row[0]) - 1: render(row[1:], explain, release) for row in rows}

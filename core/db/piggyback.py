@@ -7,9 +7,17 @@ statements; on a prepared cursor (``core.db.base.PreparingCursor``), which canno
 in one, both prepared statements in one psycopg pipeline (one round trip too). A block that runs no query leaves ``check.row`` unset
 (``check.done`` is False): the caller reads the check itself, with :meth:`Piggyback.read`.
 
-The check's statement takes no parameters and must return one row; it runs before the query, in
-the same implicit transaction when autocommit is on, so what it reads is at least as old as what
-the query reads.
+The check's statement takes no parameters and must return one row (of ``width`` columns); it runs
+before the query, in the same implicit transaction when autocommit is on, so what it reads is at
+least as old as what the query reads.
+
+Cheaper still, a query that knows it may carry a check does so in **one statement**: the pipeline
+costs as much client CPU as the lookup it rides on (two statements to send, sync and read back).
+``check = Piggyback.riding(conn)`` is the block's check not yet read on that connection (None on
+any other, a replica's say); the caller executes ``check.carry(sql)`` — the check's columns in front
+of the query's, ``LEFT JOIN LATERAL`` so that one row comes back even when the query finds nothing —
+and hands what it fetched to ``check.rows(...)``, which keeps the check's row and returns the
+query's own rows. The query's first column must never be NULL.
 """
 
 from __future__ import annotations
@@ -24,15 +32,37 @@ from django.db import connection
 
 
 class Piggyback:
-    def __init__(self, statement: str) -> None:
+    def __init__(self, statement: str, width: int = 1) -> None:
         assert "%" not in statement and ";" not in statement, "a parameterless single statement"
         self.statement = statement
+        self.width = width
         self.row: tuple[Any, ...] | None = None
         self.done = False
+        self.carrying = False
         self._wrapper: AbstractContextManager[None] | None = None
 
+    @staticmethod
+    def riding(conn: Any) -> Piggyback | None:
+        """The check of an enclosing block on ``conn`` that no query has read yet, or None."""
+        for wrapper in getattr(conn, "execute_wrappers", ()):
+            if isinstance(wrapper, Piggyback) and not wrapper.done and not wrapper.carrying:
+                return wrapper
+        return None
+
+    def carry(self, sql: str) -> str:
+        """``sql`` (one statement returning rows) with the check's columns in front: one statement."""
+        self.carrying = True
+        return f"SELECT c.*, q.* FROM ({self.statement}) c LEFT JOIN LATERAL ({sql}) q ON true"
+
+    def rows(self, fetched: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The carried statement's rows without the check's columns (none where the query found none)."""
+        width = self.width
+        self.row = fetched[0][:width] if fetched else None
+        self.done = True
+        return [row[width:] for row in fetched if row[width] is not None]
+
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
-        if self.done or many:
+        if self.done or self.carrying or many:
             return execute(sql, params, many, context)
         cursor = context["cursor"].cursor  # psycopg's, under Django's wrapper
         if isinstance(cursor, psycopg.ClientCursor):
