@@ -2,17 +2,20 @@
 
 The lean door (``api.lean``) still builds a ``WSGIRequest``, an ``HttpResponse`` whose every header
 passes Django's checks, a ``ResolverMatch`` and the security middleware's two passes: ~100 µs of CPU
-per lookup on top of the one Redis round trip, about as much as a whole minimal DRF view. For a
+per lookup on top of its one round trip, about as much as a whole minimal DRF view. For a
 route with an ``express`` answer, :class:`ExpressLane` does the door's work from the environ for
 the one case that dominates a PIP's traffic — a key this process holds, no query string, cookie or
-consistency token, a Host the site accepts, and an answer the round trip's values decide (a fresh
-cache entry) — and leaves every other request to the door, unchanged:
+consistency token, a Host the site accepts — and leaves every other request to the door, unchanged:
 
+* with a shared cache, an answer the round trip's values decide (a fresh cache entry);
+* without one (and without read replicas), an answer the route reads from the database
+  (``express_read``), the held key's generation carried in the same statement
+  (:func:`access.keys.generation_check`); a subject that is not found is left to the door;
 * before the round trip (anything unusual): the door answers as if the lane did not exist;
 * after it (a miss, a 429, a subject the key does not reach): the round trip's values travel to the
   door in the environ (``api.lean.ROUND_TRIP``), so the request is read and counted once;
-* a revocation seen in the round trip (the generation moved): the held keys are dropped and the door
-  reads the key again, as it would.
+* a revocation seen in the round trip or the read (the generation moved): the held keys are dropped
+  and the door reads the key again, as it would.
 
 What the lane answers carries what the door's answer carries, header for header (the security
 middleware's headers are computed once per Host and scheme by that middleware itself), and the same
@@ -32,11 +35,12 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
+from django.db import connection
 from django.http import HttpResponse
 
 from access import keys
 from access.throttling import PrincipalRateThrottle, counted_round_trip, verdict
-from api.lean import ROUND_TRIP, LeanApiMiddleware, LeanRoute
+from api.lean import ROUND_TRIP, Answer, LeanApiMiddleware, LeanRoute, tidy
 from core import near_cache
 from core.db import tokens
 from core.observability import record, request_id_from, request_id_var, route_template
@@ -67,7 +71,6 @@ class ExpressLane:
             or tokens.COOKIE in environ.get("HTTP_COOKIE", "")  # the console's consistency cookie
             or tokens.META_HEADER in environ
             or tokens.FORCE_HEADER in environ
-            or not settings.SHARED_CACHE
         ):
             return None
         path: str = environ.get("PATH_INFO", "")
@@ -82,29 +85,19 @@ class ExpressLane:
             return None
         security = site_headers(self.door, environ)
         held = keys.held(raw)
-        backend = caches["default"]
-        if security is None or held is None or not isinstance(backend, DjangoRedisCache):
+        if security is None or held is None:
             return None
         key, principal, generation = held
         if not keys.recorded_recently(key) or not principal.has(self.route.scope):
             return None  # the door records the use (a write, now and then) or answers the 403
         kwargs = found.groupdict()
-        prefetch = self.route.prefetch(principal, kwargs)
-        if not prefetch:
-            return None
         throttle = PrincipalRateThrottle.counter(self.route.throttle_scope, principal)
-        near = near_cache.current()
-        answer = None
-        if near is not None and near.recall(keys.GENERATION_KEY) == generation:  # no round trip at all
-            remembered = near.recall(tuple(prefetch))
-            if remembered is not None and near.take(throttle[0]):
-                answer = self.answer(environ, principal, kwargs, remembered)
-                if answer is None:
-                    near.give_back(throttle[0])
+        if settings.SHARED_CACHE:
+            answer = self._cached(environ, principal, kwargs, generation, throttle)
+        else:
+            answer = self._read(environ, principal, kwargs, generation, throttle)
         if answer is None:
-            answer = self._round_trip(environ, principal, kwargs, prefetch, generation, throttle, near)
-            if answer is None:
-                return None
+            return None
         status, own, body = answer
         request_id = request_id_from(environ)
         headers = list(own.items())
@@ -133,6 +126,28 @@ class ExpressLane:
         finally:
             request_id_var.reset(token)
         return f"{status} {REASONS[status]}", headers, body
+
+    def _cached(
+        self,
+        environ: dict[str, Any],
+        principal: Any,
+        kwargs: dict[str, str],
+        generation: str,
+        throttle: tuple[str, int, int, float],
+    ) -> Answer | None:
+        """With a shared cache: the answer from the near cache, else from one round trip."""
+        prefetch = self.route.prefetch(principal, kwargs)
+        if not prefetch or not isinstance(caches["default"], DjangoRedisCache):
+            return None
+        near = near_cache.current()
+        if near is not None and near.recall(keys.GENERATION_KEY) == generation:  # no round trip at all
+            remembered = near.recall(tuple(prefetch))
+            if remembered is not None and near.take(throttle[0]):
+                answer = self.answer(environ, principal, kwargs, remembered)
+                if answer is not None:
+                    return answer
+                near.give_back(throttle[0])
+        return self._round_trip(environ, principal, kwargs, prefetch, generation, throttle, near)
 
     def _round_trip(
         self,
@@ -164,6 +179,43 @@ class ExpressLane:
             near.remember(keys.GENERATION_KEY, values[0], [keys.GENERATION_KEY], mark)
             near.remember(tuple(prefetch), tuple(values[1:]), prefetch, mark)
         return answer
+
+    def _read(
+        self,
+        environ: dict[str, Any],
+        principal: Any,
+        kwargs: dict[str, str],
+        generation: str,
+        counter: tuple[str, int, int, float],
+    ) -> Answer | None:
+        """Without a shared cache: the answer the route reads from the primary, the held key's
+        generation read in the same statement; None: the door answers (counted once)."""
+        read = self.route.express_read
+        if read is None or settings.DATABASE_REPLICAS:
+            return None  # with replicas, the door chooses the connection (and reads the check from the primary)
+        name, limit, seconds, remaining = counter
+        try:
+            values, position = counted_round_trip(None, [], name, limit, seconds)
+        except Exception:  # noqa: BLE001 - the door meets the outage again and answers it
+            return None
+        environ[ROUND_TRIP] = ([], name, values, position)  # whatever follows, the door counts nothing again
+        if not verdict(position, limit, remaining)[0]:
+            return None
+        tidy(connection)  # what the door's request would do first (LeanWSGI): an old or broken connection closed
+        connection.health_check_done = True  # type: ignore[attr-defined]  # as the door: a broken connection fails the read, and the door retries
+        check = keys.generation_check()
+        try:
+            with check:
+                answer = read(environ, principal, kwargs)
+        except Exception:  # noqa: BLE001 - a database error: the door meets it again and answers it (its retry, a 503)
+            return None
+        if answer is None:
+            return None
+        if keys.db_generation(check.read()) != generation:
+            keys.drop_held()  # a key was revoked or changed since this process read it
+            return None
+        del environ[ROUND_TRIP]
+        return answer()
 
 
 def site_headers(door: LeanApiMiddleware, environ: dict[str, Any]) -> list[tuple[str, str]] | None:

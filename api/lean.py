@@ -85,6 +85,10 @@ class LeanRoute:
     throttle_scope: str = "pip"
     # The express lane's answer from the round trip's values (``api.express``), or None: the door answers.
     express: Callable[[dict[str, Any], Principal, dict[str, str], list[Any]], Answer | None] | None = None
+    # Without a shared cache, the express lane's read: what the answer needs, read from the database (the
+    # lane carries the held key's check), then the answer once the key is known still valid; None: the
+    # door answers.
+    express_read: Callable[[dict[str, Any], Principal, dict[str, str]], Callable[[], Answer] | None] | None = None
     compiled: re.Pattern = field(init=False)
     match: ResolverMatch | None = field(init=False, default=None)
     allow: str = field(init=False, default="")
@@ -292,6 +296,13 @@ class LeanApiMiddleware:
             return route.handler(request, principal, kwargs, values)
         except DomainError as exc:
             return problem(exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
+
+
+def tidy(connection: Any) -> None:
+    """``close_old_connections`` for an alias a lookup uses (the primary; the replicas when
+    ``DATABASE_REPLICA_URLS`` is set); never inside a transaction (a test's)."""
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
 
 
 def _match(route: LeanRoute, kwargs: dict[str, str]) -> ResolverMatch:

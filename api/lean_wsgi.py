@@ -24,7 +24,7 @@ from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from api.express import ExpressLane
-from api.lean import ROUND_TRIP, TRIED, LeanApiMiddleware, literal_start
+from api.lean import ROUND_TRIP, TRIED, LeanApiMiddleware, literal_start, tidy
 
 StartResponse = Callable[..., Any]
 logger = logging.getLogger(__name__)
@@ -72,10 +72,3 @@ class LeanWSGI:
         headers.extend(("Set-Cookie", cookie.OutputString()) for cookie in response.cookies.values())
         start_response(f"{response.status_code} {response.reason_phrase}", headers)
         return [response.content]
-
-
-def tidy(connection: Any) -> None:
-    """``close_old_connections`` for an alias a lookup uses (the primary; the replicas when
-    ``DATABASE_REPLICA_URLS`` is set); never inside a transaction (a test's)."""
-    if connection.connection is not None and not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()

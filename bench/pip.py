@@ -184,6 +184,7 @@ class Bench(Runs, BundleAndProfile, Evaluate, ReplicaRuns):
         if "db" in args.profile:
             self.results["profile_db_single"] = self.profile(server, key, "single", "db")
             self.results["profile_db_ceiling"] = self.profile(server, key, "ceiling", "db")
+            self.results["profile_db_batch"] = self.profile(server, key, "batch", "db")
         self.stop(server)
 
     def run_redis(self, env_redis: dict[str, str], key: str, reval: dict[str, str], redis: RedisServer) -> None:

@@ -153,8 +153,9 @@ def subjects_resolve(
     slugs = [None if tid is not None else ref for tid, (ref, _) in zip(tenant_ids, items, strict=True)]
     conn = read_connection()
     check = Piggyback.riding(conn)
-    params = [tenant_ids, slugs, [ext for _, ext in items], max_depth()]
     with prepared_cursor(conn) as cursor:
-        cursor.execute(BATCH if check is None else check.carry(BATCH), params)
+        cursor.execute(
+            BATCH if check is None else check.carry(BATCH), [tenant_ids, slugs, [ext for _, ext in items], max_depth()]
+        )
         rows = cursor.fetchall() if check is None else check.rows(cursor.fetchall())
     return {int(row[0]) - 1: render(row[1:], explain, release) for row in rows}

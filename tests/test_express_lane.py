@@ -269,3 +269,95 @@ def test_a_failing_lane_is_logged_and_the_door_answers(acme, raw_keys, with_redi
     assert [r.getMessage() for r in caplog.records if r.name == "api.lean_wsgi"] == [
         "the express lane failed; the door answers"
     ]
+
+
+# Without a shared cache: the lane reads the subject from the database ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "key", "revalidate", "express"),
+    [
+        ("GET", "/api/v1/pip/tenants/acme/subjects/alice", "pip", False, True),
+        ("GET", "/api/v1/pip/tenants/acme/subjects/bob/ops", "pip", False, True),
+        ("HEAD", "/api/v1/pip/tenants/acme/subjects/alice", "pip", False, True),
+        ("GET", "/api/v1/pip/tenants/acme/subjects/alice", "narrow", False, True),  # a release policy
+        ("GET", "/api/v1/pip/tenants/{id}/subjects/alice", "pip", False, True),
+        ("GET", "/api/v1/pip/tenants/acme/subjects/alice", "pip", True, True),  # 304
+        ("GET", "/api/v1/pip/tenants/acme/subjects/alice?format=authzen", "pip", False, False),
+        ("GET", "/api/v1/pip/tenants/acme/subjects/nobody", "pip", False, False),  # a 404: the door's
+        ("GET", "/api/v1/pip/tenants/{other}/subjects/alice", "pip", False, False),  # a tenant the key lacks
+    ],
+)
+def test_without_a_shared_cache_the_lane_reads_the_subject_and_answers_as_the_full_cycle(  # type: ignore[no-untyped-def]
+    acme, raw_keys, doors, cost, method, path, key, revalidate, express
+) -> None:
+    from tenants.services import tenant_create
+
+    other = tenant_create(slug="other-co", name="Other")
+    path = path.replace("{id}", str(acme.id)).replace("{other}", str(other.id))
+    headers = bearer(raw_keys[key])
+    app = LeanWSGI(WSGIHandler())
+    first = through_wsgi(app, "GET", path, **headers)  # the door reads the key and records its use
+    if revalidate:
+        headers["HTTP_IF_NONE_MATCH"] = first[1]["ETag"]
+    before = len(doors)
+    with cost() as c:
+        answered = through_wsgi(app, method, path, **headers)
+    assert len(doors) - before == (0 if express else 1)
+    if express:  # one statement: the subject, with the held key's generation carried in front
+        assert len(c.queries) == 1 and c.queries[0].startswith(f"SELECT c.*, q.* FROM ({keys.GENERATION_SQL})")
+    expected = through_client(method, path, **headers)
+    same(answered, expected)
+
+
+def test_without_a_shared_cache_the_throttle_counts_each_request_once(acme, raw_keys, doors) -> None:  # type: ignore[no-untyped-def]
+    from access.throttling import PrincipalRateThrottle
+
+    app = LeanWSGI(WSGIHandler())
+    paths = ["/api/v1/pip/tenants/acme/subjects/alice", "/api/v1/pip/tenants/acme/subjects/nobody"]
+    rates = {**PrincipalRateThrottle.THROTTLE_RATES, "pip": "4/h"}
+    PrincipalRateThrottle.THROTTLE_RATES, saved = rates, PrincipalRateThrottle.THROTTLE_RATES
+    try:
+        statuses = [through_wsgi(app, "GET", paths[i % 2], **bearer(raw_keys["pip"]))[0] for i in range(6)]
+    finally:
+        PrincipalRateThrottle.THROTTLE_RATES = saved
+    # The lane's 200s and the 404s it leaves to the door (counted by the lane, not again): 4, then 429s.
+    assert statuses == [200, 404, 200, 404, 429, 429]
+    assert len(doors) == 5  # the first request (the key read), the two 404s, the two 429s
+
+
+def test_without_a_shared_cache_a_key_revoked_by_another_process_is_refused_on_the_next_request(  # type: ignore[no-untyped-def]
+    acme, doors
+) -> None:
+    from django.db import connection
+
+    key, raw = api_key_create(name="soon-revoked", scopes=["pip:read"], tenants=[acme])
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    assert [through_wsgi(app, "GET", path, **bearer(raw))[0] for _ in range(3)] == [200, 200, 200]
+    assert len(doors) == 1  # then the lane
+    with connection.cursor() as cursor:  # what api_key_revoke commits in another process
+        cursor.execute("UPDATE access_apikey SET revoked_at = now() WHERE id = %s", [key.pk])
+        cursor.execute("SELECT nextval('access_apikey_generation')")
+    assert keys.held(raw) is not None  # this process still holds it: only the generation tells it
+    status, headers, _ = through_wsgi(app, "GET", path, **bearer(raw))
+    assert (status, headers["WWW-Authenticate"]) == (401, 'Bearer realm="iam-service"')
+    assert keys.held(raw) is None
+
+
+def test_without_a_shared_cache_a_failing_read_is_answered_by_the_door(acme, raw_keys, doors, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from django.db import OperationalError
+
+    from api.resolver import lean as resolver_lean
+
+    app = LeanWSGI(WSGIHandler())
+    path = "/api/v1/pip/tenants/acme/subjects/alice"
+    expected = through_wsgi(app, "GET", path, **bearer(raw_keys["pip"]))
+
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(resolver_lean, "subject_resolve", lost)
+    before = len(doors)
+    same(through_wsgi(app, "GET", path, **bearer(raw_keys["pip"])), expected)
+    assert len(doors) == before + 1

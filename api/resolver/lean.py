@@ -7,6 +7,7 @@ the full stack (DRF's 415 or 400), before anything is counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,7 +26,7 @@ from api.resolver.views import (
 )
 from core.client_json import BadJSON, check_depth, unstorable_text
 from resolver import cache as pip_cache
-from resolver.selectors import as_uuid
+from resolver.selectors import as_uuid, subject_resolve
 
 SUBJECT = r"^/api/v1/pip/tenants/(?P<tenant>[^/]+)/subjects/(?P<external_id>.+)$"
 
@@ -61,6 +62,20 @@ def lookup_express(
     if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
         return None
     return subject_answer(resolved, principal, False, environ.get("HTTP_IF_NONE_MATCH"))
+
+
+def lookup_read(environ: dict[str, Any], principal: Principal, kwargs: dict[str, str]) -> Callable[[], Answer] | None:
+    """The express lane's read without a shared cache (``api.express``): the subject from the database
+    (one statement), then its native answer; None for a subject not found or not reached (the door
+    answers it)."""
+    tenant = kwargs["tenant"]
+    tenant_id = as_uuid(tenant)
+    if tenant_id is not None and not principal.reaches(tenant_id):
+        return None
+    resolved = subject_resolve(tenant_ref=tenant, external_id=kwargs["external_id"], release=principal.release)
+    if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
+        return None
+    return lambda: subject_answer(resolved, principal, False, environ.get("HTTP_IF_NONE_MATCH"))
 
 
 def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], prefetched: list[Any]) -> HttpResponse:
@@ -100,6 +115,7 @@ ROUTES = [
         lookup,
         lookup_prefetch,
         express=lookup_express,
+        express_read=lookup_read,
     ),
     LeanRoute(
         r"^/api/v1/pip/resolve$",

@@ -140,7 +140,8 @@ class BundleAndProfile:
             stderr=subprocess.PIPE,
         )
         time.sleep(1)
-        self.wrk.run(f"profile-{kind}", lua_script(kind, key, self.args.users), server.port, seconds)
+        extra = {"BATCH": str(self.args.batch)} if kind == "batch" else {}
+        self.wrk.run(f"profile-{kind}", lua_script(kind, key, self.args.users, **extra), server.port, seconds)
         spy.wait(60)
         if not raw.exists():
             return {"skipped": f"py-spy failed: {spy.stderr.read().decode()[-500:] if spy.stderr else ''}"}
