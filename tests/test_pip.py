@@ -169,6 +169,26 @@ def test_bad_batches_are_400(pip_client, acme, body, pointer) -> None:  # type: 
     assert response.status_code == 400 and pointer in [e["pointer"] for e in response.json()["errors"]]
 
 
+@pytest.mark.parametrize(
+    ("raw", "pointer", "rule"),
+    [
+        ('{"subjects": [{"tenant": "acme", "external_id": "a\\u0000b"}]}', "/subjects/0/external_id", "nul"),
+        ('{"subjects": [{"tenant": "acme\\u0000", "external_id": "a"}]}', "/subjects/0/tenant", "nul"),
+        ('{"subjects": [{"tenant": "acme", "external_id": "\\udc00"}]}', "/subjects/0/external_id", "unicode"),
+        ('{"subjects": [{"tenant": "acme", "external_id": "a", "x": ' + "[" * 40 + "]" * 40 + "}]}", "/", "depth"),
+        ('{"subjects": [{"tenant": "acme", "external_id": "a"}]', None, None),  # not JSON: DRF's parse error
+    ],
+)
+def test_hostile_batch_bodies_are_the_full_stacks_400(pip_client, acme, raw, pointer, rule) -> None:  # type: ignore[no-untyped-def]
+    """The lean door takes only a body of the batch's own shape; anything else reaches the full
+    stack's JSON checks, which name the pointer and the rule."""
+    response = pip_client.post("/api/v1/pip/resolve", data=raw.encode(), content_type="application/json")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json", response.content
+    if rule is not None:
+        errors = response.json()["errors"]
+        assert (errors[0]["pointer"], errors[0]["rule"]) == (pointer, rule), errors
+
+
 def test_query_counts(pip_client, acme, settings) -> None:  # type: ignore[no-untyped-def]
     for i in range(100):
         UserFactory(tenant=acme, external_id=f"u{i}", attributes={"level": i, "department": "eng"})

@@ -24,7 +24,6 @@ from api.resolver.views import (
     wants_authzen,
     wants_explain,
 )
-from core.client_json import BadJSON, check_depth, unstorable_text
 from resolver import cache as pip_cache
 from resolver.selectors import as_uuid, subject_resolve
 
@@ -88,21 +87,35 @@ def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], pr
 
 
 def parse_batch(request: HttpRequest) -> bool:
-    """Parse the body before anything is counted; False: let the full stack answer (415, 400)."""
+    """Parse the body before anything is counted; False: let the full stack answer (415, 400).
+
+    Only a body of the batch's own shape is taken here — an object whose one member ``subjects`` is
+    a list of ``{"tenant": …, "external_id": …}`` string pairs without NUL — so nothing deeper than
+    three levels and no text ``core.client_json.decode_json`` refuses (orjson already refuses invalid
+    UTF-8, lone surrogates and NaN). Anything else falls through, to be refused there (400 with the
+    pointer and the rule) or answered by the view (its own 400s for an empty or too long list).
+    """
     if request.content_type != "application/json":
         return False
-    # What core.client_json.decode_json refuses falls through, to be refused there (400 with
-    # the pointer and rule): orjson already refuses lone surrogates and NaN; the depth bound and NUL
-    # are checked here.
     try:
-        text = request.body.decode("utf-8")
-        check_depth(text)
-        data = orjson.loads(text)
-    except (UnicodeDecodeError, BadJSON, orjson.JSONDecodeError):
+        data = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
         return False
-    if unstorable_text(data, "") is not None:
+    if not plain_batch(data):
         return False
     request._lean_json = data  # type: ignore[attr-defined]  # an attribute of ours on Django's request, read by batch
+    return True
+
+
+def plain_batch(data: Any) -> bool:
+    if type(data) is not dict or len(data) != 1 or type(subjects := data.get("subjects")) is not list:
+        return False
+    for item in subjects:
+        if type(item) is not dict or len(item) != 2:
+            return False
+        tenant, external_id = item.get("tenant"), item.get("external_id")
+        if type(tenant) is not str or type(external_id) is not str or "\x00" in tenant or "\x00" in external_id:
+            return False
     return True
 
 
