@@ -33,7 +33,7 @@ from access.principals import Principal, key_release
 from access.release import attributes_clean
 from core import near_cache
 from core.db.base import prepared_cursor
-from core.db.piggyback import Piggyback
+from core.db.piggyback import Piggyback, fetch_all
 from core.errors import FieldError, ValidationFailed
 from tenants.models import Tenant
 
@@ -164,10 +164,9 @@ def _fetch(key_hash: str) -> ApiKey | None:
         fields = ApiKey._meta.concrete_fields
         columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)  # type: ignore[arg-type]  # django-stubs: Field.column is optional; a concrete field has one
         _FETCH = (f"SELECT {columns} FROM {ApiKey._meta.db_table} WHERE key_hash = %s", [f.attname for f in fields])
-    with prepared_cursor(connection) as cursor:
-        cursor.execute(_FETCH[0], [key_hash])
-        row = cursor.fetchone()
-    return None if row is None else ApiKey.from_db(connection.alias, _FETCH[1], row)
+    with prepared_cursor(connection) as cursor:  # the generation's check, if any, in this one statement
+        rows = fetch_all(connection, cursor, _FETCH[0], [key_hash])
+    return ApiKey.from_db(connection.alias, _FETCH[1], rows[0]) if rows else None
 
 
 _FETCH: tuple[str, list[str]] | None = None

@@ -15,7 +15,7 @@ import orjson
 
 from access.release import FULL, Release, restrict
 from core.db.base import prepared_cursor
-from core.db.piggyback import Piggyback
+from core.db.piggyback import fetch_all
 from core.db.replicas import read_connection
 from core.db.tokens import lsn_value
 from resolver.effective import GROUPS, RULES, effective_text, groups_etag_part, max_depth
@@ -134,16 +134,10 @@ def subject_resolve(
 ) -> Resolved | None:
     tenant_id = as_uuid(tenant_ref)
     conn = read_connection()
-    check = Piggyback.riding(conn)  # the door's check of a held key: carried in this one statement
     sql = BY_TENANT_ID if tenant_id is not None else BY_TENANT_SLUG
-    with prepared_cursor(conn) as cursor:
-        if check is None:
-            cursor.execute(sql, [max_depth(), tenant_id or tenant_ref, external_id])
-            row = cursor.fetchone()
-        else:
-            cursor.execute(check.carry(sql), [max_depth(), tenant_id or tenant_ref, external_id])
-            row = next(iter(check.rows(cursor.fetchall())), None)
-    return render(row, explain, release) if row else None
+    with prepared_cursor(conn) as cursor:  # the door's check of a held key, if any, in this one statement
+        rows = fetch_all(conn, cursor, sql, [max_depth(), tenant_id or tenant_ref, external_id])
+    return render(rows[0], explain, release) if rows else None
 
 
 def subjects_resolve(
@@ -157,8 +151,6 @@ def subjects_resolve(
         tenant_id = as_uuid(ref)
         refs.append((None, ref, external_id) if tenant_id is None else (str(tenant_id), None, external_id))
     conn = read_connection()
-    check = Piggyback.riding(conn)
     with prepared_cursor(conn) as cursor:
-        cursor.execute(BATCH if check is None else check.carry(BATCH), [orjson.dumps(refs).decode(), max_depth()])
-        rows = cursor.fetchall() if check is None else check.rows(cursor.fetchall())
+        rows = fetch_all(conn, cursor, BATCH, [orjson.dumps(refs).decode(), max_depth()])
     return {int(row[0]) - 1: render(row[1:], explain, release) for row in rows}

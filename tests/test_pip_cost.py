@@ -105,6 +105,29 @@ def test_without_a_shared_cache_a_lookup_is_one_query_and_a_batch_one(client, ac
     assert client.post("/api/v1/pip/resolve", body, format="json").json()["results"][0]["found"] is True
 
 
+def test_without_a_shared_cache_an_api_request_reads_its_key_and_the_generation_in_one_statement(  # type: ignore[no-untyped-def]
+    acme, cost, monkeypatch
+) -> None:
+    """The full stack (DRF) reads the request's key on every request without a shared cache: the
+    revocation generation is carried in the key's statement, with no pipeline."""
+    import psycopg
+
+    _, raw = api_key_create(name="reader", scopes=["directory:read"], tenants=[acme])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    pipelines = []
+    entered = psycopg.Connection.pipeline
+    monkeypatch.setattr(psycopg.Connection, "pipeline", lambda self: pipelines.append(1) or entered(self))
+    with cost() as c:
+        assert api.get("/api/v1/tenants/acme/").status_code == 200
+    carried = f"SELECT c.*, q.* FROM ({keys.GENERATION_SQL}) c LEFT JOIN LATERAL ("
+    key_reads = [q for q in c.queries if "FROM access_apikey WHERE key_hash" in q]
+    assert len(key_reads) == 1 and key_reads[0].startswith(carried), c.queries
+    assert pipelines == []
+    api.credentials(HTTP_AUTHORIZATION="Bearer iam_00000000_nonsense")
+    assert api.get("/api/v1/tenants/acme/").status_code == 401  # no key found: still one statement, refused
+
+
 def test_without_a_shared_cache_a_held_key_is_refused_after_another_process_revokes_it(client, acme) -> None:  # type: ignore[no-untyped-def]
     key, raw = api_key_create(name="soon-revoked", scopes=["pip:read"], tenants=[acme])
     other = APIClient()
@@ -228,8 +251,9 @@ def test_the_lookup_statements_are_prepared_once_per_connection(client, acme) ->
     # alone too: the key's first use, read from the database with its generation)
     assert len(lookups) == len(set(lookups)) == 4, prepared
     assert sum(s.startswith("SELECT c.*, q.* FROM") for s in lookups) == 3, prepared
-    assert any(s.startswith(keys.GENERATION_SQL) for s in prepared), prepared
-    assert any("FROM access_apikey WHERE key_hash" in s for s in prepared), prepared
+    # the key, read once, with the generation carried in the same statement
+    carried = f"SELECT c.*, q.* FROM ({keys.GENERATION_SQL}) c LEFT JOIN LATERAL ("
+    assert any(s.startswith(carried) and "FROM access_apikey WHERE key_hash" in s for s in prepared), prepared
 
 
 @pytest.mark.django_db(transaction=True)

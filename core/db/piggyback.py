@@ -13,11 +13,10 @@ least as old as what the query reads.
 
 Cheaper still, a query that knows it may carry a check does so in **one statement**: the pipeline
 costs as much client CPU as the lookup it rides on (two statements to send, sync and read back).
-``check = Piggyback.riding(conn)`` is the block's check not yet read on that connection (None on
-any other, a replica's say); the caller executes ``check.carry(sql)`` — the check's columns in front
-of the query's, ``LEFT JOIN LATERAL`` so that one row comes back even when the query finds nothing —
-and hands what it fetched to ``check.rows(...)``, which keeps the check's row and returns the
-query's own rows. The query's first column must never be NULL.
+:func:`fetch_all` runs a query and returns its rows, carrying the check of an enclosing block on that
+connection if no query has read it yet (none on any other connection, a replica's say): the check's
+columns in front of the query's, ``LEFT JOIN LATERAL`` so that one row comes back even when the
+query finds nothing. The query's first column must never be NULL.
 """
 
 from __future__ import annotations
@@ -104,3 +103,14 @@ class Piggyback:
                 self.row = cursor.fetchone()
             self.done = True
         return self.row
+
+
+def fetch_all(conn: Any, cursor: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    """``cursor.execute(sql, params)`` on ``conn`` and its rows, carrying the check of an enclosing
+    :class:`Piggyback` block in the same statement when one is pending."""
+    check = Piggyback.riding(conn)
+    if check is None:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    cursor.execute(check.carry(sql), params)
+    return check.rows(cursor.fetchall())
