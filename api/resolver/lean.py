@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import orjson
 from django.http import HttpRequest, HttpResponse
@@ -25,7 +26,7 @@ from api.resolver.views import (
     wants_explain,
 )
 from resolver import cache as pip_cache
-from resolver.selectors import as_uuid, subject_resolve
+from resolver.selectors import Resolved, as_uuid, subject_resolve
 
 SUBJECT = r"^/api/v1/pip/tenants/(?P<tenant>[^/]+)/subjects/(?P<external_id>.+)$"
 
@@ -52,29 +53,43 @@ def lookup_express(
 ) -> Answer | None:
     """The express lane's answer (``api.express``): a fresh cache entry the key reaches, in the native
     format; None for anything else (the door answers it with these values)."""
-    tenant = kwargs["tenant"]
-    tenant_id = as_uuid(tenant)
-    if tenant_id is not None and not principal.reaches(tenant_id):
-        return None
     tenant_token, subject_token, entry = prefetched
-    resolved = pip_cache.fresh(tenant_token, subject_token, entry, slug=None if tenant_id is not None else tenant)
-    if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
-        return None
-    return subject_answer(resolved, principal, False, environ.get("HTTP_IF_NONE_MATCH"))
+    resolved = reached(
+        principal,
+        kwargs["tenant"],
+        lambda tenant_id: pip_cache.fresh(
+            tenant_token, subject_token, entry, slug=None if tenant_id is not None else kwargs["tenant"]
+        ),
+    )
+    return None if resolved is None else subject_answer(resolved, principal, False, environ.get("HTTP_IF_NONE_MATCH"))
 
 
 def lookup_read(environ: dict[str, Any], principal: Principal, kwargs: dict[str, str]) -> Callable[[], Answer] | None:
     """The express lane's read without a shared cache (``api.express``): the subject from the database
     (one statement), then its native answer; None for a subject not found or not reached (the door
     answers it)."""
-    tenant = kwargs["tenant"]
+    resolved = reached(
+        principal,
+        kwargs["tenant"],
+        lambda tenant_id: subject_resolve(
+            tenant_ref=kwargs["tenant"], external_id=kwargs["external_id"], release=principal.release
+        ),
+    )
+    if resolved is None:
+        return None
+    return lambda: subject_answer(resolved, principal, False, environ.get("HTTP_IF_NONE_MATCH"))
+
+
+def reached(principal: Principal, tenant: str, read: Callable[[UUID | None], Resolved | None]) -> Resolved | None:
+    """What ``read(tenant id or None for a slug)`` finds, if the key reaches its tenant; None otherwise
+    (the tenant's id in the path checked before anything is read, the subject's tenant after)."""
     tenant_id = as_uuid(tenant)
     if tenant_id is not None and not principal.reaches(tenant_id):
         return None
-    resolved = subject_resolve(tenant_ref=tenant, external_id=kwargs["external_id"], release=principal.release)
+    resolved = read(tenant_id)
     if resolved is None or not principal.reaches(as_uuid(resolved.tenant_id)):
         return None
-    return lambda: subject_answer(resolved, principal, False, environ.get("HTTP_IF_NONE_MATCH"))
+    return resolved
 
 
 def batch(request: HttpRequest, principal: Principal, kwargs: dict[str, str], prefetched: list[Any]) -> HttpResponse:
