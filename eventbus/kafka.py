@@ -17,10 +17,13 @@ A batch is produced at once, on the adapter's thread (building the binding overl
 database work), and librdkafka pipelines it; the delivery reports, served by ``poll()``,
 give the acknowledged prefix. ``message.timeout.ms`` equals the publish timeout, so every message
 gets its final report (delivered, or failed) within it and the relay's transaction stays bounded.
-The producer is created per process (librdkafka's threads do not survive a fork). Its principal
-needs WRITE and DESCRIBE on the topic (CREATE too, for the relay to create it) and, on brokers older
-than Kafka 2.8, IDEMPOTENT_WRITE on the cluster; without them every publish fails with
-TOPIC_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED, a transport failure (docs/runbook.md).
+The producer is created per process (librdkafka's threads do not survive a fork), and replaced when
+it cannot go on: after a fatal error, or after two batches that failed while the broker answered the
+topic's lookup (its idempotence state stuck), and with the adapter's thread when a call outlives its
+bound. Its principal needs WRITE and DESCRIBE on the topic (CREATE too, for the relay to create it)
+and, on brokers older than Kafka 2.8, IDEMPOTENT_WRITE on the cluster; without them every publish
+fails with TOPIC_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED, a transport failure
+(docs/runbook.md).
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,6 +80,10 @@ PRODUCER_STATE_CODES = frozenset(
     }
 )
 
+# Failed batches since the producer last delivered, each with the broker answering the topic's lookup,
+# after which the producer is deemed stuck and replaced.
+STUCK_BATCHES = 2
+
 
 class KafkaDeliveryError(Exception):
     """A librdkafka error, named by its code (e.g. ``TOPIC_AUTHORIZATION_FAILED``) in the log line."""
@@ -92,6 +101,26 @@ def kafka_error(error: BaseException | KafkaError) -> KafkaError | None:
     if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
         return error.args[0]
     return None
+
+
+def serving(call: Callable[..., Any], *args: float) -> Any:
+    """Call a producer's ``flush``/``poll``/``purge``, turning a fatal error into a KafkaException.
+
+    confluent-kafka raises a fatal producer error out of these calls as the bare ``KafkaError``
+    object, which is not an exception class: no ``except Exception`` (nor ``BaseException``) catches
+    it. Raised on the adapter's thread it ended that thread silently, and every later batch waited
+    for a thread that was gone; raised in a relay it would end the relay. Only a bare ``except``
+    catches it.
+    """
+    try:
+        return call(*args)
+    except KafkaException:
+        raise
+    except:  # see above: the one handler that sees a raised KafkaError
+        raised = sys.exc_info()[1]
+        if isinstance(raised, KafkaError):
+            raise KafkaException(raised) from None
+        raise
 
 
 def is_per_event(error: BaseException | KafkaError) -> bool:
@@ -134,6 +163,7 @@ class _Batch:
         self.outstanding = 0
         self.stop: tuple[int, BaseException] | None = None
         self.failure: BaseException | None = None  # the producer failed while waiting for the reports
+        self.broker_answered = False  # the topic was looked up (and found or created) for this batch
         self.produced_future: Future[None] = Future()
 
     def callback(self, index: int) -> Callable[[KafkaError | None, Any], None]:
@@ -152,6 +182,7 @@ class KafkaAdapter(AdapterBase):
         self.topic = topic
         self._producer: Producer | None = None
         self._topic_ready = False
+        self._stuck_batches = 0  # batches the producer failed, the broker answering, since it delivered
         self._thread: ThreadPoolExecutor | None = None
         self._thread_pid = -1
 
@@ -199,10 +230,11 @@ class KafkaAdapter(AdapterBase):
         """
         with self._lock:
             producer, self._producer = self._producer, None
+            self._stuck_batches = 0
         if producer is not None and self._pid == os.getpid():
             with contextlib.suppress(KafkaException):  # it is beyond use: drop what it holds
-                producer.purge()
-                producer.flush(0)
+                serving(producer.purge)
+                serving(producer.flush, 0)
 
     # --- the topic --------------------------------------------------------------------------------
     def ensure_stream(self) -> None:
@@ -242,11 +274,19 @@ class KafkaAdapter(AdapterBase):
                 self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-produce")
             return self._thread
 
+    def _abandon_thread(self) -> None:
+        """The next batch gets a new thread and a new producer: a thread that outlived every bound
+        on its calls would otherwise hold back every later batch of this process."""
+        with self._lock:
+            self._thread = None
+        self._discard_producer()
+
     def _produce(self, batch: _Batch, messages: Sequence[Message]) -> None:
         try:
             producer = self._get_producer()
             if not self._topic_ready:
                 self.ensure_stream()
+                batch.broker_answered = True
         except Exception as exc:  # noqa: BLE001 - the batch fails as a whole; classified in the result
             batch.stop = (0, exc)
             return
@@ -274,7 +314,7 @@ class KafkaAdapter(AdapterBase):
         # Send what linger.ms still holds now (flush() overrides it) and serve the delivery reports
         # here, so the caller's wait for them starts with the round trip already under way.
         try:
-            producer.flush(self.publish_timeout)
+            serving(producer.flush, self.publish_timeout)
         except KafkaException as exc:  # fatal (e.g. the broker forgot our producer id): start afresh
             batch.failure = exc
 
@@ -282,7 +322,10 @@ class KafkaAdapter(AdapterBase):
         """Wait (bounded by the publish timeout) for a started batch's delivery reports."""
         try:  # building and producing take no network round trip (ensure_stream's are bounded)
             handle.produced_future.result(self.connect_timeout + self.publish_timeout * 2 + 2.0)
-        except Exception as exc:  # noqa: BLE001 - e.g. it did not finish in time: a transport failure
+        except FutureTimeout as exc:  # every call on that thread is bounded: it is wedged, or gone
+            handle.stop = handle.stop or (0, exc)
+            self._abandon_thread()
+        except Exception as exc:  # noqa: BLE001 - a transport failure
             handle.stop = handle.stop or (0, exc)
         # message.timeout.ms = the publish timeout: every produced message has its report by then.
         deadline = time.monotonic() + self.publish_timeout + 2.0
@@ -294,7 +337,7 @@ class KafkaAdapter(AdapterBase):
             if remaining <= 0:
                 break
             try:
-                producer.poll(min(remaining, 0.1))
+                serving(producer.poll, min(remaining, 0.1))
             except KafkaException as exc:  # fatal (e.g. the broker forgot our producer id): start afresh
                 handle.failure = exc
                 self._after_error(exc)
@@ -319,11 +362,25 @@ class KafkaAdapter(AdapterBase):
             if handle.stop is not None:
                 result.error, result.per_event = handle.stop[1], is_per_event(handle.stop[1])
         if result.error is not None:
-            self._after_error(result.error)
+            self._after_error(result.error, broker_answered=handle.broker_answered)
+        else:
+            self._stuck_batches = 0
         return result
 
-    def _after_error(self, error: BaseException) -> None:
+    def _after_error(self, error: BaseException, *, broker_answered: bool = False) -> None:
         found = kafka_error(error)
+        if broker_answered and not is_per_event(error):
+            # The broker answered the topic's lookup for this very batch, yet the batch failed on the
+            # transport. Twice since it last delivered, and the producer's own state is stuck (an
+            # idempotent producer whose id a restarted broker no longer knows retries that id until
+            # every message times out, run after run): a new one starts with new connections and a
+            # new producer id. Not at the first time: a new producer may spend its first batch (a
+            # publish timeout) acquiring its id.
+            self._stuck_batches += 1
+            if self._stuck_batches >= STUCK_BATCHES:
+                self._topic_ready = False
+                self._discard_producer()
+                return
         if found is None:  # no delivery report in time: a transport failure too
             self._topic_ready = False
             return
@@ -341,7 +398,8 @@ class KafkaAdapter(AdapterBase):
         if thread is not None and self._thread_pid == os.getpid():
             thread.shutdown(wait=True)
         if producer is not None and self._pid == os.getpid():
-            producer.flush(5)
+            with contextlib.suppress(KafkaException):
+                serving(producer.flush, 5)
 
 
 class _LibrdkafkaLog:

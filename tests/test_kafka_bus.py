@@ -187,3 +187,135 @@ def test_the_topic_is_created_once_with_the_configured_partitions(kafka_server) 
     # A second relay (or a restart) with another count leaves the existing topic alone.
     KafkaAdapter(config, TopicSettings(name="created.once", partitions=2)).ensure_stream()
     assert topic_partitions(kafka_server.bootstrap, "created.once") == 5
+
+
+# --- a producer that cannot go on is replaced, and never takes the relay's thread with it ----------------
+def _raise_as_the_extension_does(error: object) -> None:
+    """Raise ``error`` the way confluent-kafka's C code raises a fatal producer error: the bare
+    ``KafkaError`` object, set as the pending error (it is no exception class, so Python's ``raise``
+    refuses it). ctypes' ``pythonapi`` raises whatever error the called function left set."""
+    import ctypes
+
+    ctypes.pythonapi.PyErr_SetObject(ctypes.py_object(type(error)), ctypes.py_object(error))
+
+
+def _adapter(kafka_server, topic: str) -> KafkaAdapter:  # type: ignore[no-untyped-def]
+    config = event_bus_config(kafka_server.url, {})
+    return KafkaAdapter(config, TopicSettings(name=topic, partitions=1), publish_timeout=1.0, connect_timeout=1.0)
+
+
+def _messages(count: int, tag: str) -> list[Message]:
+    return [
+        Message(f"{tag}-{i}", "iam.test", json.dumps({"id": f"{tag}-{i}", "data": {}}).encode()) for i in range(count)
+    ]
+
+
+def test_a_fatal_error_raised_as_a_bare_kafka_error_becomes_a_kafka_exception() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from eventbus.kafka import kafka_error, serving
+
+    fatal = KafkaError(KafkaError.UNKNOWN_PRODUCER_ID, "the broker forgot our producer id", fatal=True)
+    with pytest.raises(KafkaException) as raised:
+        serving(_raise_as_the_extension_does, fatal)
+    found = kafka_error(raised.value)
+    assert found is not None and found.code() == KafkaError.UNKNOWN_PRODUCER_ID and found.fatal()
+    with pytest.raises(ZeroDivisionError):  # anything else goes through as it was
+        serving(lambda: 1 / 0)
+    assert serving(lambda wait: wait * 2, 1.5) == 3.0
+
+
+def _deliver(adapter: KafkaAdapter, tag: str, within: int) -> int:
+    """Publish a batch of 2 until it is delivered, as the relay does run after run; return the batches it
+    took. A new producer may spend its first batch, one publish timeout (1 s here), acquiring its producer
+    id; on the test broker, which knows no epoch bump, a producer whose messages timed out is stuck for
+    good and is replaced in turn: the bound is generous, the usual count is 1 to 4."""
+    for attempt in range(1, within + 1):
+        if adapter.publish_batch(_messages(2, f"{tag}{attempt}")).error is None:
+            return attempt
+    raise AssertionError(f"nothing delivered in {within} batches")
+
+
+def test_a_fatal_flush_fails_its_batch_and_a_new_producer_delivers(kafka_server) -> None:  # type: ignore[no-untyped-def]
+    """The fatal error of a flush on the adapter's thread used to end that thread: every later batch of
+    the process waited out its bound for a thread that was gone, and nothing was published again."""
+    from confluent_kafka import KafkaError, Producer
+
+    from eventbus.kafka import kafka_error
+
+    fatal = KafkaError(KafkaError.UNKNOWN_PRODUCER_ID, "the broker forgot our producer id", fatal=True)
+
+    class FatalOnFlush(Producer):  # a real producer, whose flush fails as a fatal error does
+        def flush(self, *args: float) -> int:
+            _raise_as_the_extension_does(fatal)
+            return 0
+
+    adapter = _adapter(kafka_server, "fatal.flush")
+    try:
+        _deliver(adapter, "warm", within=20)
+        broken = adapter._producer = FatalOnFlush(adapter.producer_config())
+        failed = adapter.publish_batch(_messages(3, "lost"))
+        assert failed.acked == 0 and not failed.per_event
+        found = kafka_error(failed.error) if failed.error is not None else None
+        assert found is not None and found.code() == KafkaError.UNKNOWN_PRODUCER_ID  # not a timeout
+        assert adapter._producer is None  # discarded: the next batch builds a new one
+        _deliver(adapter, "after", within=20)
+        assert adapter._producer is not broken
+        assert adapter._thread is not None and adapter._thread._threads  # the same kind of thread goes on
+    finally:
+        adapter.close()
+
+
+def test_a_producer_that_cannot_deliver_while_the_broker_answers_is_replaced(kafka_server) -> None:  # type: ignore[no-untyped-def]
+    """A producer stuck on its own state while the broker answers the adapter's topic lookup (after a
+    broker restart an idempotent producer can retry an id the broker no longer knows until every message
+    times out, run after run): after two such batches it is replaced, and the new one delivers."""
+    from confluent_kafka import Producer
+
+    from eventbus.kafka import STUCK_BATCHES
+
+    adapter = _adapter(kafka_server, "stuck.producer")
+    try:
+        _deliver(adapter, "warm", within=20)
+        # The same settings, but it never reaches a broker: its messages can only time out.
+        stuck = adapter._producer = Producer({**adapter.producer_config(), "bootstrap.servers": "127.0.0.1:9"})
+        # The first failure, a transport failure, sends the adapter to look the topic up again; then
+        # STUCK_BATCHES failures with the broker answering, and the stuck producer is gone.
+        for _ in range(1 + STUCK_BATCHES):
+            failed = adapter.publish_batch(_messages(2, "stuck"))
+            assert failed.error is not None and not failed.per_event and failed.acked == 0
+        assert adapter._producer is None
+        _deliver(adapter, "after", within=20)
+        assert adapter._producer is not stuck
+    finally:
+        adapter.close()
+
+
+def test_a_wedged_producer_call_costs_one_batch_not_the_relay(kafka_server) -> None:  # type: ignore[no-untyped-def]
+    """Every call on the adapter's thread is bounded; one that outlives its bound (wedged, or a thread that
+    is gone) fails its batch as a transport failure, and the next batch gets a new thread and producer."""
+    import threading
+
+    from confluent_kafka import Producer
+
+    release = threading.Event()
+
+    class WedgedOnFlush(Producer):
+        def flush(self, *args: float) -> int:  # the relay's flush hangs; a discarding flush(0) does not
+            if args and args[0] > 0:
+                release.wait(30)
+            return super().flush(0)
+
+    adapter = _adapter(kafka_server, "wedged.flush")
+    try:
+        _deliver(adapter, "warm", within=20)
+        thread = adapter._thread
+        adapter._producer = WedgedOnFlush(adapter.producer_config())
+        failed = adapter.publish_batch(_messages(2, "wedged"))  # waits out its bound: 1 + 2 x 1 + 2 s
+        assert isinstance(failed.error, TimeoutError) and not failed.per_event and failed.acked == 0
+        assert adapter._thread is None and adapter._producer is None
+        _deliver(adapter, "after", within=20)
+        assert adapter._thread is not thread
+    finally:
+        release.set()
+        adapter.close()
