@@ -13,22 +13,26 @@ from attributes.selectors import pii_keys
 from core.errors import FieldError, ValidationFailed
 
 
-def released(principal: Principal, tenant_id: UUID | str | None, data: Any) -> Any:
+def released(
+    principal: Principal, tenant_id: UUID | str | None, data: Any, *, pii: frozenset[str] | None = None
+) -> Any:
     """``data`` (one serialized object or a list, each with ``attributes``) with the values the
-    principal's policy lets out; ``tenant_id`` ``None``: each object is a tenant (its own ``id``)."""
+    principal's policy lets out; ``tenant_id`` ``None``: each object is a tenant (its own ``id``).
+    ``pii``: the tenant's PII keys when the caller holds them (``attributes.selectors.tenant_schema``),
+    not to be read again."""
     release, with_pii = principal.release, 0
     if release.full and principal.kind != "key":  # a console user: nothing to cut, nothing to count
         return data
     items = data if isinstance(data, list) else [data]
-    cached: dict[str, set[str]] = {}
+    cached: dict[str, frozenset[str] | set[str]] = {} if pii is None else {str(tenant_id): pii}
     for item in items:
         owner = str(tenant_id if tenant_id is not None else item["id"])
         if owner not in cached:
             cached[owner] = pii_keys(UUID(owner))
-        pii = cached[owner]
-        if release.full and not pii:
+        flagged = cached[owner]
+        if release.full and not flagged:
             continue
-        item["attributes"], released_pii = restrict(dict(item["attributes"]), pii, release)
+        item["attributes"], released_pii = restrict(dict(item["attributes"]), flagged, release)
         with_pii += released_pii
     if with_pii and principal.kind == "key":
         pii_read_count(key_id=principal.id, subjects=with_pii)

@@ -29,6 +29,7 @@ from psycopg import sql
 from attributes import holders
 from attributes.models import AttributeDefinition, SearchIndex
 from attributes.search import TEXT_TYPES, TYPED_FUNCTION
+from attributes.selectors import forget_schemas
 
 Type = AttributeDefinition.Type
 INDEXED_TYPES = (*TYPED_FUNCTION, *TEXT_TYPES)
@@ -141,10 +142,12 @@ def search_index_sync(*, definition_id: Any) -> SearchIndex | None:
         _drop(index_name(definition, shape=1))  # the first shape's index, superseded (nothing if none)
     index.finished_at = timezone.now()
     index.save(update_fields=["state", "error", "finished_at"])
+    forget_schemas()
     return index
 
 
 def search_index_drop(*, name: str) -> None:
     SearchIndex.objects.filter(name=name).update(state=SearchIndex.State.DROPPING)
+    forget_schemas()
     _drop(name)
     SearchIndex.objects.filter(name=name).delete()

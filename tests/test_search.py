@@ -289,3 +289,43 @@ def test_searchable_is_editable_through_the_api(api, corp, django_capture_on_com
     assert response.json()["searchable"] is True and len(callbacks) == 1
     response = api.patch("/api/v1/tenants/corp/attribute-definitions/groups/", {"searchable": True}, format="json")
     assert response.status_code == 400 and response.json()["errors"][0]["pointer"] == "/searchable"
+
+
+# --- the tenant's schema, held by the process between requests (attributes.selectors.tenant_schema) -----
+def _definition_reads(api, params) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        found = ids(api, params)
+    return sum("attributes_attributedefinition" in q["sql"] for q in queries.captured_queries), found
+
+
+def test_a_search_reads_the_tenants_schema_once_and_every_change_on_the_next_request(api, corp) -> None:  # type: ignore[no-untyped-def]
+    assert _definition_reads(api, {"q": "clearance ge 3"}) == (1, ["a", "c"])
+    assert _definition_reads(api, {"q": "clearance ge 3"}) == (0, ["a", "c"])  # held: no query
+    bad(api, {"q": "level eq 2"}, "/q", "unknown")
+    UserFactory(tenant=corp, external_id="f", attributes={})
+    base = "/api/v1/tenants/corp/attribute-definitions/"
+    created = api.post(base, {"key": "level", "type": "integer"}, format="json")
+    assert created.status_code == 201, created.content
+    # The write bumped the tenant's schema version: the next request, in any process, reads it again.
+    assert _definition_reads(api, {"q": "level missing"}) == (1, ["a", "b", "c", "d", "e", "f"])
+    deleted = api.delete(f"{base}level/", HTTP_IF_MATCH=created["ETag"])
+    assert deleted.status_code == 204, deleted.content
+    bad(api, {"q": "level missing"}, "/q", "unknown")
+
+
+def test_a_change_that_bypasses_the_services_is_seen_once_the_held_schema_is_old(api, corp, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every service that changes a definition bumps the tenant's schema version; anything else (a data
+    fix in SQL) is seen within SCHEMA_SECONDS, as is a search index built by another process."""
+    from attributes import selectors
+    from attributes.models import AttributeDefinition
+    from core.guards import domain_write
+
+    assert ids(api, {"q": "clearance ge 3"}) == ["a", "c"]
+    with domain_write():  # not through the services: no version bump
+        AttributeDefinition.objects.create(tenant=corp, key="level", type="integer")
+    bad(api, {"q": "level missing"}, "/q", "unknown")  # the held schema
+    monkeypatch.setattr(selectors, "SCHEMA_SECONDS", 0.0)
+    assert ids(api, {"q": "level missing"}) == ["a", "b", "c", "d", "e"]

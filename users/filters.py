@@ -20,7 +20,7 @@ from access.release import FULL
 from attributes.models import AttributeDefinition
 from attributes.query import MAX_CONDITIONS, QueryError, parse_expression, parse_parameter
 from attributes.search import ORDERABLE_TYPES, Compiler, query_error, sort_expression
-from attributes.selectors import definitions_for
+from attributes.selectors import tenant_schema
 from core.errors import FieldError, ValidationFailed
 from users.models import User
 
@@ -44,9 +44,10 @@ def _definitions(view: Any) -> list[AttributeDefinition]:
     if cached is None:
         principal = getattr(view, "principal", None)
         release = principal.release if principal is not None else FULL
+        schema = tenant_schema(tenant_id=view.tenant.id, schema_version=view.tenant.schema_version)
         cached = [
             definition
-            for definition in definitions_for(tenant_id=view.tenant.id, target=AttributeDefinition.Target.USER)
+            for definition in schema.of(AttributeDefinition.Target.USER)
             if release.allows(definition.key, {definition.key} if definition.pii else set())
         ]
         view._user_definitions = cached
