@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from typing import NamedTuple
 from uuid import UUID
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 
 from attributes.models import TARGETS_OF_SUBJECT, AttributeDefinition, SearchIndex
 from core.errors import NotFound
@@ -16,12 +17,12 @@ from core.errors import NotFound
 def definitions_for(*, tenant_id: UUID, target: str) -> list[AttributeDefinition]:
     """The definitions a subject of kind ``target`` (user, group, tenant) holds values of, each with
     ``search_ready``: whether its search index is built (the search compiles for it only then)."""
+    return list(_with_search_ready(tenant_id).filter(target__in=TARGETS_OF_SUBJECT[target]))
+
+
+def _with_search_ready(tenant_id: UUID) -> QuerySet[AttributeDefinition]:
     ready = SearchIndex.objects.filter(definition=OuterRef("pk"), state=SearchIndex.State.READY)
-    return list(
-        AttributeDefinition.objects.filter(tenant_id=tenant_id, target__in=TARGETS_OF_SUBJECT[target]).annotate(
-            search_ready=Exists(ready)
-        )
-    )
+    return AttributeDefinition.objects.filter(tenant_id=tenant_id).annotate(search_ready=Exists(ready))
 
 
 class Schema(NamedTuple):
@@ -46,6 +47,7 @@ class Schema(NamedTuple):
 SCHEMA_SECONDS = 10.0
 SCHEMAS_HELD = 1024  # tenants whose schema a process holds (least recently used dropped first)
 _schemas: OrderedDict[UUID, Schema] = OrderedDict()
+_schemas_lock = threading.Lock()  # a threaded worker's requests share the process's copies
 
 
 def tenant_schema(*, tenant_id: UUID, schema_version: int) -> Schema:
@@ -57,23 +59,25 @@ def tenant_schema(*, tenant_id: UUID, schema_version: int) -> Schema:
     The definitions are shared between requests: callers must not change them.
     """
     now = time.monotonic()
-    held = _schemas.get(tenant_id)
-    if held is not None and held.version == schema_version and now - held.read_at < SCHEMA_SECONDS:
-        _schemas.move_to_end(tenant_id)
-        return held
-    ready = SearchIndex.objects.filter(definition=OuterRef("pk"), state=SearchIndex.State.READY)
-    definitions = tuple(AttributeDefinition.objects.filter(tenant_id=tenant_id).annotate(search_ready=Exists(ready)))
+    with _schemas_lock:
+        held = _schemas.get(tenant_id)
+        if held is not None and held.version == schema_version and now - held.read_at < SCHEMA_SECONDS:
+            _schemas.move_to_end(tenant_id)
+            return held
+    definitions = tuple(_with_search_ready(tenant_id))
     schema = Schema(schema_version, now, definitions, frozenset(d.key for d in definitions if d.pii))
-    _schemas[tenant_id] = schema
-    _schemas.move_to_end(tenant_id)
-    while len(_schemas) > SCHEMAS_HELD:
-        _schemas.popitem(last=False)
+    with _schemas_lock:
+        _schemas[tenant_id] = schema
+        _schemas.move_to_end(tenant_id)
+        while len(_schemas) > SCHEMAS_HELD:
+            _schemas.popitem(last=False)
     return schema
 
 
 def forget_schemas() -> None:
     """Drop every held schema: this process built or dropped a search index (``search_ready`` moved)."""
-    _schemas.clear()
+    with _schemas_lock:
+        _schemas.clear()
 
 
 def definition_get(*, tenant_id: UUID, key: str) -> AttributeDefinition:
