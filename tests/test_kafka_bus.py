@@ -14,7 +14,8 @@ from django.conf import settings
 from core.config import ConfigError, event_bus_config
 from core.db import tokens
 from eventbus.base import Message
-from eventbus.kafka import KafkaAdapter, TopicSettings, is_per_event, kafka_record
+from eventbus.kafka import KafkaAdapter, TopicSettings, kafka_record
+from eventbus.kafka_errors import is_per_event
 from outbox.models import OutboxEvent
 from tests.factories import TenantFactory, UserFactory
 from tests.kafka_topic import topic_messages, topic_partitions
@@ -213,7 +214,7 @@ def _messages(count: int, tag: str) -> list[Message]:
 def test_a_fatal_error_raised_as_a_bare_kafka_error_becomes_a_kafka_exception() -> None:
     from confluent_kafka import KafkaError, KafkaException
 
-    from eventbus.kafka import kafka_error, serving
+    from eventbus.kafka_errors import kafka_error, serving
 
     fatal = KafkaError(KafkaError.UNKNOWN_PRODUCER_ID, "the broker forgot our producer id", fatal=True)
     with pytest.raises(KafkaException) as raised:
@@ -241,7 +242,7 @@ def test_a_fatal_flush_fails_its_batch_and_a_new_producer_delivers(kafka_server)
     the process waited out its bound for a thread that was gone, and nothing was published again."""
     from confluent_kafka import KafkaError, Producer
 
-    from eventbus.kafka import kafka_error
+    from eventbus.kafka_errors import kafka_error
 
     fatal = KafkaError(KafkaError.UNKNOWN_PRODUCER_ID, "the broker forgot our producer id", fatal=True)
 
@@ -272,7 +273,7 @@ def test_a_producer_that_cannot_deliver_while_the_broker_answers_is_replaced(kaf
     times out, run after run): after two such batches it is replaced, and the new one delivers."""
     from confluent_kafka import Producer
 
-    from eventbus.kafka import STUCK_BATCHES
+    from eventbus.kafka_errors import STUCK_BATCHES
 
     adapter = _adapter(kafka_server, "stuck.producer")
     try:
