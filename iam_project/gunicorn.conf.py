@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from gunicorn import glogging  # type: ignore[import-untyped]  # gunicorn ships no types
+
 # Sets the PostgreSQL application_name (iam-web) before Django's settings are imported by a worker.
 os.environ.setdefault("IAM_ROLE", "web")
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -108,6 +110,22 @@ forwarded_allow_ips = "*"
 # No access log: the app logs every request itself as JSON (method, route, status, duration,
 # request id). Gunicorn's own messages go to stdout as JSON as well.
 accesslog = None
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger, whose access log is on only when ``accesslog`` names a file.
+
+    gunicorn deems its access log on whenever ``logconfig_dict`` is set (as below), and then builds
+    every request's log atoms (the environ, request and response headers) for a logger that drops
+    them (``gunicorn.access`` at CRITICAL): work on every request, for nothing.
+    """
+
+    def access(self, resp, req, environ, request_time):
+        if self.cfg.accesslog:  # an operator's --access-logfile: as gunicorn does
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = Logger
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
 logconfig_dict = {
