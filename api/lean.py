@@ -99,7 +99,11 @@ class LeanRoute:
     def resolved(self) -> ResolverMatch:
         if self.match is None:
             self.match = resolve(self.sample)
-            view = self.match.func.view_class()  # type: ignore[attr-defined]  # set on the function by View.as_view(); django-stubs type func as a plain Callable
+            func: Any = self.match.func  # django-stubs type it as a plain Callable
+            actions = getattr(func, "actions", None)  # a viewset's route (ViewSetMixin.as_view)
+            view = func.cls(**func.initkwargs) if actions is not None else func.view_class()
+            for method, action in (actions or {}).items():
+                setattr(view, method, getattr(view, action))  # as the viewset's view function does
             if hasattr(view, "get") and not hasattr(view, "head"):
                 view.head = view.get  # as View.setup() does
             self.allow = ", ".join(view.allowed_methods)  # what DRF's responses carry

@@ -348,7 +348,11 @@ PIP_NEAR_CACHE = env.bool("PIP_NEAR_CACHE", default=True)
 PIP_NEAR_CACHE_ENTRIES = env.int("PIP_NEAR_CACHE_ENTRIES", default=50_000)  # per worker, ~2.6 KB each (10 attributes)
 PIP_CACHE_CONTROL = env.str("PIP_CACHE_CONTROL", default="private, max-age=0, must-revalidate")
 PIP_BATCH_MAX = env.int("PIP_BATCH_MAX", default=100)
-LEAN_ROUTES = ["api.resolver.lean.ROUTES", "iam_project.lean_routes.SCIM_ROUTES"]  # api/lean.py
+LEAN_ROUTES = [
+    "api.resolver.lean.ROUTES",
+    "api.users.lean.ROUTES",
+    "iam_project.lean_routes.SCIM_ROUTES",
+]  # api/lean.py
 
 # --- audit ----------------------------------------------------------------------------------------
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import django_filters
 from django.db.models import Q, QuerySet
 from rest_framework.filters import BaseFilterBackend, OrderingFilter
 from rest_framework.request import Request
 
-from access.release import FULL
+from access.release import FULL, Release
 from attributes.models import AttributeDefinition
 from attributes.query import MAX_CONDITIONS, QueryError, parse_expression, parse_parameter
 from attributes.search import ORDERABLE_TYPES, Compiler, query_error, sort_expression
@@ -38,20 +39,27 @@ class UserFilter(django_filters.FilterSet):
 
 
 def _definitions(view: Any) -> list[AttributeDefinition]:
-    """The definitions a search may name: those the caller's release policy lets out (access/release.py),
-    so that searching or sorting by a withheld key is the 400 of an unknown key, never an oracle."""
+    """The definitions a search of this view's request may name (:func:`searchable_definitions`)."""
     cached = getattr(view, "_user_definitions", None)
     if cached is None:
         principal = getattr(view, "principal", None)
-        release = principal.release if principal is not None else FULL
-        schema = tenant_schema(tenant_id=view.tenant.id, schema_version=view.tenant.schema_version)
-        cached = [
-            definition
-            for definition in schema.of(AttributeDefinition.Target.USER)
-            if release.allows(definition.key, {definition.key} if definition.pii else set())
-        ]
+        cached = searchable_definitions(
+            view.tenant.id, view.tenant.schema_version, principal.release if principal is not None else FULL
+        )
         view._user_definitions = cached
     return cached
+
+
+def searchable_definitions(tenant_id: UUID, schema_version: int, release: Release) -> list[AttributeDefinition]:
+    """The user definitions a search may name: those the caller's release policy lets out
+    (access/release.py), so that searching or sorting by a withheld key is the 400 of an unknown key,
+    never an oracle. From the tenant's held schema (``tenant_schema``): no query while it holds."""
+    schema = tenant_schema(tenant_id=tenant_id, schema_version=schema_version)
+    return [
+        definition
+        for definition in schema.of(AttributeDefinition.Target.USER)
+        if release.allows(definition.key, {definition.key} if definition.pii else set())
+    ]
 
 
 def attribute_search(params: Any, definitions: list[AttributeDefinition]) -> Q | None:
