@@ -18,7 +18,7 @@ from django.test import Client
 from access.keys import api_key_create
 from api.users import lean as users_door
 from attributes.models import AttributeDefinition
-from attributes.services import definition_update
+from attributes.services import definition_create, definition_delete, definition_update
 from core.errors import DomainError
 from core.guards import domain_write
 from tests.factories import TenantFactory, UserFactory
@@ -186,3 +186,29 @@ def test_a_tenant_by_id_and_another_time_zone(keys, answered, monkeypatch, lean,
     body = assert_same(monkeypatch, keys["full"], URL, {"page_size": "2"}).json()
     assert body["results"][0]["created_at"].endswith("+05:30")
     assert answered == [True], "outside UTC the door leaves the list to the view"
+
+
+def test_a_search_is_compiled_once_per_schema_and_policy(keys, monkeypatch, lean) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    compiled: list[int] = []
+    original = users_door.attribute_search
+
+    def counting(*args: Any) -> Any:
+        compiled.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(users_door, "attribute_search", counting)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {keys['full']}")
+    first = client.get(URL, {"q": "clearance ge 2", "page_size": "1"})
+    assert first.status_code == 200 and len(compiled) == 1
+    client.get(first.json()["next"])  # the next page: the same search
+    client.get(URL, {"q": "clearance ge 2", "page_size": "3"})
+    assert len(compiled) == 1
+    narrow = Client(HTTP_AUTHORIZATION=f"Bearer {keys['plain']}")
+    assert narrow.get(URL, {"q": "name eq Ada"}).status_code == 400  # PII withheld from this key
+    assert Client(HTTP_AUTHORIZATION=f"Bearer {keys['full']}").get(URL, {"q": "name eq Ada"}).status_code == 200
+    assert narrow.get(URL, {"q": "name eq Ada"}).status_code == 400, "another policy's compiled search is not reused"
+    unused = definition_create(tenant=lean, key="rank", type="integer")
+    assert client.get(URL, {"q": "rank ge 2"}).json()["results"] == []
+    definition_delete(definition=unused)
+    gone = client.get(URL, {"q": "rank ge 2"})
+    assert gone.status_code == 400 and gone.json()["errors"][0]["rule"] == "unknown", "the schema moved on"
