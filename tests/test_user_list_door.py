@@ -101,6 +101,7 @@ PAGES = [
     {"external_id": "cé"},
     {"q": "name eq nobody"},
     {"page_size": "1000"},  # capped
+    {"page_size": "9" * 40},
 ]
 
 
@@ -150,7 +151,14 @@ def test_whole_second_timestamps_and_cursors(keys, monkeypatch) -> None:  # type
         (URL, {"q": "name eq 'x' OR 1=1; DROP TABLE users_user --"}, 400),
         (URL, {"attr.name'--": "x"}, 400),
         (URL, {"q": "(" * 200}, 400),
+        (URL, {"q": "name eq x" * 300}, 400),  # too long
+        (URL + "?q=name%20eq%20%ED%A0%80", None, 400),  # a lone surrogate's bytes
+        (URL, {"attr.nаme": "x"}, 400),  # a Cyrillic "а": a look-alike key
+        (URL, {"attr.clearance__between": ",".join(["1"] * 500)}, 400),
+        (URL, {f"attr.k{n}": "1" for n in range(25)}, 400),  # too many conditions
         ("/api/v1/tenants/nope/users/", {}, 404),
+        ("/api/v1/tenants/" + "x" * 5000 + "/users/", {}, 404),
+        ("/api/v1/tenants/%F0%9F%9A%80/users/", {}, 404),
         ("/api/v1/tenants/other/users/", {}, 404),  # a tenant the key does not reach
         ("/api/v1/tenants/00000000-0000-0000-0000-000000000000/users/", {}, 404),
     ],
@@ -169,6 +177,7 @@ def test_errors_are_the_views(keys, answered, monkeypatch, url, params, status) 
         ({"page_size": "x"}, {}),
         ({"external_id": ["a", "b"]}, {}),
         ({"cursor": "bm9wZQ"}, {}),  # a cursor that is not one: the view's 400
+        ({"cursor": "cD0yMDI2LTAxLTAxJTAw"}, {}),  # p=2026-01-01%00: a NUL in the position
         ({"unknown": "1"}, {}),
         ({}, {"HTTP_ACCEPT": "text/html"}),
         ({}, {"HTTP_ACCEPT": "application/json; indent=4"}),
@@ -177,6 +186,11 @@ def test_errors_are_the_views(keys, answered, monkeypatch, url, params, status) 
 def test_what_the_door_leaves_to_the_view(keys, answered, monkeypatch, params, headers) -> None:  # type: ignore[no-untyped-def]
     assert_same(monkeypatch, keys["full"], URL, params, **headers)
     assert not any(answered)
+
+
+def test_a_nul_is_refused_before_the_door(keys, answered, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    response = assert_same(monkeypatch, keys["full"], URL + "?q=name%20eq%20a%00b")
+    assert response.status_code == 400 and not answered
 
 
 def test_a_tenant_by_id_and_another_time_zone(keys, answered, monkeypatch, lean, settings) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
