@@ -136,6 +136,11 @@ def test_an_untokened_read_is_served_by_the_replica(stack: Stack) -> None:
 
 
 def test_with_replay_paused_the_token_read_answers_the_write_and_the_untokened_one_the_replica(stack: Stack) -> None:
+    made = ph.manage(
+        ["create_api_key", "--name", "directory", "--scopes", "directory:read"], dict(stack.env), timeout=60
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    directory = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
     stack.standby.pause_replay()
     try:
         token = stack.set_level(2)
@@ -154,6 +159,13 @@ def test_with_replay_paused_the_token_read_answers_the_write_and_the_untokened_o
         assert api_get.status == 200 and api_get.json()["attributes"] == {"level": 1}
         api_get = ph.http_request(stack.port, "GET", stack.user_url, headers={**AUTH, "Consistency-Token": token})
         assert api_get.status == 200 and api_get.json()["attributes"] == {"level": 2}
+
+        # A search with a key (the lean door, api/users/lean.py) reads where the view would.
+        search = f"/api/v1/tenants/{TENANT}/users/?q=level%20ge%202"
+        found = ph.http_request(stack.port, "GET", search, headers=directory)
+        assert found.status == 200 and found.json()["results"] == [], "the replica, which has not seen level 2"
+        found = ph.http_request(stack.port, "GET", search, headers={**directory, "Consistency-Token": token})
+        assert found.status == 200 and [user["external_id"] for user in found.json()["results"]] == [SUBJECT]
     finally:
         stack.standby.resume_replay()
 

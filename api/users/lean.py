@@ -55,6 +55,7 @@ from api.release import released
 from attributes.selectors import tenant_schema
 from core.api.pagination import CursorPagination
 from core.db.base import prepared_cursor
+from core.db.replicas import read_connection
 from core.errors import NotFound
 from users.filters import ATTR_PREFIX, attribute_search, searchable_definitions
 from users.models import User
@@ -146,7 +147,7 @@ def _tenant(principal: Principal, ref: str) -> tuple[uuid.UUID, int]:
     except ValueError:
         column, value = "slug", ref
     reach = principal.tenant_ids
-    with prepared_cursor(connection) as cursor:
+    with prepared_cursor(read_connection()) as cursor:  # a replica's, in a read scope (core.db.replicas)
         cursor.execute(TENANT.format(column=column), [value, reach is None, [str(t) for t in reach or ()]])
         found = cursor.fetchone()
     if found is None:
@@ -204,7 +205,7 @@ def users_page(request: HttpRequest, principal: Principal, kwargs: dict[str, str
             after = f' AND "{TABLE}"."created_at" {">" if reverse else "<"} %s::timestamptz'
         order = "ASC" if reverse else "DESC"
         sql = f'{PAGE}{"".join(filters)}{where}{after} ORDER BY "{TABLE}"."created_at" {order} LIMIT %s OFFSET %s'
-        with connection.cursor() as cursor:
+        with read_connection().cursor() as cursor:  # a replica, in a read scope
             cursor.execute(
                 sql, [tenant_id, *filter_params, *where_params, *([position] if after else []), limit, offset]
             )
