@@ -19,6 +19,7 @@ from rest_framework.serializers import Serializer
 
 from api.base import TenantScopedViewSet, expected_version, with_etag
 from api.release import released, within_release
+from attributes.selectors import tenant_schema
 
 
 def crud_scopes(read: str, write: str) -> dict[str, str]:
@@ -80,17 +81,18 @@ class VersionedCrudViewSet(TenantScopedViewSet):
     def service_delete(self, obj: Any, *, expected_version: int | None) -> None:
         self.writes.delete(**{self.writes.subject: obj}, expected_version=expected_version)
 
+    def _released(self, data: Any) -> Any:
+        """``data`` with what the principal's release policy lets out, the tenant's PII keys from its
+        held schema (``tenant_schema``: no query while it holds)."""
+        pii = tenant_schema(tenant_id=self.tenant.id, schema_version=self.tenant.schema_version).pii
+        return released(self.principal, self.tenant.id, data, pii=pii)
+
     def _answer(self, obj: Any, code: int = status.HTTP_200_OK) -> Response:
-        return with_etag(
-            Response(released(self.principal, self.tenant.id, self.output_serializer(obj).data), status=code),
-            obj.version,
-        )
+        return with_etag(Response(self._released(self.output_serializer(obj).data), status=code), obj.version)
 
     def list(self, request: Request, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(
-            released(self.principal, self.tenant.id, self.output_serializer(page, many=True).data)
-        )
+        return self.get_paginated_response(self._released(self.output_serializer(page, many=True).data))
 
     def create(self, request: Request, **kwargs: Any) -> Response:
         data = self.input_serializer(data=request.data)

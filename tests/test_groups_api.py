@@ -153,3 +153,22 @@ def test_scopes(api, acme) -> None:  # type: ignore[no-untyped-def]
     assert client.get(f"{BASE}{group.id}/members/").status_code == 200
     assert client.post(f"{BASE}{group.id}/members/", {"ids": []}, format="json").status_code == 403
     assert client.post(BASE, {"key": "x"}, format="json").status_code == 403
+
+
+def test_a_keys_group_pages_read_the_pii_keys_from_the_held_schema(acme) -> None:  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    from access.keys import api_key_create
+
+    DefinitionFactory(tenant=acme, key="badge", type="string", target="user_and_group", pii=True)
+    GroupFactory(tenant=acme, attributes={"department": "eng", "badge": "b-1"})
+    _, reader = api_key_create(name="r", scopes=["directory:read"], tenants=[acme])  # no pii:read
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {reader}")
+    assert client.get(BASE).json()["results"][0]["attributes"] == {"department": "eng"}  # the schema, now held
+    with CaptureQueriesContext(connection) as page:
+        listed = client.get(BASE).json()["results"]
+    assert listed[0]["attributes"] == {"department": "eng"}, "the PII value withheld"
+    assert not [q["sql"] for q in page.captured_queries if "attributes_attributedefinition" in q["sql"]]

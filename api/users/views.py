@@ -11,9 +11,7 @@ from rest_framework.response import Response
 
 from access import scopes as S
 from api.crud import AggregateServices, VersionedCrudViewSet, crud_schemas, crud_scopes
-from api.release import released
 from api.users.serializers import USER_OUTPUT_FIELDS, UserInputSerializer, UserOutputSerializer, user_rows
-from attributes.selectors import tenant_schema
 from users import services
 from users.filters import AttributeFilterBackend, AttributeOrderingFilter, UserFilter
 from users.models import User
@@ -68,5 +66,4 @@ class UserViewSet(VersionedCrudViewSet):
         # would (tests/test_user_list_lean.py). An ordering annotation rides along for the cursor.
         found = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(found.values(*USER_OUTPUT_FIELDS, *found.query.annotations))
-        pii = tenant_schema(tenant_id=self.tenant.id, schema_version=self.tenant.schema_version).pii
-        return self.get_paginated_response(released(self.principal, self.tenant.id, user_rows(page or ()), pii=pii))
+        return self.get_paginated_response(self._released(user_rows(page or ())))
